@@ -1,0 +1,151 @@
+//! Shared helpers for the end-to-end tests: a server on a free loopback port, the
+//! `ubuntu-ci` binary, the example package built into a temporary folder.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use ubuntu_ci_core::config::{Config, Services};
+use ubuntu_ci_core::server::{self, ServerState};
+
+/// The test token of in-process servers.
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A running in-process server over local state in a temporary data dir.
+pub struct TestServer {
+    /// The server's base URL (`http://127.0.0.1:PORT/`).
+    pub url: url::Url,
+    /// Its services, to look behind the API.
+    pub services: Services,
+    /// The data dir.
+    pub data_dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    /// Starts a server on a free port with SQLite and the filesystem store.
+    pub async fn start() -> TestServer {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = url::Url::parse(&format!("http://{}/", listener.local_addr().expect("addr")))
+            .expect("url");
+        let config = Config {
+            data_dir: Some(data_dir.path().to_path_buf()),
+            ..Config::default()
+        };
+        let services = config
+            .connect(Some(url.join("store/").expect("join")))
+            .await
+            .expect("services");
+        let state = ServerState::new(services.clone(), TOKEN.into(), url.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = server::serve(listener, state, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        TestServer {
+            url,
+            services,
+            data_dir,
+            stop: Some(stop),
+        }
+    }
+
+    /// The absolute URL of `path`.
+    pub fn at(&self, path: &str) -> String {
+        self.url
+            .join(path.trim_start_matches('/'))
+            .expect("join")
+            .to_string()
+    }
+
+    /// The server's services as a client sees them (HTTP backends).
+    pub async fn client(&self, token: Option<&str>) -> Services {
+        Config {
+            server: Some(self.url.to_string()),
+            token: token.map(str::to_owned),
+            ..Config::default()
+        }
+        .connect(None)
+        .await
+        .expect("client services")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The `.changes` files of the example package, built by its script into `dir`.
+pub fn build_example_package(dir: &Path) -> PathBuf {
+    let script = repo_root().join("examples/packages/build-source.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(dir)
+        .status()
+        .expect("run build-source.sh");
+    assert!(status.success(), "{} failed", script.display());
+    let changes = std::fs::read_dir(dir)
+        .expect("read out dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with("_source.changes"))
+        .expect("a _source.changes");
+    changes
+}
+
+/// An `Arc` of anything, for APIs that share.
+pub fn shared<T>(value: T) -> Arc<T> {
+    Arc::new(value)
+}
+
+/// The `ubuntu-ci` binary of this build (built by `cargo test --workspace`; built here if
+/// a narrower `cargo test` left it out).
+pub fn ubuntu_ci_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> → target/<profile>/ubuntu-ci
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary in target/<profile>/deps");
+    let binary = profile_dir.join("ubuntu-ci");
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "ubuntu-ci-cli"])
+            .current_dir(repo_root())
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "cargo build -p ubuntu-ci-cli failed");
+    }
+    binary
+}
+
+/// A `Command` for `ubuntu-ci` with a private data dir and no outside configuration.
+pub fn ubuntu_ci(data_dir: &Path) -> Command {
+    let mut command = Command::new(ubuntu_ci_binary());
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("XDG_CONFIG_HOME", data_dir.join("config"))
+        .env_remove("UBUNTU_CI_CONFIG")
+        .env_remove("UBUNTU_CI_SERVER")
+        .env_remove("UBUNTU_CI_TOKEN")
+        .env_remove("UBUNTU_CI_JSON")
+        .env_remove("UBUNTU_CI_DATA_DIR");
+    command
+}

@@ -1,0 +1,383 @@
+//! `ubuntu-ci` as a user runs it: create-ticket on the example package, embedded and
+//! against `ubuntu-ci serve`; the bad-upload corpus; `store` round trips.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+use ubuntu_ci_tests::{build_example_package, repo_root, ubuntu_ci};
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("run ubuntu-ci")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn ok(output: Output) -> Output {
+    assert!(
+        output.status.success(),
+        "ubuntu-ci failed ({:?}):\n{}\n{}",
+        output.status.code(),
+        stdout(&output),
+        stderr(&output)
+    );
+    output
+}
+
+fn json(output: Output) -> Value {
+    let output = ok(output);
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+fn ticket_count(data_dir: &Path) -> u64 {
+    let list = json(run(ubuntu_ci(data_dir).args(["--json", "ticket", "list"])));
+    list["meta"]["total_count"].as_u64().expect("total_count")
+}
+
+fn stored_containers(data_dir: &Path) -> Vec<Value> {
+    let list = json(run(ubuntu_ci(data_dir).args(["--json", "store", "ls"])));
+    list.as_array().expect("array").clone()
+}
+
+#[test]
+fn create_ticket_stores_every_file_and_records_artifacts() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let changes = build_example_package(&work.path().join("pkg"));
+
+    let output = ok(run(ubuntu_ci(&data).args([
+        "create_ticket",
+        "-t",
+        "hello-ci 1.0-1",
+        "-d",
+        "rebuild",
+        "-b",
+        "123",
+        "-o",
+        "dev@example.com",
+        "-s",
+    ])
+    .arg(&changes)));
+    assert_eq!(stdout(&output).trim(), "/api/v1/ticket/1/");
+
+    let ticket = json(run(ubuntu_ci(&data).args(["--json", "ticket", "show", "1"])));
+    assert_eq!(ticket["title"], "hello-ci 1.0-1");
+    assert_eq!(ticket["bug_id"], "https://bugs.launchpad.net/bugs/123");
+    assert_eq!(ticket["owner"], "dev@example.com");
+    assert_eq!(ticket["subtickets"].as_array().unwrap().len(), 1);
+    assert_eq!(ticket["subtickets"][0]["assignee"], "dev@example.com");
+    let artifacts = ticket["artifacts"].as_array().unwrap();
+    let mut names: Vec<&str> = artifacts.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        vec![
+            "hello-ci_1.0-1.debian.tar.xz",
+            "hello-ci_1.0-1.dsc",
+            "hello-ci_1.0-1_source.changes",
+            "hello-ci_1.0.orig.tar.gz",
+        ]
+    );
+    let dir = changes.parent().unwrap();
+    for artifact in artifacts {
+        assert_eq!(artifact["type"], "SPU");
+        let name = artifact["name"].as_str().unwrap();
+        let reference = artifact["reference"].as_str().unwrap();
+        assert!(
+            reference.ends_with(&format!("/ticket.1.sources/{name}")),
+            "the URL names container and object: {reference}"
+        );
+        let path = url::Url::parse(reference).unwrap().to_file_path().unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(dir.join(name)).unwrap(),
+            "{name} stored as uploaded"
+        );
+    }
+    // The store lists the public container with the four files.
+    let containers = stored_containers(&data);
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0]["name"], "ticket.1.sources");
+    assert_eq!(containers[0]["public"], true);
+    assert_eq!(containers[0]["object_count"], 4);
+
+    // The same upload again: a new ticket reusing the upload, with its own copy.
+    let again = json(run(ubuntu_ci(&data)
+        .args(["--json", "create-ticket", "-t", "again", "-o", "dev@example.com", "-s"])
+        .arg(&changes)));
+    assert_eq!(again["id"], 2);
+    assert_eq!(
+        again["subtickets"][0]["source_package_upload"],
+        ticket["subtickets"][0]["source_package_upload"],
+        "identical files reuse the upload"
+    );
+    assert_eq!(stored_containers(&data).len(), 2);
+}
+
+#[test]
+fn a_version_with_other_files_is_a_conflict_and_creates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let changes = build_example_package(&work.path().join("pkg"));
+    ok(run(ubuntu_ci(&data)
+        .args(["create-ticket", "-t", "first", "-o", "dev@example.com", "-s"])
+        .arg(&changes)));
+
+    // Same version, different content: rebuild after changing the package.
+    let other = work.path().join("other");
+    let copy = work.path().join("hello-ci");
+    copy_tree(&repo_root().join("examples/packages/hello-ci"), &copy);
+    let readme = copy.join("README");
+    std::fs::write(&readme, "a different upstream\n").unwrap();
+    let status = Command::new("bash")
+        .arg(repo_root().join("examples/packages/build-source.sh"))
+        .arg(&other)
+        .env("HELLO_CI_SOURCE_DIR", &copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let other_changes = other.join(changes.file_name().unwrap());
+    let output = run(ubuntu_ci(&data)
+        .args(["create-ticket", "-t", "second", "-o", "dev@example.com", "-s"])
+        .arg(&other_changes));
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(stderr(&output).contains("already uploaded"), "{}", stderr(&output));
+    assert_eq!(ticket_count(&data), 1);
+    assert_eq!(stored_containers(&data).len(), 1);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Every case of `tests/corpus/bad-uploads`: exit 3, a clear message, no ticket, nothing
+/// stored.
+#[test]
+fn the_bad_upload_corpus_is_refused_without_a_trace() {
+    let corpus = repo_root().join("tests/corpus/bad-uploads");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 15, "the corpus has {} cases", cases.len());
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    for case in cases {
+        let expect = std::fs::read_to_string(case.join("EXPECT")).unwrap();
+        let expect = expect.trim();
+        let changes = std::fs::read_dir(&case)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".changes"))
+            .unwrap_or_else(|| panic!("{}: no .changes", case.display()));
+        let output = run(ubuntu_ci(&data)
+            .args(["create-ticket", "-t", "bad", "-o", "dev@example.com", "-s"])
+            .arg(&changes));
+        let message = stderr(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{}: exit code; stderr: {message}",
+            case.display()
+        );
+        assert!(
+            message.contains(expect),
+            "{}: message {message:?} lacks {expect:?}",
+            case.display()
+        );
+        assert!(!message.contains("panicked"), "{message}");
+    }
+    assert_eq!(ticket_count(&data), 0, "no ticket from a bad upload");
+    assert!(stored_containers(&data).is_empty(), "nothing stored from a bad upload");
+}
+
+#[test]
+fn a_huge_field_is_refused_in_bounded_memory() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let changes = work.path().join("huge_1.0_source.changes");
+    let mut text = String::from("Format: 1.8\nSource: huge\nVersion: 1.0\nDescription: ");
+    text.push_str(&"x".repeat(10 * 1024 * 1024));
+    text.push('\n');
+    std::fs::write(&changes, text).unwrap();
+    let output = run(ubuntu_ci(&data)
+        .args(["create-ticket", "-t", "huge", "-o", "dev@example.com", "-s"])
+        .arg(&changes));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("huge_1.0_source.changes"));
+    assert_eq!(ticket_count(&data), 0);
+}
+
+#[test]
+fn missing_owner_and_missing_sources_are_usage_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let changes = build_example_package(&work.path().join("pkg"));
+    let output = run(ubuntu_ci(&data)
+        .env_remove("DEBEMAIL")
+        .args(["create-ticket", "-t", "x", "-s"])
+        .arg(&changes));
+    assert_eq!(output.status.code(), Some(3));
+    assert!(stderr(&output).contains("no owner"), "{}", stderr(&output));
+    let output = run(ubuntu_ci(&data)
+        .env("DEBEMAIL", "Jane Dev <jane@example.com>")
+        .args(["--json", "create-ticket", "-t", "x", "-s"])
+        .arg(&changes));
+    let ticket: Value = serde_json::from_slice(&ok(output).stdout).unwrap();
+    assert_eq!(ticket["owner"], "jane@example.com");
+    let output = run(ubuntu_ci(&data).args(["create-ticket", "-t", "x", "-o", "a@b"]));
+    assert_eq!(output.status.code(), Some(2), "clap's usage error");
+}
+
+#[test]
+fn store_put_get_ls_rm_round_trip() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let file = work.path().join("notes.txt");
+    std::fs::write(&file, "hello store\n").unwrap();
+    let put = ok(run(ubuntu_ci(&data)
+        .args(["store", "put", "--public", "ticket.9.logs"])
+        .arg(&file)));
+    assert!(stdout(&put).trim().ends_with("/ticket.9.logs/notes.txt"), "{}", stdout(&put));
+    let target = work.path().join("copy.txt");
+    ok(run(ubuntu_ci(&data)
+        .args(["store", "get", "ticket.9.logs", "notes.txt", "-o"])
+        .arg(&target)));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "hello store\n");
+    let cat = ok(run(ubuntu_ci(&data).args(["store", "get", "ticket.9.logs", "notes.txt", "-o", "-"])));
+    assert_eq!(stdout(&cat), "hello store\n");
+    let listed = json(run(ubuntu_ci(&data).args(["--json", "store", "ls", "ticket.9.logs"])));
+    assert_eq!(listed[0]["name"], "notes.txt");
+    assert_eq!(listed[0]["size"], 12);
+
+    let refused = run(ubuntu_ci(&data).args(["store", "rm", "ticket.9.logs"]));
+    assert_eq!(refused.status.code(), Some(5), "a non-empty container needs -r");
+    let hostile = run(ubuntu_ci(&data)
+        .args(["store", "put", "ticket.9.logs", "--name", "../escape"])
+        .arg(&file));
+    assert_eq!(hostile.status.code(), Some(3));
+    ok(run(ubuntu_ci(&data).args(["store", "rm", "ticket.9.logs", "notes.txt"])));
+    let missing = run(ubuntu_ci(&data).args(["store", "get", "ticket.9.logs", "notes.txt"]));
+    assert_eq!(missing.status.code(), Some(4));
+    ok(run(ubuntu_ci(&data).args(["store", "rm", "-r", "ticket.9.logs"])));
+    assert!(stored_containers(&data).is_empty());
+}
+
+/// `ubuntu-ci serve` in a child process, killed on drop.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data_dir: &Path, token: &str) -> Served {
+    let mut child = ubuntu_ci(data_dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("UBUNTU_CI_TOKEN", token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("serve prints its URL");
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .expect("URL at the end of the line")
+        .to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    Served { child, url }
+}
+
+#[test]
+fn create_ticket_against_a_server() {
+    let work = tempfile::tempdir().unwrap();
+    let server_data = work.path().join("server");
+    let client_data = work.path().join("client");
+    let changes = build_example_package(&work.path().join("pkg"));
+    let served = serve(&server_data, "s3cret");
+
+    let output = ok(run(ubuntu_ci(&client_data)
+        .args(["--server", &served.url, "--token", "s3cret"])
+        .args(["create-ticket", "-t", "remote", "-b", "7", "-o", "dev@example.com", "-s"])
+        .arg(&changes)));
+    assert_eq!(stdout(&output).trim(), format!("{}api/v1/ticket/1/", served.url));
+
+    let ticket = json(run(ubuntu_ci(&client_data)
+        .args(["--server", &served.url, "--json", "ticket", "show", "1"])));
+    let artifacts = ticket["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 4);
+    let dir = changes.parent().unwrap();
+    for artifact in artifacts {
+        let reference = artifact["reference"].as_str().unwrap();
+        let name = artifact["name"].as_str().unwrap();
+        assert_eq!(
+            reference,
+            format!("{}store/ticket.1.sources/{name}", served.url),
+            "served objects live at the server's URLs"
+        );
+        // Public: readable without a token, byte for byte.
+        let body = reqwest::blocking_get(reference);
+        assert_eq!(body, std::fs::read(dir.join(name)).unwrap(), "{name}");
+    }
+    assert!(!client_data.join("tickets.db").exists(), "the client kept no local state");
+
+    let no_token = run(ubuntu_ci(&client_data)
+        .args(["--server", &served.url])
+        .args(["create-ticket", "-t", "anon", "-o", "dev@example.com", "-s"])
+        .arg(&changes));
+    assert_eq!(no_token.status.code(), Some(6), "{}", stderr(&no_token));
+    let list = json(run(ubuntu_ci(&client_data)
+        .args(["--server", &served.url, "--json", "ticket", "list"])));
+    assert_eq!(list["meta"]["total_count"], 1);
+}
+
+#[test]
+fn an_unreachable_server_is_a_retryable_error() {
+    let work = tempfile::tempdir().unwrap();
+    let output = run(ubuntu_ci(work.path()).args(["--server", "http://127.0.0.1:9/", "ticket", "list"]));
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    assert!(stderr(&output).contains("try again"), "{}", stderr(&output));
+}
+
+mod reqwest {
+    /// GETs a URL without credentials and returns the body (blocking, for plain tests).
+    pub fn blocking_get(url: &str) -> Vec<u8> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let response = ::reqwest::get(url).await.unwrap();
+            assert_eq!(response.status(), ::reqwest::StatusCode::OK, "{url}");
+            response.bytes().await.unwrap().to_vec()
+        })
+    }
+}

@@ -1,0 +1,54 @@
+//! The command line: global options and subcommands, as clap reads them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Continuous integration of Debian/Ubuntu source packages.
+#[derive(Debug, Parser)]
+#[command(name = "ubuntu-ci", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Where local state lives [default: $XDG_DATA_HOME/ubuntu-ci]
+    #[arg(long, global = true, env = "UBUNTU_CI_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use the ubuntu-ci server at URL instead of local state
+    #[arg(long, global = true, env = "UBUNTU_CI_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Bearer token for the server
+    #[arg(long, global = true, env = "UBUNTU_CI_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Configuration file [default: $XDG_CONFIG_HOME/ubuntu-ci/config.toml]
+    #[arg(long, global = true, env = "UBUNTU_CI_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print results as JSON
+    #[arg(long, global = true, env = "UBUNTU_CI_JSON")]
+    pub json: bool,
+    /// More log output (-v, -vv); UBUNTU_CI_LOG takes a tracing filter
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a ticket for one or more source package uploads and store their files
+    #[command(visible_alias = "create_ticket")]
+    CreateTicket(crate::commands::create_ticket::CreateTicketArgs),
+    /// Show and list tickets
+    #[command(subcommand)]
+    Ticket(crate::commands::ticket::TicketCommand),
+    /// Put, get, list and delete data store objects
+    #[command(subcommand)]
+    Store(crate::commands::store::StoreCommand),
+    /// Run the REST API and serve the data store
+    Serve(crate::commands::serve::ServeArgs),
+}

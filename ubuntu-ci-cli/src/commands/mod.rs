@@ -1,0 +1,37 @@
+//! One module per subcommand; each turns its arguments into one call into the core.
+
+pub mod create_ticket;
+pub mod serve;
+pub mod store;
+pub mod ticket;
+
+use ubuntu_ci_core::config::Config;
+
+use crate::cli::{Cli, Command, Global};
+
+/// The configuration: the file, then `UBUNTU_CI_*` variables and flags (clap reads both).
+pub fn config(global: &Global) -> anyhow::Result<Config> {
+    let mut config = Config::load(global.config.as_deref())?;
+    if let Some(dir) = &global.data_dir {
+        config.data_dir = Some(dir.clone());
+    }
+    if let Some(server) = &global.server {
+        config.server = Some(server.clone());
+    }
+    if let Some(token) = &global.token {
+        config.token = Some(token.clone());
+    }
+    Ok(config)
+}
+
+/// Runs the chosen subcommand.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = config(&cli.global)?;
+    let json = cli.global.json;
+    match cli.command {
+        Command::CreateTicket(args) => create_ticket::run(&config, json, args).await,
+        Command::Ticket(command) => ticket::run(&config, json, command).await,
+        Command::Store(command) => store::run(&config, json, command).await,
+        Command::Serve(args) => serve::run(config, args).await,
+    }
+}

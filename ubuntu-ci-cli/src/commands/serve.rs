@@ -1,0 +1,81 @@
+//! `ubuntu-ci serve`: the REST API and the data store over HTTP.
+
+use clap::Args;
+use ubuntu_ci_core::config::Config;
+use ubuntu_ci_core::server::{self, ServerState};
+use ubuntu_ci_core::Error;
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: `listen` in the config, else 127.0.0.1:8000]
+    #[arg(long, env = "UBUNTU_CI_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// URL clients reach this server at, used in stored objects' URLs [default: http://ADDR/]
+    #[arg(long, env = "UBUNTU_CI_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    if config.server.is_some() {
+        return Err(Error::invalid(
+            "serve runs a server on local state; --server/UBUNTU_CI_SERVER is for clients",
+        )
+        .into());
+    }
+    if let Some(listen) = args.listen {
+        config.listen = Some(listen);
+    }
+    if let Some(url) = args.public_url {
+        config.public_url = Some(url);
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen())
+        .await
+        .map_err(|e| Error::from(e).with_resource(format!("listen {}", config.listen())))?;
+    let address = listener.local_addr()?;
+    let public_url = match &config.public_url {
+        Some(url) => url::Url::parse(url)
+            .map_err(|e| Error::invalid(format!("bad public URL {url:?}: {e}")))?,
+        None => url::Url::parse(&format!("http://{address}/"))?,
+    };
+    let public_url = if public_url.path().ends_with('/') {
+        public_url
+    } else {
+        url::Url::parse(&format!("{public_url}/"))?
+    };
+    let services = config.connect(Some(public_url.join("store/")?)).await?;
+    let data_dir = config.data_dir()?;
+    let (token, created) = server::load_or_create_token(&data_dir, config.token.as_deref())?;
+    if created {
+        eprintln!(
+            "ubuntu-ci serve: new API token (kept in {}): {token}",
+            data_dir.join("api-token").display()
+        );
+    }
+    println!("ubuntu-ci serve: listening on {public_url}");
+    let state = ServerState::new(services, token, public_url);
+    server::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

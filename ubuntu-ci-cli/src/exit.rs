@@ -1,0 +1,68 @@
+//! Exit codes: the one table from error kinds to the process's exit status.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | internal error (a bug or a broken environment) |
+//! | 2 | bad command line (from clap) |
+//! | 3 | invalid input: a malformed upload, field or name |
+//! | 4 | not found |
+//! | 5 | conflict (e.g. a version already uploaded with other files) |
+//! | 6 | unauthorized: missing or wrong token |
+//! | 7 | unavailable: a service cannot be reached; try again later |
+//! | 8 | too large |
+//! | 9 | unsupported: not implemented or not in this build |
+
+use ubuntu_ci_core::{Error, ErrorKind};
+
+/// Exit status of an internal error.
+pub const INTERNAL: u8 = 1;
+
+/// The exit status for an error.
+pub fn code_of(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<Error>().map(Error::kind) {
+        Some(ErrorKind::InvalidInput) => 3,
+        Some(ErrorKind::NotFound) => 4,
+        Some(ErrorKind::Conflict) => 5,
+        Some(ErrorKind::Unauthorized) => 6,
+        Some(ErrorKind::Unavailable) => 7,
+        Some(ErrorKind::TooLarge) => 8,
+        Some(ErrorKind::Unsupported) => 9,
+        _ => INTERNAL,
+    }
+}
+
+/// The message for people: the error with its chain of causes.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(core) = err.downcast_ref::<Error>() {
+        if core.is_retryable() {
+            text.push_str(" (temporary: try again later)");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_map_to_distinct_codes() {
+        let codes: Vec<u8> = [
+            Error::invalid("x"),
+            Error::not_found("x"),
+            Error::conflict("x"),
+            Error::unauthorized("x"),
+            Error::unavailable("x"),
+            Error::too_large("x"),
+            Error::unsupported("x"),
+            Error::internal("x"),
+        ]
+        .into_iter()
+        .map(|e| code_of(&anyhow::Error::new(e)))
+        .collect();
+        assert_eq!(codes, vec![3, 4, 5, 6, 7, 8, 9, 1]);
+        assert_eq!(code_of(&anyhow::anyhow!("plain")), INTERNAL);
+    }
+}

@@ -1,0 +1,228 @@
+//! Configuration: where state lives and which backends to use.
+//!
+//! Defaults need nothing: state under `$XDG_DATA_HOME/ubuntu-ci` (or `~/.local/share/…`),
+//! tickets in SQLite there, the data store in a folder there. A TOML file
+//! (`$XDG_CONFIG_HOME/ubuntu-ci/config.toml`, or the one given) overrides the defaults, and
+//! the frontends apply `UBUNTU_CI_*` variables and flags on top. [`Config::connect`] turns
+//! the result into [`Services`]: the one place where configuration becomes backends.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::{open_store, ObjectStore, StoreOptions};
+use crate::tickets::{open_ticket_system, TicketSystem, TicketSystemOptions};
+
+/// The default address of `ubuntu-ci serve`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+
+/// Every setting, as read from the config file; all optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where local state lives (tickets database, data store, API token).
+    pub data_dir: Option<PathBuf>,
+    /// A `ubuntu-ci serve` to use instead of local state (`http://127.0.0.1:8000/`).
+    pub server: Option<String>,
+    /// The bearer token for the server's writes.
+    pub token: Option<String>,
+    /// The ticket system's URL (`sqlite://…`, `postgres://…`); default: SQLite in the data dir.
+    pub tickets_url: Option<String>,
+    /// The data store's URL (`file:///…`, `memory://`); default: `<data_dir>/store`.
+    pub store_url: Option<String>,
+    /// The address `serve` listens on.
+    pub listen: Option<String>,
+    /// The URL clients reach `serve` at, used in the URLs of stored objects
+    /// (default: `http://<listen>/`).
+    pub public_url: Option<String>,
+    /// The default ticket owner (else `DEBEMAIL`).
+    pub owner: Option<String>,
+}
+
+impl Config {
+    /// The default config file: `$XDG_CONFIG_HOME/ubuntu-ci/config.toml`.
+    pub fn default_path() -> Option<PathBuf> {
+        xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("ubuntu-ci").join("config.toml"))
+    }
+
+    /// Reads `path`, or the default file when `path` is `None` (a missing default file is
+    /// an empty config; a missing named file is an error).
+    ///
+    /// # Errors
+    /// `InvalidInput` for malformed TOML or unknown keys; `NotFound` for a named file that
+    /// does not exist.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let (path, required) = match path {
+            Some(path) => (path.to_path_buf(), true),
+            None => match Config::default_path() {
+                Some(path) => (path, false),
+                None => return Ok(Config::default()),
+            },
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Config::default())
+            }
+            Err(e) => return Err(Error::from(e).with_resource(path.display().to_string())),
+        };
+        Config::parse(&text).map_err(|e| e.with_resource(path.display().to_string()))
+    }
+
+    /// Parses a config file's text.
+    ///
+    /// # Errors
+    /// `InvalidInput` for malformed TOML or unknown keys.
+    pub fn parse(text: &str) -> Result<Config> {
+        toml::from_str(text)
+            .map_err(|e| Error::invalid(format!("bad configuration: {}", e.message())))
+    }
+
+    /// The data dir: the configured one, else `$XDG_DATA_HOME/ubuntu-ci`.
+    ///
+    /// # Errors
+    /// `InvalidInput` when neither is set and there is no home directory.
+    pub fn data_dir(&self) -> Result<PathBuf> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(dir.clone());
+        }
+        xdg_dir("XDG_DATA_HOME", ".local/share")
+            .map(|d| d.join("ubuntu-ci"))
+            .ok_or_else(|| {
+                Error::invalid("no data dir: set --data-dir, UBUNTU_CI_DATA_DIR or HOME")
+            })
+    }
+
+    /// The address `serve` listens on.
+    pub fn listen(&self) -> &str {
+        self.listen.as_deref().unwrap_or(DEFAULT_LISTEN)
+    }
+
+    /// The default ticket owner: the configured one, else `DEBEMAIL`.
+    pub fn default_owner(&self) -> Option<String> {
+        self.owner.clone().or_else(|| {
+            std::env::var("DEBEMAIL")
+                .ok()
+                .map(|v| debemail_address(&v))
+                .filter(|v| !v.is_empty())
+        })
+    }
+
+    /// The local ticket system's URL (never the server).
+    pub fn local_tickets_url(&self) -> Result<String> {
+        match &self.tickets_url {
+            Some(url) => Ok(url.clone()),
+            None => Ok(format!(
+                "sqlite://{}",
+                self.data_dir()?.join("tickets.db").display()
+            )),
+        }
+    }
+
+    /// The local data store's URL (never the server).
+    pub fn local_store_url(&self) -> Result<String> {
+        match &self.store_url {
+            Some(url) => Ok(url.clone()),
+            None => Ok(format!("file://{}", self.data_dir()?.join("store").display())),
+        }
+    }
+
+    /// Opens the services this configuration names: through the server when `server` is
+    /// set, else the local ones. `public_url` is the base of stored objects' URLs for a
+    /// local store served by `serve` (None: `file:` URLs).
+    ///
+    /// # Errors
+    /// As [`open_ticket_system`] and [`open_store`].
+    pub async fn connect(&self, public_url: Option<url::Url>) -> Result<Services> {
+        if let Some(server) = &self.server {
+            let tickets = open_ticket_system(
+                server,
+                &TicketSystemOptions {
+                    token: self.token.clone(),
+                },
+            )
+            .await?;
+            let store = open_store(
+                server,
+                &StoreOptions {
+                    public_url: None,
+                    token: self.token.clone(),
+                },
+            )?;
+            return Ok(Services { tickets, store });
+        }
+        let tickets =
+            open_ticket_system(&self.local_tickets_url()?, &TicketSystemOptions::default())
+                .await?;
+        let store = open_store(
+            &self.local_store_url()?,
+            &StoreOptions {
+                public_url,
+                token: None,
+            },
+        )?;
+        Ok(Services { tickets, store })
+    }
+}
+
+/// The backends a frontend works with.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// The ticket system.
+    pub tickets: Arc<dyn TicketSystem>,
+    /// The data store.
+    pub store: Arc<dyn ObjectStore>,
+}
+
+fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(dir) if Path::new(&dir).is_absolute() => Some(PathBuf::from(dir)),
+        _ => std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|home| PathBuf::from(home).join(fallback)),
+    }
+}
+
+/// The address of a `DEBEMAIL` value, which may be `Name <addr>` or just `addr`.
+fn debemail_address(value: &str) -> String {
+    match (value.find('<'), value.rfind('>')) {
+        (Some(start), Some(end)) if start < end => value[start + 1..end].trim().to_owned(),
+        _ => value.trim().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_files_are_strict_toml() {
+        let config = Config::parse(
+            "data_dir = \"/srv/ci\"\nserver = \"http://ci:8000/\"\nowner = \"dev@example.com\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.data_dir.as_deref(), Some(Path::new("/srv/ci")));
+        assert_eq!(config.server.as_deref(), Some("http://ci:8000/"));
+        assert_eq!(
+            config.local_tickets_url().unwrap(),
+            "sqlite:///srv/ci/tickets.db"
+        );
+        assert_eq!(config.local_store_url().unwrap(), "file:///srv/ci/store");
+        assert!(Config::parse("colour = 1").is_err());
+        assert!(Config::parse("data_dir = [").is_err());
+    }
+
+    #[test]
+    fn a_named_missing_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/ubuntu-ci.toml"))).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn debemail_may_carry_a_name() {
+        assert_eq!(debemail_address("Jane Dev <jane@example.com>"), "jane@example.com");
+        assert_eq!(debemail_address("jane@example.com"), "jane@example.com");
+    }
+}

@@ -1,0 +1,19 @@
+//! ubuntu-ci core: continuous integration of Debian/Ubuntu source packages.
+//!
+//! A developer hands in source packages (`_source.changes` and the files it lists); the
+//! system records a ticket, stores the files, builds them into a per-request archive, and
+//! reports every step on the ticket. This crate holds the domain model ([`model`]), one
+//! trait per service with its backends ([`tickets`], [`store`]), upload validation
+//! ([`upload`]), the operations that combine them ([`submit`]), configuration ([`config`])
+//! and the REST server ([`server`]). Frontends (the `ubuntu-ci` CLI, Python) stay thin.
+
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod server;
+pub mod store;
+pub mod submit;
+pub mod tickets;
+pub mod upload;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,105 @@
+//! How the server answers errors: JSON `{"error": …, "kind": …}` with the status of the kind.
+//!
+//! [`status_of`] is the one table from [`ErrorKind`] to HTTP status. [`JsonBody`] replaces
+//! axum's `Json` extractor so that malformed bodies, wrong types and unknown fields are 400s
+//! (and oversized bodies 413s) in the same JSON shape as every other error.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{Error, ErrorKind};
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// The error kind (`invalid_input`, `not_found`, `conflict`, `unauthorized`,
+    /// `too_large`, `unavailable`, `unsupported`, `internal`).
+    pub kind: String,
+}
+
+/// The HTTP status of an error kind.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// An error on its way to becoming a response.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> ApiError {
+        ApiError(err)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status_of(self.0.kind());
+        if status.is_server_error() {
+            tracing::error!(error = ?self.0, "request failed");
+        }
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: self.0.to_string(),
+                kind: self.0.kind().as_str().to_owned(),
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"ubuntu-ci\""),
+            );
+        }
+        response
+    }
+}
+
+/// A JSON request body whose rejections are [`ApiError`]s.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(ApiError(rejection_error(rejection))),
+        }
+    }
+}
+
+fn rejection_error(rejection: JsonRejection) -> Error {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return Error::too_large("request body too large");
+    }
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            Error::invalid("expected a JSON body with Content-Type: application/json")
+        }
+        other => Error::invalid(other.body_text()),
+    }
+}

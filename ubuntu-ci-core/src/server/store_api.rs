@@ -1,0 +1,237 @@
+//! The data store over HTTP, under `/store/`: objects at the URLs the store hands out.
+//!
+//! The protocol is the one [`crate::store::http::HttpStore`] speaks (its module documents
+//! it). Objects of public containers are readable without a token; everything else needs
+//! it. Bodies stream both ways in constant memory.
+
+use axum::body::Body as HttpBody;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::TryStreamExt;
+use serde::Deserialize;
+
+use super::error::{ApiError, JsonBody};
+use super::ServerState;
+use crate::error::{Error, Result};
+use crate::store::{Body, ContainerName, ObjectInfo, ObjectName};
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// The routes of the data store.
+pub fn routes() -> Router<ServerState> {
+    Router::new()
+        .route("/store/", get(list_containers))
+        .route(
+            "/store/{container}/",
+            get(list_objects)
+                .put(ensure_container)
+                .post(set_visibility)
+                .delete(delete_container),
+        )
+        .route(
+            "/store/{container}/{name}",
+            get(get_object).put(put_object).delete(delete_object),
+        )
+}
+
+/// Body of the container calls.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Visibility {
+    public: bool,
+}
+
+fn container(name: &str) -> Result<ContainerName> {
+    ContainerName::new(name)
+}
+
+fn object(name: &str) -> Result<ObjectName> {
+    ObjectName::new(name)
+}
+
+/// Public containers are readable by anyone; private ones need the token.
+async fn authorise_read(state: &ServerState, headers: &HeaderMap, c: &ContainerName) -> Result<()> {
+    if state.is_authorised(headers) {
+        return Ok(());
+    }
+    let info = state.services.store.container_info(c).await?;
+    if info.public {
+        Ok(())
+    } else {
+        // Saying "not found" would hide it better, but a clear 401 helps the owner more.
+        state.authorise(headers)
+    }
+}
+
+async fn list_containers(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let mut prefix = None;
+    for (name, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "prefix" => prefix = Some(value.into_owned()),
+            other => return Err(Error::invalid(format!("unknown parameter {other:?}")).into()),
+        }
+    }
+    let authorised = state.is_authorised(&headers);
+    let containers = state
+        .services
+        .store
+        .list_containers(prefix.as_deref())
+        .await?
+        .into_iter()
+        .filter(|c| authorised || c.public)
+        .collect::<Vec<_>>();
+    Ok(Json(containers).into_response())
+}
+
+async fn ensure_container(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Visibility>,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let c = container(&name)?;
+    let info = state.services.store.ensure_container(&c, body.public).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn list_objects(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let c = container(&name)?;
+    authorise_read(&state, &headers, &c).await?;
+    let info = state.services.store.container_info(&c).await?;
+    let objects = state.services.store.list(&c).await?;
+    Ok(Json(serde_json::json!({ "container": info, "objects": objects })).into_response())
+}
+
+async fn set_visibility(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Visibility>,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let c = container(&name)?;
+    state.services.store.set_public(&c, body.public).await?;
+    let info = state.services.store.container_info(&c).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn delete_container(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let c = container(&name)?;
+    let mut recursive = false;
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match (key.as_ref(), value.as_ref()) {
+            ("recursive", "true" | "1") => recursive = true,
+            ("recursive", "false" | "0") => recursive = false,
+            (key, value) => {
+                return Err(Error::invalid(format!("bad parameter {key}={value}")).into())
+            }
+        }
+    }
+    state.services.store.delete_container(&c, recursive).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn put_object(
+    State(state): State<ServerState>,
+    Path((c, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: HttpBody,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let c = container(&c)?;
+    let name = object(&name)?;
+    let stream = body
+        .into_data_stream()
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let info = state
+        .services
+        .store
+        .put(&c, &name, Body::from_reader(reader))
+        .await?;
+    let mut response = (StatusCode::CREATED, Json(&info)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&info.url) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+fn object_headers(info: &ObjectInfo, headers: &mut HeaderMap) {
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(&info.name)),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", info.sha256)) {
+        headers.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&info.sha256) {
+        headers.insert("x-object-sha256", v);
+    }
+    let modified = info
+        .last_modified
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    if let Ok(v) = HeaderValue::from_str(&modified) {
+        headers.insert(header::LAST_MODIFIED, v);
+    }
+}
+
+/// Text files Debian tools write are shown as text in a browser; the rest is bytes.
+fn content_type(name: &str) -> &'static str {
+    let text = [".changes", ".dsc", ".log", ".buildinfo", ".txt", "summary"];
+    if text.iter().any(|ext| name.ends_with(ext)) {
+        "text/plain; charset=utf-8"
+    } else if name.ends_with(".json") {
+        "application/json"
+    } else if name.ends_with(".xml") {
+        "application/xml"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+async fn get_object(
+    State(state): State<ServerState>,
+    Path((c, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let c = container(&c)?;
+    let name = object(&name)?;
+    authorise_read(&state, &headers, &c).await?;
+    let (info, reader) = state.services.store.get(&c, &name).await?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024);
+    let mut response = HttpBody::from_stream(stream).into_response();
+    object_headers(&info, response.headers_mut());
+    Ok(response)
+}
+
+async fn delete_object(
+    State(state): State<ServerState>,
+    Path((c, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let c = container(&c)?;
+    let name = object(&name)?;
+    state.services.store.delete_object(&c, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

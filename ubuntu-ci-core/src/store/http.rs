@@ -1,0 +1,532 @@
+//! The data store of a remote `ubuntu-ci serve`, reached over its REST store API.
+//!
+//! [`HttpStore`] is a client; the server implements the protocol below over its own store
+//! (usually an [`FsStore`](super::fs::FsStore) whose `public_url` is `{base}store/`, so both
+//! sides name objects by the same URLs). The conformance suite
+//! ([`conformance::run_all`](super::conformance::run_all)) run against an `HttpStore`
+//! pointed at a test server checks the two sides together.
+//!
+//! # The store protocol
+//!
+//! `{base}` is the server root, ending in `/` (e.g. `http://127.0.0.1:8000/`).
+//!
+//! **Names in paths.** `{container}` is a [`ContainerName`] as is. `{name}` is one path
+//! segment: the object name in UTF-8 with every byte except `A-Z a-z 0-9 - . _ ~`
+//! percent-encoded (`a b+c` → `a%20b%2Bc`). The server percent-decodes the segment, then
+//! validates both names ([`ContainerName::new`], [`ObjectName::new`]) and answers
+//! `400 invalid_input` for a bad one; a decoded `/` is a bad name, never a path separator.
+//!
+//! **Authentication.** When the client has a token, every request carries
+//! `Authorization: Bearer <token>`. A server that requires one answers `401 unauthorized`
+//! when it is missing or wrong (which reads it lets through anonymously, e.g. objects of
+//! public containers, is the server's policy).
+//!
+//! **Errors.** Any status outside 2xx carries (except for `HEAD`) a JSON body
+//! `{"error": "<message for people>", "kind": "<ErrorKind wire name>"}`, e.g.
+//! `{"error": "container ticket.1.sources does not exist", "kind": "not_found"}`, with the
+//! status of the kind: `invalid_input` 400, `unauthorized` 401, `not_found` 404, `conflict`
+//! 409, `too_large` 413, `internal` 500, `unsupported` 501, `unavailable` 503. The client
+//! takes the kind from `kind` ([`ErrorKind::from_wire`]); without a JSON body (HEAD, a
+//! proxy's error page) it maps the status: 400/422 → invalid_input, 401/403 → unauthorized,
+//! 404 → not_found, 409 → conflict, 413 → too_large, 501 → unsupported,
+//! 429/502/503/504 → unavailable, anything else → internal. A request that cannot reach the
+//! server (refused, reset, timed out) is `unavailable`.
+//!
+//! **JSON shapes.** `ContainerInfo` is `{"name": "ticket.1.sources", "public": true,
+//! "object_count": 3, "bytes": 12345}`; `ObjectInfo` is `{"container": "ticket.1.sources",
+//! "name": "hello_2.10-3.dsc", "size": 1234, "sha256": "<64 hex>", "last_modified":
+//! "2024-05-01T12:00:00.123456789Z", "url": "<the object's canonical URL>"}` (RFC 3339
+//! times). The `url` is what [`ObjectStore::object_url`] gives on the server, normally
+//! `{base}store/{container}/{name}`.
+//!
+//! | request | success | semantics |
+//! |---|---|---|
+//! | `GET {base}store/` (optional `?prefix=<p>`) | `200`, `[ContainerInfo…]` sorted by name | [`list_containers`](ObjectStore::list_containers) |
+//! | `PUT {base}store/{container}/` body `{"public": bool}` | `201` when created, `200` when it existed; `ContainerInfo` | [`ensure_container`](ObjectStore::ensure_container) (an existing container keeps its visibility) |
+//! | `GET {base}store/{container}/` | `200`, `{"container": ContainerInfo, "objects": [ObjectInfo…]}` (objects sorted by name) | [`container_info`](ObjectStore::container_info) and [`list`](ObjectStore::list); `404` when absent |
+//! | `POST {base}store/{container}/` body `{"public": bool}` | `200` with the new `ContainerInfo` (or `204`) | [`set_public`](ObjectStore::set_public); `404` when absent |
+//! | `DELETE {base}store/{container}/?recursive=true\|false` (absent means false) | `204` | [`delete_container`](ObjectStore::delete_container); `409` when not empty and not recursive, `404` when absent |
+//! | `PUT {base}store/{container}/{name}` body: the content, streamed (`Content-Length` or chunked) | `201`, `ObjectInfo` | [`put`](ObjectStore::put); `404` when the container is absent; the server streams the body into its store (atomic, constant memory) |
+//! | `GET {base}store/{container}/{name}` | `200`, the content, with the headers below | [`get`](ObjectStore::get); `404` when absent |
+//! | `HEAD {base}store/{container}/{name}` | `200`, the same headers, no body | [`head`](ObjectStore::head) |
+//! | `DELETE {base}store/{container}/{name}` | `204` | [`delete_object`](ObjectStore::delete_object); `404` when absent |
+//!
+//! Headers of `GET`/`HEAD` on an object (all required):
+//! `Content-Length: <size>`, `ETag: "<sha256>"`, `X-Object-Sha256: <sha256>`,
+//! `Last-Modified: <IMF-fixdate, e.g. Tue, 15 Nov 1994 08:12:31 GMT>`,
+//! `Content-Type: application/octet-stream`; optionally `X-Object-Url: <canonical URL>`,
+//! which the client then reports as the object's `url` (otherwise it uses its own
+//! [`object_url`](ObjectStore::object_url)).
+
+use std::fmt;
+use std::io;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use reqwest::header::{
+    HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED,
+};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use tokio_util::io::{ReaderStream, StreamReader};
+use url::Url;
+
+use super::{
+    encode_name, foreign_url, resolve_under, url_prefix, url_under, Body, ContainerInfo,
+    ContainerName, ObjectInfo, ObjectName, ObjectReader, ObjectStore, READ_BUFFER_SIZE,
+};
+use crate::error::{Error, ErrorKind, Result};
+
+/// The header carrying an object's SHA-256 (lower-case hex).
+pub const SHA256_HEADER: &str = "x-object-sha256";
+/// The optional header carrying an object's canonical URL.
+pub const URL_HEADER: &str = "x-object-url";
+
+/// The JSON body of `PUT` and `POST {base}store/{container}/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visibility {
+    /// Whether the container's objects are readable without credentials.
+    pub public: bool,
+}
+
+/// The JSON answer of `GET {base}store/{container}/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerListing {
+    /// The container itself.
+    pub container: ContainerInfo,
+    /// Its objects, sorted by name.
+    pub objects: Vec<ObjectInfo>,
+}
+
+/// The JSON body of an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// The message for people.
+    pub error: String,
+    /// The [`ErrorKind`] wire name (`not_found`, …).
+    pub kind: String,
+}
+
+/// A client of the REST server's store API.
+#[derive(Clone)]
+pub struct HttpStore {
+    base: Url,
+    prefix: Url,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+impl fmt::Debug for HttpStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpStore")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl HttpStore {
+    /// A client of the server at `base` (its root, e.g. `http://127.0.0.1:8000/`), sending
+    /// `token` as a bearer token when given.
+    ///
+    /// # Errors
+    /// `InvalidInput` when `base` is not an `http` URL that can be a base; `Internal` when the
+    /// HTTP client cannot be built.
+    pub fn new(base: Url, token: Option<String>) -> Result<HttpStore> {
+        if base.scheme() != "http" && base.scheme() != "https" {
+            return Err(Error::invalid(format!(
+                "the store server URL {base} is not an http:// URL"
+            )));
+        }
+        let base = url_prefix(&base)?;
+        let prefix = base
+            .join("store/")
+            .map_err(|e| Error::invalid(format!("bad store server URL {base}")).with_source(e))?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::internal("cannot build the HTTP client").with_source(e))?;
+        Ok(HttpStore {
+            base,
+            prefix,
+            token,
+            client,
+        })
+    }
+
+    /// The server root this client talks to.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn container_url(&self, c: &ContainerName) -> Url {
+        let mut url = self.prefix.clone();
+        let path = format!("{}{}/", self.prefix.path(), c);
+        url.set_path(&path);
+        url
+    }
+
+    fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        let request = self.client.request(method, url);
+        match &self.token {
+            Some(token) => request.header(AUTHORIZATION, format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    /// Sends a request; any answer outside 2xx becomes the error it describes.
+    async fn send(
+        &self,
+        request: RequestBuilder,
+        resource: impl Fn() -> String,
+    ) -> Result<Response> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(e).with_resource(resource()))?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(error_from_response(response)
+                .await
+                .with_resource(resource()))
+        }
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T> {
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::internal("the store server answered malformed JSON").with_source(e))
+    }
+
+    fn object_info_from_headers(
+        &self,
+        c: &ContainerName,
+        name: &ObjectName,
+        headers: &HeaderMap,
+    ) -> Result<ObjectInfo> {
+        let text = |header: &str| -> Result<&str> {
+            headers
+                .get(header)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    Error::internal(format!(
+                        "the store server's answer lacks a valid {header} header"
+                    ))
+                })
+        };
+        let size = text(CONTENT_LENGTH.as_str())?.parse::<u64>().map_err(|e| {
+            Error::internal("the store server sent a bad Content-Length").with_source(e)
+        })?;
+        let sha256 = match text(SHA256_HEADER) {
+            Ok(sha256) => sha256.to_string(),
+            Err(_) => text(ETAG.as_str())?.trim_matches('"').to_string(),
+        };
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::internal(format!(
+                "the store server sent a bad SHA-256 {sha256:?}"
+            )));
+        }
+        let last_modified = DateTime::parse_from_rfc2822(text(LAST_MODIFIED.as_str())?)
+            .map_err(|e| {
+                Error::internal("the store server sent a bad Last-Modified").with_source(e)
+            })?
+            .with_timezone(&Utc);
+        let url = match text(URL_HEADER) {
+            Ok(url) => url.to_string(),
+            Err(_) => self.object_url(c, name).to_string(),
+        };
+        Ok(ObjectInfo {
+            container: c.to_string(),
+            name: name.to_string(),
+            size,
+            sha256: sha256.to_ascii_lowercase(),
+            last_modified,
+            url,
+        })
+    }
+
+    async fn get_listing(&self, c: &ContainerName) -> Result<ContainerListing> {
+        let response = self
+            .send(self.request(Method::GET, self.container_url(c)), || {
+                c.to_string()
+            })
+            .await?;
+        Self::json(response).await
+    }
+}
+
+/// The error of a request that got no answer.
+fn transport_error(err: reqwest::Error) -> Error {
+    let kind = if err.is_builder() {
+        ErrorKind::InvalidInput
+    } else if err.is_decode() {
+        ErrorKind::Internal
+    } else {
+        // Refused, reset, timed out, cut off mid-body: the server may be back later.
+        ErrorKind::Unavailable
+    };
+    Error::new(kind, "the store server could not be reached").with_source(err)
+}
+
+/// The kind an error status means when the answer has no JSON error body.
+fn kind_of_status(status: StatusCode) -> ErrorKind {
+    match status.as_u16() {
+        400 | 422 => ErrorKind::InvalidInput,
+        401 | 403 => ErrorKind::Unauthorized,
+        404 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        413 => ErrorKind::TooLarge,
+        501 => ErrorKind::Unsupported,
+        429 | 502 | 503 | 504 => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    }
+}
+
+async fn error_from_response(response: Response) -> Error {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let body = response.bytes().await.ok();
+    if let Some(wire) = body
+        .as_deref()
+        .filter(|_| is_json)
+        .and_then(|b| serde_json::from_slice::<WireError>(b).ok())
+    {
+        return Error::new(ErrorKind::from_wire(&wire.kind), wire.error);
+    }
+    Error::new(
+        kind_of_status(status),
+        format!("the store server answered {status}"),
+    )
+}
+
+#[async_trait]
+impl ObjectStore for HttpStore {
+    async fn ensure_container(&self, c: &ContainerName, public: bool) -> Result<ContainerInfo> {
+        let request = self
+            .request(Method::PUT, self.container_url(c))
+            .json(&Visibility { public });
+        let response = self.send(request, || c.to_string()).await;
+        Self::json(response?)
+            .await
+            .map_err(|e| e.with_operation("ensure_container"))
+    }
+
+    async fn container_info(&self, c: &ContainerName) -> Result<ContainerInfo> {
+        self.get_listing(c)
+            .await
+            .map(|listing| listing.container)
+            .map_err(|e| e.with_operation("container_info"))
+    }
+
+    async fn list_containers(&self, prefix: Option<&str>) -> Result<Vec<ContainerInfo>> {
+        let mut url = self.prefix.clone();
+        if let Some(prefix) = prefix {
+            url.query_pairs_mut().append_pair("prefix", prefix);
+        }
+        let response = self
+            .send(self.request(Method::GET, url), || "store".into())
+            .await;
+        let mut infos: Vec<ContainerInfo> =
+            Self::json(response.map_err(|e| e.with_operation("list_containers"))?).await?;
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(infos)
+    }
+
+    async fn put(&self, c: &ContainerName, name: &ObjectName, body: Body) -> Result<ObjectInfo> {
+        let resource = || format!("{c}/{name}");
+        let expected_size = match &body {
+            Body::Bytes(bytes) => Some(bytes.len() as u64),
+            Body::Reader(_) => None,
+        };
+        let body = match body {
+            Body::Bytes(bytes) => reqwest::Body::from(bytes),
+            Body::Reader(reader) => {
+                reqwest::Body::wrap_stream(ReaderStream::with_capacity(reader, READ_BUFFER_SIZE))
+            }
+        };
+        let request = self
+            .request(Method::PUT, self.object_url(c, name))
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        let response = self
+            .send(request, resource)
+            .await
+            .map_err(|e| e.with_operation("put"))?;
+        let info: ObjectInfo = Self::json(response)
+            .await
+            .map_err(|e| e.with_operation("put").with_resource(resource()))?;
+        if expected_size.is_some_and(|size| size != info.size) || info.name != name.as_str() {
+            return Err(Error::internal(format!(
+                "the store server stored {} bytes as {:?}, not what was sent",
+                info.size, info.name
+            ))
+            .with_operation("put")
+            .with_resource(resource()));
+        }
+        Ok(info)
+    }
+
+    async fn get(
+        &self,
+        c: &ContainerName,
+        name: &ObjectName,
+    ) -> Result<(ObjectInfo, ObjectReader)> {
+        let resource = || format!("{c}/{name}");
+        let response = self
+            .send(
+                self.request(Method::GET, self.object_url(c, name)),
+                resource,
+            )
+            .await
+            .map_err(|e| e.with_operation("get"))?;
+        let info = self
+            .object_info_from_headers(c, name, response.headers())
+            .map_err(|e| e.with_operation("get").with_resource(resource()))?;
+        let stream = response.bytes_stream().map_err(io::Error::other);
+        let reader: ObjectReader = Box::pin(StreamReader::new(stream));
+        Ok((info, reader))
+    }
+
+    async fn head(&self, c: &ContainerName, name: &ObjectName) -> Result<ObjectInfo> {
+        let resource = || format!("{c}/{name}");
+        let response = self
+            .send(
+                self.request(Method::HEAD, self.object_url(c, name)),
+                resource,
+            )
+            .await
+            .map_err(|e| e.with_operation("head"))?;
+        self.object_info_from_headers(c, name, response.headers())
+            .map_err(|e| e.with_operation("head").with_resource(resource()))
+    }
+
+    async fn list(&self, c: &ContainerName) -> Result<Vec<ObjectInfo>> {
+        let mut objects = self
+            .get_listing(c)
+            .await
+            .map_err(|e| e.with_operation("list"))?
+            .objects;
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(objects)
+    }
+
+    async fn delete_object(&self, c: &ContainerName, name: &ObjectName) -> Result<()> {
+        self.send(
+            self.request(Method::DELETE, self.object_url(c, name)),
+            || format!("{c}/{name}"),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| e.with_operation("delete_object"))
+    }
+
+    async fn set_public(&self, c: &ContainerName, public: bool) -> Result<()> {
+        let request = self
+            .request(Method::POST, self.container_url(c))
+            .json(&Visibility { public });
+        self.send(request, || c.to_string())
+            .await
+            .map(drop)
+            .map_err(|e| e.with_operation("set_public"))
+    }
+
+    async fn delete_container(&self, c: &ContainerName, recursive: bool) -> Result<()> {
+        let mut url = self.container_url(c);
+        url.query_pairs_mut()
+            .append_pair("recursive", if recursive { "true" } else { "false" });
+        self.send(self.request(Method::DELETE, url), || c.to_string())
+            .await
+            .map(drop)
+            .map_err(|e| e.with_operation("delete_container"))
+    }
+
+    fn object_url(&self, c: &ContainerName, name: &ObjectName) -> Url {
+        url_under(&self.prefix, c, name)
+    }
+
+    fn resolve_url(&self, url: &Url) -> Result<(ContainerName, ObjectName)> {
+        resolve_under(&self.prefix, url).unwrap_or_else(|| Err(foreign_url(url, &self.prefix)))
+    }
+}
+
+/// The path of an object below `{base}`, as the protocol spells it: `store/{container}/{name}`.
+pub fn object_path(c: &ContainerName, name: &ObjectName) -> String {
+    format!("store/{c}/{}", encode_name(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_follow_the_protocol() {
+        let store = HttpStore::new(Url::parse("http://127.0.0.1:8000").unwrap(), None).unwrap();
+        let c = ContainerName::new("ticket.1.sources").unwrap();
+        let name = ObjectName::new("hello 2.10+3.dsc").unwrap();
+        let url = store.object_url(&c, &name);
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:8000/store/ticket.1.sources/hello%202.10%2B3.dsc"
+        );
+        assert_eq!(
+            url.as_str(),
+            format!("http://127.0.0.1:8000/{}", object_path(&c, &name))
+        );
+        assert_eq!(
+            store.container_url(&c).as_str(),
+            "http://127.0.0.1:8000/store/ticket.1.sources/"
+        );
+        assert_eq!(store.resolve_url(&url).unwrap(), (c, name));
+        let other = Url::parse("http://127.0.0.1:9000/store/ticket.1.sources/x").unwrap();
+        assert_eq!(
+            store.resolve_url(&other).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        // A server under a path prefix.
+        let store = HttpStore::new(Url::parse("http://host/ci/").unwrap(), None).unwrap();
+        assert_eq!(
+            store
+                .object_url(
+                    &ContainerName::new("c").unwrap(),
+                    &ObjectName::new("n").unwrap()
+                )
+                .as_str(),
+            "http://host/ci/store/c/n"
+        );
+        assert!(HttpStore::new(Url::parse("ftp://host/").unwrap(), None).is_err());
+    }
+
+    #[test]
+    fn statuses_map_to_kinds() {
+        assert_eq!(kind_of_status(StatusCode::NOT_FOUND), ErrorKind::NotFound);
+        assert_eq!(kind_of_status(StatusCode::CONFLICT), ErrorKind::Conflict);
+        assert_eq!(
+            kind_of_status(StatusCode::FORBIDDEN),
+            ErrorKind::Unauthorized
+        );
+        assert_eq!(
+            kind_of_status(StatusCode::BAD_GATEWAY),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(kind_of_status(StatusCode::IM_A_TEAPOT), ErrorKind::Internal);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_unavailable() {
+        // Port 9 (discard) on localhost is closed on any sane test machine.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let base = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let store = HttpStore::new(base, Some("token".into())).unwrap();
+        let err = store.list_containers(None).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        assert!(err.is_retryable());
+    }
+}

@@ -1,0 +1,415 @@
+//! The ticket system over HTTP: a client of `ubuntu-ci serve`'s REST API.
+//!
+//! Each trait call is one request to `/api/v1/…` (see `docs/rest-api.md`); errors come back
+//! as `{"error": …, "kind": …}` and keep their kind, so a caller cannot tell this backend
+//! from a local one except by latency. Events arrive as Server-Sent Events.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use url::Url;
+
+use super::{EventStream, TicketSystem};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{
+    Artifact, ArtifactFilter, NewArtifact, NewSourcePackageUpload, NewSubticket, NewTicket,
+    NewTransition, Page, PageRequest, SourcePackage, SourcePackageFilter, SourcePackageUpload,
+    SpuFilter, Subticket, SubticketFilter, Ticket, TicketDetail, TicketEvent, TicketFilter,
+    Transition, TransitionFilter,
+};
+
+/// A client of a ticket system served by `ubuntu-ci serve`.
+#[derive(Debug, Clone)]
+pub struct HttpTicketSystem {
+    base: Url,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+/// Turns a transport failure into an error of ours: unreachable servers are retryable.
+pub(crate) fn transport_error(err: reqwest::Error, url: &Url) -> Error {
+    let kind = if err.is_connect() || err.is_timeout() || err.is_request() {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Internal
+    };
+    Error::new(kind, "request to the ubuntu-ci server failed")
+        .with_resource(url.to_string())
+        .with_source(err)
+}
+
+/// Reads an error response (`{"error": …, "kind": …}`) into an error of ours.
+pub(crate) async fn response_error(response: reqwest::Response) -> Error {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: String,
+        kind: String,
+    }
+    let status = response.status();
+    let url = response.url().to_string();
+    let bytes = response.bytes().await.unwrap_or_default();
+    match serde_json::from_slice::<Body>(&bytes) {
+        Ok(body) => Error::new(ErrorKind::from_wire(&body.kind), body.error),
+        Err(_) => {
+            let kind = match status {
+                StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+                    ErrorKind::InvalidInput
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorKind::Unauthorized,
+                StatusCode::NOT_FOUND => ErrorKind::NotFound,
+                StatusCode::CONFLICT => ErrorKind::Conflict,
+                StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::TooLarge,
+                StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::GATEWAY_TIMEOUT
+                | StatusCode::TOO_MANY_REQUESTS => ErrorKind::Unavailable,
+                _ => ErrorKind::Internal,
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let text: String = text.chars().take(200).collect();
+            Error::new(kind, format!("server answered {status}: {text}"))
+        }
+    }
+    .with_resource(url)
+}
+
+/// The server's base URL with a trailing slash, so that relative paths join under it.
+pub(crate) fn base_url(url: &str) -> Result<Url> {
+    let mut base =
+        Url::parse(url).map_err(|e| Error::invalid(format!("bad server URL {url:?}: {e}")))?;
+    if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+        return Err(Error::invalid(format!(
+            "bad server URL {url:?}: expected http://HOST:PORT/"
+        )));
+    }
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    base.set_query(None);
+    base.set_fragment(None);
+    Ok(base)
+}
+
+impl HttpTicketSystem {
+    /// A client of the server at `base` (`http://127.0.0.1:8000/`), sending `token` as a
+    /// bearer token when given.
+    ///
+    /// # Errors
+    /// `InvalidInput` when `base` is not an http(s) URL.
+    pub fn new(base: &str, token: Option<String>) -> Result<HttpTicketSystem> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::internal("cannot build an HTTP client").with_source(e))?;
+        Ok(HttpTicketSystem {
+            base: base_url(base)?,
+            token,
+            client,
+        })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// The absolute URL of a resource URI (`/api/v1/ticket/1/` → `http://host/api/v1/ticket/1/`).
+    pub fn absolute(&self, uri: &str) -> Result<Url> {
+        self.base
+            .join(uri.trim_start_matches('/'))
+            .map_err(|e| Error::invalid(format!("bad URI {uri:?}: {e}")))
+    }
+
+    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, url);
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, builder: reqwest::RequestBuilder, url: &Url) -> Result<T> {
+        let response = builder
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| transport_error(e, url))?;
+        if !response.status().is_success() {
+            return Err(response_error(response).await);
+        }
+        let bytes = response.bytes().await.map_err(|e| transport_error(e, url))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::internal("the server's answer is not what this client expects")
+                .with_resource(url.to_string())
+                .with_source(e)
+        })
+    }
+
+    async fn post<B: Serialize + Sync, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let url = self.absolute(path)?;
+        self.send(self.request(Method::POST, url.clone()).json(body), &url)
+            .await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
+        let url = self.absolute(path)?;
+        self.send(self.request(Method::GET, url.clone()).query(query), &url)
+            .await
+    }
+
+    async fn list<T: DeserializeOwned>(
+        &self,
+        resource: &str,
+        mut query: Vec<(&str, String)>,
+        page: PageRequest,
+    ) -> Result<Page<T>> {
+        query.push(("limit", page.limit.to_string()));
+        query.push(("offset", page.offset.to_string()));
+        self.get(&format!("api/v1/{resource}/"), &query).await
+    }
+}
+
+fn push<T: ToString>(query: &mut Vec<(&'static str, String)>, name: &'static str, value: Option<T>) {
+    if let Some(value) = value {
+        query.push((name, value.to_string()));
+    }
+}
+
+#[async_trait]
+impl TicketSystem for HttpTicketSystem {
+    async fn create_ticket(&self, new: NewTicket) -> Result<Ticket> {
+        self.post("api/v1/ticket/", &new).await
+    }
+
+    async fn get_ticket(&self, id: i64) -> Result<TicketDetail> {
+        self.get(&format!("api/v1/ticket/{id}/"), &[]).await
+    }
+
+    async fn list_tickets(&self, filter: TicketFilter, page: PageRequest) -> Result<Page<Ticket>> {
+        let mut query = Vec::new();
+        push(&mut query, "owner", filter.owner);
+        push(&mut query, "state", filter.state.map(|s| match s {
+            crate::model::TicketState::Open => "open",
+            crate::model::TicketState::Closed => "closed",
+        }));
+        push(&mut query, "step", filter.step);
+        push(&mut query, "status", filter.status);
+        self.list("ticket", query, page).await
+    }
+
+    async fn get_or_create_source_package(&self, name: &str) -> Result<(SourcePackage, bool)> {
+        let url = self.absolute("api/v1/sourcepackage/")?;
+        let response = self
+            .request(Method::POST, url.clone())
+            .json(&serde_json::json!({ "name": name }))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| transport_error(e, &url))?;
+        let created = response.status() == StatusCode::CREATED;
+        if !response.status().is_success() {
+            return Err(response_error(response).await);
+        }
+        let package = response
+            .json::<SourcePackage>()
+            .await
+            .map_err(|e| transport_error(e, &url))?;
+        Ok((package, created))
+    }
+
+    async fn get_source_package(&self, id: i64) -> Result<SourcePackage> {
+        self.get(&format!("api/v1/sourcepackage/{id}/"), &[]).await
+    }
+
+    async fn list_source_packages(
+        &self,
+        filter: SourcePackageFilter,
+        page: PageRequest,
+    ) -> Result<Page<SourcePackage>> {
+        let mut query = Vec::new();
+        push(&mut query, "name", filter.name);
+        self.list("sourcepackage", query, page).await
+    }
+
+    async fn create_spu(&self, new: NewSourcePackageUpload) -> Result<SourcePackageUpload> {
+        self.post("api/v1/spu/", &new).await
+    }
+
+    async fn get_spu(&self, id: i64) -> Result<SourcePackageUpload> {
+        self.get(&format!("api/v1/spu/{id}/"), &[]).await
+    }
+
+    async fn list_spus(
+        &self,
+        filter: SpuFilter,
+        page: PageRequest,
+    ) -> Result<Page<SourcePackageUpload>> {
+        let mut query = Vec::new();
+        push(&mut query, "sourcepackage", filter.sourcepackage.map(|u| u.id()));
+        push(&mut query, "version", filter.version);
+        self.list("spu", query, page).await
+    }
+
+    async fn create_subticket(&self, new: NewSubticket) -> Result<Subticket> {
+        self.post("api/v1/subticket/", &new).await
+    }
+
+    async fn get_subticket(&self, id: i64) -> Result<Subticket> {
+        self.get(&format!("api/v1/subticket/{id}/"), &[]).await
+    }
+
+    async fn list_subtickets(
+        &self,
+        filter: SubticketFilter,
+        page: PageRequest,
+    ) -> Result<Page<Subticket>> {
+        let mut query = Vec::new();
+        push(&mut query, "ticket", filter.ticket.map(|u| u.id()));
+        push(
+            &mut query,
+            "source_package_upload",
+            filter.source_package_upload.map(|u| u.id()),
+        );
+        self.list("subticket", query, page).await
+    }
+
+    async fn create_artifact(&self, new: NewArtifact) -> Result<Artifact> {
+        self.post("api/v1/artifact/", &new).await
+    }
+
+    async fn get_artifact(&self, id: i64) -> Result<Artifact> {
+        self.get(&format!("api/v1/artifact/{id}/"), &[]).await
+    }
+
+    async fn list_artifacts(
+        &self,
+        filter: ArtifactFilter,
+        page: PageRequest,
+    ) -> Result<Page<Artifact>> {
+        let mut query = Vec::new();
+        push(&mut query, "ticket", filter.ticket.map(|u| u.id()));
+        push(&mut query, "subticket", filter.subticket.map(|u| u.id()));
+        push(&mut query, "type", filter.artifact_type);
+        self.list("artifact", query, page).await
+    }
+
+    async fn record_transition(&self, new: NewTransition) -> Result<Transition> {
+        self.post("api/v1/progress/", &new).await
+    }
+
+    async fn get_transition(&self, id: i64) -> Result<Transition> {
+        self.get(&format!("api/v1/progress/{id}/"), &[]).await
+    }
+
+    async fn list_transitions(
+        &self,
+        filter: TransitionFilter,
+        page: PageRequest,
+    ) -> Result<Page<Transition>> {
+        let mut query = Vec::new();
+        push(&mut query, "ticket", filter.ticket.map(|u| u.id()));
+        self.list("progress", query, page).await
+    }
+
+    async fn events(&self, ticket: i64, after: Option<i64>) -> Result<EventStream> {
+        let url = self.absolute(&format!("api/v1/ticket/{ticket}/events/"))?;
+        let mut builder = self
+            .request(Method::GET, url.clone())
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(after) = after {
+            builder = builder.query(&[("after", after)]);
+        }
+        let response = builder.send().await.map_err(|e| transport_error(e, &url))?;
+        if !response.status().is_success() {
+            return Err(response_error(response).await);
+        }
+        let mut bytes = response.bytes_stream();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut parser = SseParser::default();
+            while let Some(chunk) = bytes.next().await {
+                let chunk = match chunk {
+                    Ok(chunk) => chunk,
+                    Err(err) => {
+                        let _ = tx.send(Err(transport_error(err, &url))).await;
+                        return;
+                    }
+                };
+                for data in parser.feed(&chunk) {
+                    let event = serde_json::from_str::<TicketEvent>(&data).map_err(|e| {
+                        Error::internal("malformed event from the server").with_source(e)
+                    });
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}
+
+/// Splits a Server-Sent Events byte stream into the `data` of each event.
+#[derive(Debug, Default)]
+pub(crate) struct SseParser {
+    line: Vec<u8>,
+    data: Vec<String>,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the data of every event completed by them.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut done = Vec::new();
+        for &b in bytes {
+            if b != b'\n' {
+                self.line.push(b);
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.line)
+                .trim_end_matches('\r')
+                .to_owned();
+            self.line.clear();
+            if line.is_empty() {
+                if !self.data.is_empty() {
+                    done.push(self.data.join("\n"));
+                    self.data.clear();
+                }
+            } else if let Some(data) = line.strip_prefix("data:") {
+                self.data.push(data.strip_prefix(' ').unwrap_or(data).to_owned());
+            }
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_events_split_across_chunks() {
+        let mut parser = SseParser::default();
+        assert!(parser.feed(b"id: 1\nevent: progress\nda").is_empty());
+        assert_eq!(parser.feed(b"ta: {\"a\":1}\n\n: keep-alive\n\ndata: x\r\n"), vec!["{\"a\":1}"]);
+        assert_eq!(parser.feed(b"data: y\n\n"), vec!["x\ny"]);
+    }
+
+    #[test]
+    fn base_urls_get_a_trailing_slash() {
+        assert_eq!(
+            base_url("http://127.0.0.1:8000").unwrap().as_str(),
+            "http://127.0.0.1:8000/"
+        );
+        assert_eq!(
+            base_url("http://h/ci?x=1").unwrap().as_str(),
+            "http://h/ci/"
+        );
+        assert!(base_url("ftp://h/").is_err());
+        assert!(base_url("not a url").is_err());
+    }
+}

@@ -1,0 +1,1120 @@
+//! The ticket system on SQL: SQLite (embedded default) and PostgreSQL (feature `postgres`).
+//!
+//! One implementation serves both databases through sqlx's `Any` driver; the few dialect
+//! differences (identity columns, transaction start, locking) are named in [`Dialect`].
+//! The schema is versioned: [`MIGRATIONS`] are applied in order at connect time, under a
+//! lock, so several processes may open the same database at once.
+//!
+//! Every write that concerns a ticket first updates the ticket's row, which takes the row's
+//! lock (PostgreSQL) or the database's write lock (SQLite, `BEGIN IMMEDIATE`): writes of
+//! one ticket are serialised, so its events get increasing ids in commit order and a
+//! subscriber reading "events after id N" never misses one.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use tokio::sync::watch;
+
+use super::{EventStream, TicketSystem};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{
+    check_source_name, check_transition, Artifact, ArtifactFilter, ArtifactType, EventKind,
+    NewArtifact, NewSourcePackageUpload, NewSubticket, NewTicket, NewTransition, Page,
+    PageRequest, SourcePackage, SourcePackageFilter, SourcePackageUpload, SpuFilter, StepStatus,
+    Subticket, SubticketFilter, Ticket, TicketDetail, TicketEvent, TicketFilter, TicketState,
+    Transition, TransitionFilter, Uri, WorkflowStep,
+};
+
+/// How often a subscriber looks for events written by other processes.
+const EVENT_POLL: Duration = Duration::from_millis(250);
+
+/// The schema, one migration per entry; `{id}` is the dialect's identity column.
+pub const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE ticket (
+    id {id},
+    owner TEXT NOT NULL,
+    title TEXT NOT NULL,
+    description TEXT NOT NULL,
+    bug_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX ticket_owner ON ticket (owner);
+CREATE TABLE sourcepackage (
+    id {id},
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE spu (
+    id {id},
+    sourcepackage_id BIGINT NOT NULL REFERENCES sourcepackage (id),
+    version TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (sourcepackage_id, version)
+);
+CREATE TABLE subticket (
+    id {id},
+    spu_id BIGINT NOT NULL REFERENCES spu (id),
+    ticket_id BIGINT NOT NULL REFERENCES ticket (id),
+    assignee TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX subticket_ticket ON subticket (ticket_id);
+CREATE TABLE artifact (
+    id {id},
+    ticket_id BIGINT NOT NULL REFERENCES ticket (id),
+    subticket_id BIGINT REFERENCES subticket (id),
+    name TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX artifact_ticket ON artifact (ticket_id);
+CREATE TABLE transition (
+    id {id},
+    ticket_id BIGINT NOT NULL REFERENCES ticket (id),
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX transition_ticket ON transition (ticket_id);
+CREATE TABLE event (
+    id {id},
+    ticket_id BIGINT NOT NULL REFERENCES ticket (id),
+    kind TEXT NOT NULL,
+    resource_uri TEXT NOT NULL,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX event_ticket ON event (ticket_id, id)
+"#];
+
+/// The SQL dialect of the connected database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite 3.35 or later.
+    Sqlite,
+    /// PostgreSQL 12 or later.
+    Postgres,
+}
+
+impl Dialect {
+    fn identity(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+        }
+    }
+
+    /// SQLite takes the write lock at BEGIN, so a transaction never fails half-way for
+    /// a lock it could have waited for.
+    fn begin(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+}
+
+/// The ticket system on a SQL database.
+#[derive(Debug, Clone)]
+pub struct SqlTicketSystem {
+    pool: AnyPool,
+    dialect: Dialect,
+    /// Bumped after every commit that wrote events, to wake this process's subscribers.
+    events_written: Arc<watch::Sender<u64>>,
+    /// This process's SQLite writers, one at a time.
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn db_error(err: sqlx::Error) -> Error {
+    let kind = match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => ErrorKind::Conflict,
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => ErrorKind::NotFound,
+        sqlx::Error::Database(db) if db.message().contains("database is locked") => {
+            ErrorKind::Unavailable
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    };
+    Error::new(kind, "ticket database error").with_source(err)
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn time(row: &AnyRow, column: &str) -> Result<DateTime<Utc>> {
+    let text: String = row.try_get(column).map_err(db_error)?;
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::internal(format!("bad timestamp {text:?} in database")).with_source(e))
+}
+
+fn parsed<T: FromStr<Err = Error>>(row: &AnyRow, column: &str) -> Result<T> {
+    let text: String = row.try_get(column).map_err(db_error)?;
+    text.parse()
+        .map_err(|e: Error| Error::internal(format!("bad {column} in database: {}", e.message())))
+}
+
+fn int(row: &AnyRow, column: &str) -> Result<i64> {
+    row.try_get(column).map_err(db_error)
+}
+
+fn text(row: &AnyRow, column: &str) -> Result<String> {
+    row.try_get(column).map_err(db_error)
+}
+
+fn ticket_from(row: &AnyRow) -> Result<Ticket> {
+    let id = int(row, "id")?;
+    let step: WorkflowStep = parsed(row, "step")?;
+    let status: StepStatus = parsed(row, "status")?;
+    Ok(Ticket {
+        id,
+        resource_uri: Uri::new(id),
+        owner: text(row, "owner")?,
+        title: text(row, "title")?,
+        description: text(row, "description")?,
+        bug_id: text(row, "bug_id")?,
+        current_workflow_step: step,
+        status,
+        state: TicketState::of(step, status),
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+fn source_package_from(row: &AnyRow) -> Result<SourcePackage> {
+    let id = int(row, "id")?;
+    Ok(SourcePackage {
+        id,
+        resource_uri: Uri::new(id),
+        name: text(row, "name")?,
+    })
+}
+
+fn spu_from(row: &AnyRow) -> Result<SourcePackageUpload> {
+    let id = int(row, "id")?;
+    Ok(SourcePackageUpload {
+        id,
+        resource_uri: Uri::new(id),
+        sourcepackage: Uri::new(int(row, "sourcepackage_id")?),
+        version: text(row, "version")?,
+        fingerprint: text(row, "fingerprint")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+fn subticket_from(row: &AnyRow) -> Result<Subticket> {
+    let id = int(row, "id")?;
+    Ok(Subticket {
+        id,
+        resource_uri: Uri::new(id),
+        source_package_upload: Uri::new(int(row, "spu_id")?),
+        ticket: Uri::new(int(row, "ticket_id")?),
+        assignee: text(row, "assignee")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+fn artifact_from(row: &AnyRow) -> Result<Artifact> {
+    let id = int(row, "id")?;
+    let subticket: Option<i64> = row.try_get("subticket_id").map_err(db_error)?;
+    Ok(Artifact {
+        id,
+        resource_uri: Uri::new(id),
+        name: text(row, "name")?,
+        subticket: subticket.map(Uri::new),
+        ticket: Uri::new(int(row, "ticket_id")?),
+        reference: text(row, "reference")?,
+        artifact_type: parsed::<ArtifactType>(row, "type")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+fn transition_from(row: &AnyRow) -> Result<Transition> {
+    let id = int(row, "id")?;
+    Ok(Transition {
+        id,
+        resource_uri: Uri::new(id),
+        ticket: Uri::new(int(row, "ticket_id")?),
+        step: parsed(row, "step")?,
+        status: parsed(row, "status")?,
+        message: text(row, "message")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+fn event_from(row: &AnyRow) -> Result<TicketEvent> {
+    Ok(TicketEvent {
+        id: int(row, "id")?,
+        ticket: Uri::new(int(row, "ticket_id")?),
+        kind: parsed::<EventKind>(row, "kind")?,
+        resource_uri: text(row, "resource_uri")?,
+        step: parsed(row, "step")?,
+        status: parsed(row, "status")?,
+        message: text(row, "message")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// A value bound to a numbered placeholder.
+#[derive(Debug, Clone)]
+enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+/// A `WHERE` clause under construction, with its arguments in placeholder order.
+#[derive(Debug, Default)]
+struct Filter {
+    clauses: Vec<String>,
+    args: Vec<Arg>,
+}
+
+impl Filter {
+    fn eq(&mut self, column: &str, arg: Arg) {
+        self.args.push(arg);
+        self.clauses.push(format!("{column} = ${}", self.args.len()));
+    }
+
+    fn raw(&mut self, clause: &str) {
+        self.clauses.push(clause.to_owned());
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    args: &[Arg],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for arg in args {
+        query = match arg {
+            Arg::Int(v) => query.bind(*v),
+            Arg::Text(v) => query.bind(v.clone()),
+        };
+    }
+    query
+}
+
+/// Closed tickets, as SQL (the same rule as [`TicketState::of`]).
+const CLOSED_SQL: &str =
+    "(status IN ('FAILED', 'CANCELLED') OR (step = 'COMPLETE' AND status = 'SUCCEEDED'))";
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// A write transaction; on SQLite it also holds this process's writer lock, so that writers
+/// queue here instead of sleeping in SQLite's busy handler (whose back-off costs
+/// milliseconds). Other processes still meet at SQLite's own lock.
+struct WriteTx {
+    tx: Tx,
+    _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    async fn commit(self) -> Result<()> {
+        self.tx.commit().await.map_err(db_error)
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = Tx;
+    fn deref(&self) -> &Tx {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+}
+
+impl SqlTicketSystem {
+    /// Connects to `sqlite://PATH` (creating the file and its folder) or `postgres://…`,
+    /// and brings the schema up to date.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be reached; `Unsupported` for PostgreSQL in a
+    /// build without the `postgres` feature; `InvalidInput` for another URL.
+    pub async fn connect(url: &str) -> Result<SqlTicketSystem> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            if path.is_empty() {
+                return Err(Error::invalid("sqlite URL without a path"));
+            }
+            if path != ":memory:" {
+                if let Some(parent) = std::path::Path::new(path).parent() {
+                    if !parent.as_os_str().is_empty() {
+                        std::fs::create_dir_all(parent).map_err(|e| {
+                            Error::from(e).with_resource(parent.display().to_string())
+                        })?;
+                    }
+                }
+            }
+            let url = if url.contains('?') {
+                url.to_owned()
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Dialect::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if !cfg!(feature = "postgres") {
+                return Err(Error::unsupported(
+                    "PostgreSQL support is not in this build (cargo feature `postgres`)",
+                ));
+            }
+            (Dialect::Postgres, url.to_owned())
+        } else {
+            return Err(Error::invalid(format!("not a SQL database URL: {url:?}")));
+        };
+        let max = match dialect {
+            Dialect::Sqlite => 8,
+            Dialect::Postgres => 16,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL lets readers go on during a write; NORMAL sync keeps every
+                        // commit across a process crash.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA busy_timeout = 30000",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| {
+                Error::unavailable("cannot open the ticket database")
+                    .with_resource(redact(&url))
+                    .with_source(e)
+            })?;
+        let (events_written, _) = watch::channel(0);
+        let system = SqlTicketSystem {
+            pool,
+            dialect,
+            events_written: Arc::new(events_written),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        system.migrate().await?;
+        Ok(system)
+    }
+
+    /// The connected database's dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut tx = self.begin().await?;
+        match self.dialect {
+            // One migrator at a time across processes.
+            Dialect::Postgres => {
+                sqlx::query("SELECT pg_advisory_xact_lock(7215090412)")
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            Dialect::Sqlite => {}
+        }
+        let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
+            .fetch_one(&mut **tx)
+            .await
+            .and_then(|row| row.try_get::<Option<i64>, _>("v"))
+            .map_err(db_error)?;
+        let current = current.unwrap_or(0);
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            return Err(Error::unsupported(format!(
+                "the ticket database has schema version {current}, newer than this program's {known}; upgrade ubuntu-ci"
+            )));
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let sql = migration.replace("{id}", self.dialect.identity());
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)")
+                .bind(index as i64 + 1)
+                .bind(now())
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await
+    }
+
+    async fn begin(&self) -> Result<WriteTx> {
+        let writer = match self.dialect {
+            Dialect::Sqlite => Some(self.writer.clone().lock_owned().await),
+            Dialect::Postgres => None,
+        };
+        let tx = self
+            .pool
+            .begin_with(self.dialect.begin())
+            .await
+            .map_err(db_error)?;
+        Ok(WriteTx {
+            tx,
+            _writer: writer,
+        })
+    }
+
+    async fn count(&self, table: &str, filter: &Filter) -> Result<u64> {
+        let sql = format!("SELECT COUNT(*) AS n FROM {table}{}", filter.sql());
+        let row = bind_all(sqlx::query(&sql), &filter.args)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(u64::try_from(int(&row, "n")?).unwrap_or(0))
+    }
+
+    async fn list<T>(
+        &self,
+        table: &str,
+        filter: Filter,
+        page: PageRequest,
+        from_row: fn(&AnyRow) -> Result<T>,
+    ) -> Result<Page<T>> {
+        let page = PageRequest::new(page.limit, page.offset);
+        let total = self.count(table, &filter).await?;
+        let n = filter.args.len();
+        let sql = format!(
+            "SELECT * FROM {table}{} ORDER BY id LIMIT ${} OFFSET ${}",
+            filter.sql(),
+            n + 1,
+            n + 2
+        );
+        let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
+        let rows = bind_all(sqlx::query(&sql), &filter.args)
+            .bind(i64::from(page.limit))
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let objects = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        Ok(Page::new(page, total, objects))
+    }
+
+    async fn get_one<T>(
+        &self,
+        table: &str,
+        resource: &str,
+        id: i64,
+        from_row: fn(&AnyRow) -> Result<T>,
+    ) -> Result<T> {
+        let sql = format!("SELECT * FROM {table} WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        match row {
+            Some(row) => from_row(&row),
+            None => Err(Error::not_found(format!("no such {resource}"))
+                .with_resource(format!("/api/v1/{resource}/{id}/"))),
+        }
+    }
+
+    /// Takes the ticket's write lock by touching its row, and returns its step and status.
+    async fn lock_ticket(
+        &self,
+        tx: &mut Tx,
+        ticket: i64,
+        at: &str,
+    ) -> Result<(WorkflowStep, StepStatus)> {
+        let row = sqlx::query(
+            "UPDATE ticket SET updated_at = $1 WHERE id = $2 RETURNING step, status",
+        )
+        .bind(at.to_owned())
+        .bind(ticket)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        match row {
+            Some(row) => Ok((parsed(&row, "step")?, parsed(&row, "status")?)),
+            None => Err(Error::not_found("no such ticket")
+                .with_resource(Uri::<Ticket>::new(ticket).to_string())),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_event(
+        &self,
+        tx: &mut Tx,
+        ticket: i64,
+        kind: EventKind,
+        resource_uri: String,
+        step: WorkflowStep,
+        status: StepStatus,
+        message: &str,
+        at: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO event (ticket_id, kind, resource_uri, step, status, message, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(ticket)
+        .bind(kind.as_str())
+        .bind(resource_uri)
+        .bind(step.as_str())
+        .bind(status.as_str())
+        .bind(message.to_owned())
+        .bind(at.to_owned())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn commit_with_events(&self, tx: WriteTx) -> Result<()> {
+        tx.commit().await?;
+        self.events_written.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
+    }
+
+    async fn events_after(&self, ticket: i64, after: i64) -> Result<Vec<TicketEvent>> {
+        let rows = sqlx::query(
+            "SELECT * FROM event WHERE ticket_id = $1 AND id > $2 ORDER BY id LIMIT 500",
+        )
+        .bind(ticket)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(event_from).collect()
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[async_trait]
+impl TicketSystem for SqlTicketSystem {
+    async fn create_ticket(&self, new: NewTicket) -> Result<Ticket> {
+        let new = new.validate()?;
+        let at = now();
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO ticket (owner, title, description, bug_id, step, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING *",
+        )
+        .bind(new.owner)
+        .bind(new.title)
+        .bind(new.description)
+        .bind(new.bug_id)
+        .bind(WorkflowStep::New.as_str())
+        .bind(StepStatus::Pending.as_str())
+        .bind(at.clone())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        let ticket = ticket_from(&row)?;
+        self.insert_event(
+            &mut tx,
+            ticket.id,
+            EventKind::TicketCreated,
+            ticket.resource_uri.to_string(),
+            ticket.current_workflow_step,
+            ticket.status,
+            &ticket.title,
+            &at,
+        )
+        .await?;
+        self.commit_with_events(tx).await?;
+        Ok(ticket)
+    }
+
+    async fn get_ticket(&self, id: i64) -> Result<TicketDetail> {
+        let ticket = self.get_one("ticket", "ticket", id, ticket_from).await?;
+        let by_ticket = |table: &'static str| {
+            let sql = format!("SELECT * FROM {table} WHERE ticket_id = $1 ORDER BY id");
+            async move {
+                sqlx::query(&sql)
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_error)
+            }
+        };
+        let subtickets = by_ticket("subticket")
+            .await?
+            .iter()
+            .map(subticket_from)
+            .collect::<Result<_>>()?;
+        let artifacts = by_ticket("artifact")
+            .await?
+            .iter()
+            .map(artifact_from)
+            .collect::<Result<_>>()?;
+        let progress = by_ticket("transition")
+            .await?
+            .iter()
+            .map(transition_from)
+            .collect::<Result<_>>()?;
+        Ok(TicketDetail {
+            ticket,
+            subtickets,
+            artifacts,
+            progress,
+        })
+    }
+
+    async fn list_tickets(&self, filter: TicketFilter, page: PageRequest) -> Result<Page<Ticket>> {
+        let mut f = Filter::default();
+        if let Some(owner) = filter.owner {
+            f.eq("owner", Arg::Text(owner));
+        }
+        if let Some(step) = filter.step {
+            f.eq("step", Arg::Text(step.as_str().into()));
+        }
+        if let Some(status) = filter.status {
+            f.eq("status", Arg::Text(status.as_str().into()));
+        }
+        match filter.state {
+            Some(TicketState::Closed) => f.raw(CLOSED_SQL),
+            Some(TicketState::Open) => f.raw(&format!("NOT {CLOSED_SQL}")),
+            None => {}
+        }
+        self.list("ticket", f, page, ticket_from).await
+    }
+
+    async fn get_or_create_source_package(&self, name: &str) -> Result<(SourcePackage, bool)> {
+        check_source_name(name)?;
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO sourcepackage (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name.to_owned())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query("SELECT * FROM sourcepackage WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await?;
+        Ok((source_package_from(&row)?, inserted))
+    }
+
+    async fn get_source_package(&self, id: i64) -> Result<SourcePackage> {
+        self.get_one("sourcepackage", "sourcepackage", id, source_package_from)
+            .await
+    }
+
+    async fn list_source_packages(
+        &self,
+        filter: SourcePackageFilter,
+        page: PageRequest,
+    ) -> Result<Page<SourcePackage>> {
+        let mut f = Filter::default();
+        if let Some(name) = filter.name {
+            f.eq("name", Arg::Text(name));
+        }
+        self.list("sourcepackage", f, page, source_package_from)
+            .await
+    }
+
+    async fn create_spu(&self, new: NewSourcePackageUpload) -> Result<SourcePackageUpload> {
+        let new = new.validate()?;
+        let package = self.get_source_package(new.sourcepackage.id()).await?;
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO spu (sourcepackage_id, version, fingerprint, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING *",
+        )
+        .bind(package.id)
+        .bind(new.version.clone())
+        .bind(new.fingerprint)
+        .bind(now())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(|e| {
+            let err = db_error(e);
+            if err.kind() == ErrorKind::Conflict {
+                Error::conflict(format!(
+                    "{} {} was already uploaded (one version, one content)",
+                    package.name, new.version
+                ))
+            } else {
+                err
+            }
+        })?;
+        tx.commit().await?;
+        spu_from(&row)
+    }
+
+    async fn get_spu(&self, id: i64) -> Result<SourcePackageUpload> {
+        self.get_one("spu", "spu", id, spu_from).await
+    }
+
+    async fn list_spus(
+        &self,
+        filter: SpuFilter,
+        page: PageRequest,
+    ) -> Result<Page<SourcePackageUpload>> {
+        let mut f = Filter::default();
+        if let Some(package) = filter.sourcepackage {
+            f.eq("sourcepackage_id", Arg::Int(package.id()));
+        }
+        if let Some(version) = filter.version {
+            f.eq("version", Arg::Text(version));
+        }
+        self.list("spu", f, page, spu_from).await
+    }
+
+    async fn create_subticket(&self, new: NewSubticket) -> Result<Subticket> {
+        let new = new.validate()?;
+        self.get_spu(new.source_package_upload.id()).await?;
+        let at = now();
+        let mut tx = self.begin().await?;
+        let (step, status) = self.lock_ticket(&mut tx, new.ticket.id(), &at).await?;
+        if TicketState::of(step, status) == TicketState::Closed {
+            return Err(Error::conflict("the ticket is closed; it takes no new subtickets")
+                .with_resource(new.ticket.to_string()));
+        }
+        let row = sqlx::query(
+            "INSERT INTO subticket (spu_id, ticket_id, assignee, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING *",
+        )
+        .bind(new.source_package_upload.id())
+        .bind(new.ticket.id())
+        .bind(new.assignee)
+        .bind(at.clone())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        let subticket = subticket_from(&row)?;
+        self.insert_event(
+            &mut tx,
+            new.ticket.id(),
+            EventKind::SubticketCreated,
+            subticket.resource_uri.to_string(),
+            step,
+            status,
+            &subticket.source_package_upload.to_string(),
+            &at,
+        )
+        .await?;
+        self.commit_with_events(tx).await?;
+        Ok(subticket)
+    }
+
+    async fn get_subticket(&self, id: i64) -> Result<Subticket> {
+        self.get_one("subticket", "subticket", id, subticket_from)
+            .await
+    }
+
+    async fn list_subtickets(
+        &self,
+        filter: SubticketFilter,
+        page: PageRequest,
+    ) -> Result<Page<Subticket>> {
+        let mut f = Filter::default();
+        if let Some(ticket) = filter.ticket {
+            f.eq("ticket_id", Arg::Int(ticket.id()));
+        }
+        if let Some(spu) = filter.source_package_upload {
+            f.eq("spu_id", Arg::Int(spu.id()));
+        }
+        self.list("subticket", f, page, subticket_from).await
+    }
+
+    async fn create_artifact(&self, new: NewArtifact) -> Result<Artifact> {
+        let new = new.validate()?;
+        let ticket = match (new.subticket, new.ticket) {
+            (Some(sub), ticket) => {
+                let subticket = self.get_subticket(sub.id()).await?;
+                if let Some(ticket) = ticket {
+                    if ticket != subticket.ticket {
+                        return Err(Error::invalid(format!(
+                            "subticket {} belongs to {}, not {}",
+                            sub, subticket.ticket, ticket
+                        )));
+                    }
+                }
+                subticket.ticket
+            }
+            (None, Some(ticket)) => ticket,
+            (None, None) => return Err(Error::invalid("an artifact needs a subticket or a ticket")),
+        };
+        let at = now();
+        let mut tx = self.begin().await?;
+        let (step, status) = self.lock_ticket(&mut tx, ticket.id(), &at).await?;
+        let row = sqlx::query(
+            "INSERT INTO artifact (ticket_id, subticket_id, name, reference, type, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+        )
+        .bind(ticket.id())
+        .bind(new.subticket.map(|s| s.id()))
+        .bind(new.name)
+        .bind(new.reference)
+        .bind(new.artifact_type.as_str())
+        .bind(at.clone())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        let artifact = artifact_from(&row)?;
+        self.insert_event(
+            &mut tx,
+            ticket.id(),
+            EventKind::ArtifactCreated,
+            artifact.resource_uri.to_string(),
+            step,
+            status,
+            &format!("{} {}", artifact.artifact_type, artifact.name),
+            &at,
+        )
+        .await?;
+        self.commit_with_events(tx).await?;
+        Ok(artifact)
+    }
+
+    async fn get_artifact(&self, id: i64) -> Result<Artifact> {
+        self.get_one("artifact", "artifact", id, artifact_from).await
+    }
+
+    async fn list_artifacts(
+        &self,
+        filter: ArtifactFilter,
+        page: PageRequest,
+    ) -> Result<Page<Artifact>> {
+        let mut f = Filter::default();
+        if let Some(ticket) = filter.ticket {
+            f.eq("ticket_id", Arg::Int(ticket.id()));
+        }
+        if let Some(subticket) = filter.subticket {
+            f.eq("subticket_id", Arg::Int(subticket.id()));
+        }
+        if let Some(t) = filter.artifact_type {
+            f.eq("type", Arg::Text(t.as_str().into()));
+        }
+        self.list("artifact", f, page, artifact_from).await
+    }
+
+    async fn record_transition(&self, new: NewTransition) -> Result<Transition> {
+        let new = new.validate()?;
+        let at = now();
+        let mut tx = self.begin().await?;
+        let (step, status) = self.lock_ticket(&mut tx, new.ticket.id(), &at).await?;
+        check_transition(step, status, new.step)
+            .map_err(|e| e.with_resource(new.ticket.to_string()))?;
+        sqlx::query("UPDATE ticket SET step = $1, status = $2 WHERE id = $3")
+            .bind(new.step.as_str())
+            .bind(new.status.as_str())
+            .bind(new.ticket.id())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        let row = sqlx::query(
+            "INSERT INTO transition (ticket_id, step, status, message, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING *",
+        )
+        .bind(new.ticket.id())
+        .bind(new.step.as_str())
+        .bind(new.status.as_str())
+        .bind(new.message.clone())
+        .bind(at.clone())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        let transition = transition_from(&row)?;
+        self.insert_event(
+            &mut tx,
+            new.ticket.id(),
+            EventKind::Progress,
+            transition.resource_uri.to_string(),
+            new.step,
+            new.status,
+            &new.message,
+            &at,
+        )
+        .await?;
+        self.commit_with_events(tx).await?;
+        Ok(transition)
+    }
+
+    async fn get_transition(&self, id: i64) -> Result<Transition> {
+        self.get_one("transition", "progress", id, transition_from)
+            .await
+    }
+
+    async fn list_transitions(
+        &self,
+        filter: TransitionFilter,
+        page: PageRequest,
+    ) -> Result<Page<Transition>> {
+        let mut f = Filter::default();
+        if let Some(ticket) = filter.ticket {
+            f.eq("ticket_id", Arg::Int(ticket.id()));
+        }
+        self.list("transition", f, page, transition_from).await
+    }
+
+    async fn events(&self, ticket: i64, after: Option<i64>) -> Result<EventStream> {
+        self.get_one("ticket", "ticket", ticket, ticket_from).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let system = self.clone();
+        let mut wake = self.events_written.subscribe();
+        tokio::spawn(async move {
+            let mut last = after.unwrap_or(0);
+            loop {
+                let batch = match system.events_after(ticket, last).await {
+                    Ok(batch) => batch,
+                    Err(err) => {
+                        let _ = tx.send(Err(err)).await;
+                        return;
+                    }
+                };
+                let empty = batch.is_empty();
+                for event in batch {
+                    last = event.id;
+                    let closes = event.closes_ticket();
+                    if tx.send(Ok(event)).await.is_err() || closes {
+                        return;
+                    }
+                }
+                if empty {
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        _ = wake.changed() => {}
+                        _ = tokio::time::sleep(EVENT_POLL) => {}
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn sqlite() -> (tempfile::TempDir, SqlTicketSystem) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/tickets.db", dir.path().display());
+        let system = SqlTicketSystem::connect(&url).await.unwrap();
+        (dir, system)
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_conformance_suite() {
+        let (_dir, system) = sqlite().await;
+        super::super::conformance::run_all(Arc::new(system)).await;
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_data_and_does_not_migrate_twice() {
+        let (dir, system) = sqlite().await;
+        let ticket = system
+            .create_ticket(NewTicket {
+                owner: "dev@example.com".into(),
+                title: "t".into(),
+                description: String::new(),
+                bug_id: String::new(),
+            })
+            .await
+            .unwrap();
+        system.close().await;
+        let url = format!("sqlite://{}/tickets.db", dir.path().display());
+        let again = SqlTicketSystem::connect(&url).await.unwrap();
+        assert_eq!(again.get_ticket(ticket.id).await.unwrap().ticket, ticket);
+        let versions = sqlx::query("SELECT COUNT(*) AS n FROM schema_version")
+            .fetch_one(&again.pool)
+            .await
+            .unwrap();
+        assert_eq!(int(&versions, "n").unwrap(), MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let (dir, system) = sqlite().await;
+        sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES (999, 'x')")
+            .execute(&system.pool)
+            .await
+            .unwrap();
+        system.close().await;
+        let url = format!("sqlite://{}/tickets.db", dir.path().display());
+        let err = SqlTicketSystem::connect(&url).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+    }
+
+    #[tokio::test]
+    async fn unknown_urls_are_refused() {
+        let err = SqlTicketSystem::connect("mysql://x").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+
+    /// Runs the conformance suite on a fresh PostgreSQL database made for this run, when
+    /// `UBUNTU_CI_TEST_POSTGRES` names a server (e.g. `postgres://postgres@127.0.0.1/postgres`).
+    #[cfg(feature = "postgres")]
+    #[tokio::test]
+    async fn postgres_passes_the_conformance_suite() {
+        let Some(db) = crate::tickets::conformance::postgres_test_database().await else {
+            return;
+        };
+        let system = SqlTicketSystem::connect(db.url()).await.unwrap();
+        assert_eq!(system.dialect(), Dialect::Postgres);
+        super::super::conformance::run_all(Arc::new(system.clone())).await;
+        system.close().await;
+        db.drop().await;
+    }
+}
