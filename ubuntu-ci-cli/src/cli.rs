@@ -30,7 +30,8 @@ pub struct Global {
     #[arg(long, global = true, env = "UBUNTU_CI_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print results as JSON
-    #[arg(long, global = true, env = "UBUNTU_CI_JSON")]
+    #[arg(long, global = true, env = "UBUNTU_CI_JSON", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,
     /// More log output (-v, -vv); UBUNTU_CI_LOG takes a tracing filter
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -43,7 +44,7 @@ pub enum Command {
     /// Create a ticket for one or more source package uploads and store their files
     #[command(visible_alias = "create_ticket")]
     CreateTicket(crate::commands::create_ticket::CreateTicketArgs),
-    /// Show and list tickets
+    /// Show, list and watch tickets
     #[command(subcommand)]
     Ticket(crate::commands::ticket::TicketCommand),
     /// Put, get, list and delete data store objects

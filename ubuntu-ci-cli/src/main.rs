@@ -13,6 +13,7 @@ mod progress;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    restore_sigpipe();
     let cli = cli::Cli::parse();
     init_logging(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -44,4 +45,15 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Rust ignores SIGPIPE, so `ubuntu-ci … | head` would panic on the closed pipe; a command
+/// line tool should end quietly instead, as `ls | head` does.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

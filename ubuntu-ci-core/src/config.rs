@@ -71,6 +71,35 @@ impl Config {
         Config::parse(&text).map_err(|e| e.with_resource(path.display().to_string()))
     }
 
+    /// Overrides settings with the `UBUNTU_CI_*` environment variables that are set:
+    /// `DATA_DIR`, `SERVER`, `TOKEN`, `TICKETS_URL`, `STORE_URL`, `LISTEN`, `PUBLIC_URL`,
+    /// `OWNER`. Empty values are ignored.
+    #[must_use]
+    pub fn with_env(self) -> Config {
+        self.with_vars(|name| std::env::var(name).ok())
+    }
+
+    fn with_vars(mut self, var: impl Fn(&str) -> Option<String>) -> Config {
+        let get = |name: &str| var(&format!("UBUNTU_CI_{name}")).filter(|v| !v.is_empty());
+        if let Some(v) = get("DATA_DIR") {
+            self.data_dir = Some(PathBuf::from(v));
+        }
+        for (name, field) in [
+            ("SERVER", &mut self.server),
+            ("TOKEN", &mut self.token),
+            ("TICKETS_URL", &mut self.tickets_url),
+            ("STORE_URL", &mut self.store_url),
+            ("LISTEN", &mut self.listen),
+            ("PUBLIC_URL", &mut self.public_url),
+            ("OWNER", &mut self.owner),
+        ] {
+            if let Some(v) = get(name) {
+                *field = Some(v);
+            }
+        }
+        self
+    }
+
     /// Parses a config file's text.
     ///
     /// # Errors
@@ -129,6 +158,25 @@ impl Config {
         }
     }
 
+    /// The base URL of served store objects (`<public_url>store/`), when `public_url` is set.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed `public_url`.
+    pub fn store_public_url(&self) -> Result<Option<url::Url>> {
+        let Some(text) = &self.public_url else {
+            return Ok(None);
+        };
+        let mut base = url::Url::parse(text)
+            .map_err(|e| Error::invalid(format!("public_url: bad URL {text:?}: {e}")))?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        base.join("store/")
+            .map(Some)
+            .map_err(|e| Error::invalid(format!("public_url: {e}")))
+    }
+
     /// Opens the services this configuration names: through the server when `server` is
     /// set, else the local ones. `public_url` is the base of stored objects' URLs for a
     /// local store served by `serve` (None: `file:` URLs).
@@ -153,6 +201,12 @@ impl Config {
             )?;
             return Ok(Services { tickets, store });
         }
+        // A configured public URL (the server's) names local objects too, so that files
+        // stored by a local command are served at the URLs recorded for them.
+        let public_url = match public_url {
+            Some(url) => Some(url),
+            None => self.store_public_url()?,
+        };
         let tickets =
             open_ticket_system(&self.local_tickets_url()?, &TicketSystemOptions::default())
                 .await?;
@@ -212,6 +266,20 @@ mod tests {
         assert_eq!(config.local_store_url().unwrap(), "file:///srv/ci/store");
         assert!(Config::parse("colour = 1").is_err());
         assert!(Config::parse("data_dir = [").is_err());
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let file = Config::parse("owner = \"file@example.com\"\nlisten = \"0.0.0.0:80\"\n").unwrap();
+        let config = file.with_vars(|name| match name {
+            "UBUNTU_CI_OWNER" => Some("env@example.com".into()),
+            "UBUNTU_CI_TICKETS_URL" => Some("postgres://db/ci".into()),
+            "UBUNTU_CI_LISTEN" => Some(String::new()),
+            _ => None,
+        });
+        assert_eq!(config.owner.as_deref(), Some("env@example.com"));
+        assert_eq!(config.tickets_url.as_deref(), Some("postgres://db/ci"));
+        assert_eq!(config.listen(), "0.0.0.0:80", "empty variables are ignored");
     }
 
     #[test]

@@ -258,7 +258,7 @@ impl FromStr for WorkflowStep {
 
 impl fmt::Display for WorkflowStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -317,7 +317,7 @@ impl FromStr for StepStatus {
 
 impl fmt::Display for StepStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -420,7 +420,7 @@ impl FromStr for ArtifactType {
 
 impl fmt::Display for ArtifactType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -1011,59 +1011,12 @@ fn check_url(field: &str, value: &str) -> Result<()> {
 
 /// Checks a source package name as Debian Policy 5.6.1 defines it.
 pub fn check_source_name(name: &str) -> Result<()> {
-    let ok = name.len() >= 2
-        && name.len() <= MAX_SHORT_FIELD
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "not a valid source package name: {name:?} (lower case letters, digits, + - .; at least 2, starting with a letter or digit)"
-        )))
-    }
+    crate::upload::validate_package_name(name)
 }
 
 /// Checks a Debian version (`[epoch:]upstream[-revision]`) as Debian Policy 5.6.12 defines it.
 pub fn check_version(version: &str) -> Result<()> {
-    let bad = |why: &str| Error::invalid(format!("not a valid Debian version {version:?}: {why}"));
-    if version.is_empty() || version.len() > MAX_SHORT_FIELD {
-        return Err(bad("empty or too long"));
-    }
-    let (epoch, rest) = match version.split_once(':') {
-        Some((epoch, rest)) => (Some(epoch), rest),
-        None => (None, version),
-    };
-    if let Some(epoch) = epoch {
-        if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad("the epoch must be a number"));
-        }
-    }
-    let (upstream, revision) = match rest.rsplit_once('-') {
-        Some((upstream, revision)) => (upstream, Some(revision)),
-        None => (rest, None),
-    };
-    if !upstream.starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(bad("the upstream version must start with a digit"));
-    }
-    let upstream_ok = upstream.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || b"+.~".contains(&b) || (b == b'-' && revision.is_some())
-    });
-    if !upstream_ok {
-        return Err(bad("the upstream version has characters other than A-Za-z0-9 . + ~ -"));
-    }
-    if let Some(revision) = revision {
-        if revision.is_empty()
-            || !revision
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+.~".contains(&b))
-        {
-            return Err(bad("the revision must be non-empty A-Za-z0-9 . + ~"));
-        }
-    }
-    Ok(())
+    crate::upload::DebianVersion::parse(version).map(|_| ())
 }
 
 #[cfg(test)]

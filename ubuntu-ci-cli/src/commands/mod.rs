@@ -9,9 +9,9 @@ use ubuntu_ci_core::config::Config;
 
 use crate::cli::{Cli, Command, Global};
 
-/// The configuration: the file, then `UBUNTU_CI_*` variables and flags (clap reads both).
+/// The configuration: the file, then `UBUNTU_CI_*` variables, then flags.
 pub fn config(global: &Global) -> anyhow::Result<Config> {
-    let mut config = Config::load(global.config.as_deref())?;
+    let mut config = Config::load(global.config.as_deref())?.with_env();
     if let Some(dir) = &global.data_dir {
         config.data_dir = Some(dir.clone());
     }

@@ -53,7 +53,11 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
             data_dir.join("api-token").display()
         );
     }
-    println!("ubuntu-ci serve: listening on {public_url}");
+    if public_url.as_str() == format!("http://{address}/") {
+        println!("ubuntu-ci serve: listening on {public_url}");
+    } else {
+        println!("ubuntu-ci serve: listening on {address}, reachable at {public_url}");
+    }
     let state = ServerState::new(services, token, public_url);
     server::serve(listener, state, shutdown_signal()).await?;
     Ok(())

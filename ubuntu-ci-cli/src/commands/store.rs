@@ -112,6 +112,8 @@ pub async fn run(config: &Config, json: bool, command: StoreCommand) -> anyhow::
                     let mut stdout = tokio::io::stdout();
                     tokio::io::copy(&mut reader, &mut stdout).await?;
                     stdout.flush().await?;
+                    // The object is the output; JSON after it would corrupt it.
+                    return Ok(());
                 }
                 _ => {
                     let path = target.unwrap_or_else(|| PathBuf::from(object.as_str()));
@@ -143,6 +145,9 @@ pub async fn run(config: &Config, json: bool, command: StoreCommand) -> anyhow::
             Ok(())
         }
         StoreCommand::Ls { container, prefix } => {
+            if container.is_some() && prefix.is_some() {
+                return Err(Error::invalid("--prefix filters containers; give it without CONTAINER").into());
+            }
             match container {
                 None => {
                     let containers = store.list_containers(prefix.as_deref()).await?;

@@ -273,7 +273,7 @@ pub async fn ticket_events(
         None => None,
     };
     let events = state.services.tickets.events(id, after).await?;
-    let stream = events.map(|event| {
+    let stream = events.take_until(state.stopping()).map(|event| {
         Ok::<Event, Infallible>(match event {
             Ok(event) => Event::default()
                 .id(event.id.to_string())

@@ -33,6 +33,9 @@ pub struct ServerState {
     token: Arc<str>,
     /// The URL clients reach this server at (`http://127.0.0.1:8000/`).
     pub public_url: Url,
+    /// Set when the server shuts down, so that endless responses (event streams) end and
+    /// graceful shutdown does not wait for their clients.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl ServerState {
@@ -42,6 +45,15 @@ impl ServerState {
             services,
             token: token.into(),
             public_url,
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    /// Resolves when the server starts shutting down.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
         }
     }
 
@@ -155,8 +167,12 @@ pub async fn serve(
     state: ServerState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let stopping = state.stopping.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.send_replace(true);
+        })
         .await
         .map_err(|e| Error::internal("the server stopped").with_source(e))
 }

@@ -145,6 +145,9 @@ impl HttpStore {
             .map_err(|e| Error::invalid(format!("bad store server URL {base}")).with_source(e))?;
         let client = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
+            // Per read, not per request: a long upload or download is fine, a silent
+            // server is not.
+            .read_timeout(std::time::Duration::from_secs(300))
             .build()
             .map_err(|e| Error::internal("cannot build the HTTP client").with_source(e))?;
         Ok(HttpStore {
@@ -519,7 +522,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_server_is_unavailable() {
-        // Port 9 (discard) on localhost is closed on any sane test machine.
+        // A port that was free a moment ago: nothing listens there.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
@@ -528,5 +531,144 @@ mod tests {
         let err = store.list_containers(None).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
         assert!(err.is_retryable());
+    }
+
+    /// What the fake server received: the request head and body.
+    struct Received {
+        head: String,
+        body: Vec<u8>,
+    }
+
+    /// Answers one request with `response` (a whole HTTP/1.1 response) and reports it.
+    async fn answer_once(response: String) -> (Url, tokio::task::JoinHandle<Received>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let task = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            let head_end = loop {
+                let n = socket.read(&mut buf).await.unwrap();
+                data.extend_from_slice(&buf[..n]);
+                if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+            };
+            let head = String::from_utf8(data[..head_end].to_vec()).unwrap();
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_string)
+                })
+                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+            let mut body = data[head_end..].to_vec();
+            while body.len() < length {
+                let n = socket.read(&mut buf).await.unwrap();
+                body.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(response.as_bytes()).await.unwrap();
+            socket.shutdown().await.unwrap();
+            Received { head, body }
+        });
+        (base, task)
+    }
+
+    fn names() -> (ContainerName, ObjectName) {
+        (
+            ContainerName::new("ticket.1.sources").unwrap(),
+            ObjectName::new("hello 2.10+3.dsc").unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn head_reads_the_protocol_headers() {
+        let sha = "a".repeat(64);
+        let (base, server) = answer_once(format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nETag: \"{sha}\"\r\n\
+             X-Object-Sha256: {sha}\r\nLast-Modified: Tue, 15 Nov 1994 08:12:31 GMT\r\n\r\n"
+        ))
+        .await;
+        let store = HttpStore::new(base, Some("s3cret".into())).unwrap();
+        let (c, name) = names();
+        let info = store.head(&c, &name).await.unwrap();
+        assert_eq!((info.size, info.sha256.as_str()), (1234, sha.as_str()));
+        assert_eq!(info.last_modified.to_rfc3339(), "1994-11-15T08:12:31+00:00");
+        assert_eq!(info.url, store.object_url(&c, &name).as_str());
+        let received = server.await.unwrap();
+        assert!(
+            received
+                .head
+                .starts_with("HEAD /store/ticket.1.sources/hello%202.10%2B3.dsc HTTP/1.1\r\n"),
+            "{}",
+            received.head
+        );
+        assert!(received
+            .head
+            .to_ascii_lowercase()
+            .contains("authorization: bearer s3cret\r\n"));
+    }
+
+    #[tokio::test]
+    async fn put_sends_the_body_and_reads_the_info() {
+        let (c, name) = names();
+        let info = ObjectInfo {
+            container: c.to_string(),
+            name: name.to_string(),
+            size: 5,
+            sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
+            last_modified: Utc::now(),
+            url: "http://ci.example.com/store/ticket.1.sources/hello%202.10%2B3.dsc".into(),
+        };
+        let json = serde_json::to_string(&info).unwrap();
+        let (base, server) = answer_once(format!(
+            "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+            json.len()
+        ))
+        .await;
+        let store = HttpStore::new(base, None).unwrap();
+        let answered = store.put(&c, &name, Body::from("hello")).await.unwrap();
+        assert_eq!(answered, info);
+        let received = server.await.unwrap();
+        assert!(received
+            .head
+            .starts_with("PUT /store/ticket.1.sources/hello%202.10%2B3.dsc HTTP/1.1\r\n"));
+        assert!(!received.head.to_ascii_lowercase().contains("authorization"));
+        assert_eq!(received.body, b"hello");
+    }
+
+    #[tokio::test]
+    async fn error_bodies_carry_the_kind() {
+        let json = r#"{"error":"container ticket.1.sources holds 2 entries","kind":"conflict"}"#;
+        let (base, server) = answer_once(format!(
+            "HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+            json.len()
+        ))
+        .await;
+        let store = HttpStore::new(base, None).unwrap();
+        let (c, _) = names();
+        let err = store.delete_container(&c, false).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert!(err.to_string().contains("holds 2 entries"), "{err}");
+        let received = server.await.unwrap();
+        assert!(received
+            .head
+            .starts_with("DELETE /store/ticket.1.sources/?recursive=false HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn errors_without_a_json_body_map_the_status() {
+        let page = "<html>bad gateway</html>";
+        let (base, _server) = answer_once(format!(
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{page}",
+            page.len()
+        ))
+        .await;
+        let store = HttpStore::new(base, None).unwrap();
+        let (c, _) = names();
+        let err = store.container_info(&c).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     }
 }

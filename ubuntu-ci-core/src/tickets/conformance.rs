@@ -24,6 +24,7 @@ pub async fn run_all(system: Arc<dyn TicketSystem>) {
     unknown_references_are_not_found(&*system).await;
     spu_is_unique_per_package_and_version(&*system).await;
     source_packages_are_get_or_create(system.clone()).await;
+    concurrent_creates_each_get_their_own_ticket(system.clone()).await;
     lists_filter_and_paginate(&*system).await;
     transitions_keep_history_and_close(&*system).await;
     events_replay_then_follow(system.clone()).await;
@@ -316,6 +317,43 @@ pub async fn source_packages_are_get_or_create(system: Arc<dyn TicketSystem>) {
     assert_eq!(page.meta.total_count, 1);
 }
 
+/// Tickets created at once each come back as asked, with their own id.
+pub async fn concurrent_creates_each_get_their_own_ticket(system: Arc<dyn TicketSystem>) {
+    let owner = format!("crowd-{}@example.com", suffix());
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let system = system.clone();
+        let owner = owner.clone();
+        tasks.push(tokio::spawn(async move {
+            let title = format!("crowd ticket {i}");
+            let ticket = system
+                .create_ticket(new_ticket(&owner, &title))
+                .await
+                .expect("create_ticket");
+            (title, ticket)
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for task in tasks {
+        let (title, ticket) = task.await.expect("task");
+        assert_eq!(ticket.title, title, "each caller gets the ticket it asked for");
+        assert!(ids.insert(ticket.id), "ids are unique");
+        let stored = system.get_ticket(ticket.id).await.expect("get_ticket");
+        assert_eq!(stored.ticket, ticket);
+    }
+    let page = system
+        .list_tickets(
+            TicketFilter {
+                owner: Some(owner),
+                ..Default::default()
+            },
+            PageRequest::default(),
+        )
+        .await
+        .expect("list");
+    assert_eq!(page.meta.total_count, 50);
+}
+
 /// Owner and state filters, limit and offset, total counts.
 pub async fn lists_filter_and_paginate(system: &dyn TicketSystem) {
     let owner = format!("lister-{}@example.com", suffix());
@@ -550,6 +588,15 @@ pub async fn events_replay_then_follow(system: Arc<dyn TicketSystem>) {
         .expect("resume");
     let first = next_event(&mut resumed).await.expect("event").expect("ok");
     assert_eq!(first.id, artifact.id, "resuming starts after the given id");
+
+    let mut after_the_end = system
+        .events(ticket.id, Some(done.id))
+        .await
+        .expect("resume after the closing event");
+    assert!(
+        next_event(&mut after_the_end).await.is_none(),
+        "a closed ticket's stream resumed after its last event ends at once"
+    );
 
     let err = system
         .events(i64::from(i32::MAX) - 3, None)

@@ -33,8 +33,45 @@ use crate::model::{
 /// How often a subscriber looks for events written by other processes.
 const EVENT_POLL: Duration = Duration::from_millis(250);
 
-/// The schema, one migration per entry; `{id}` is the dialect's identity column.
-pub const MIGRATIONS: &[&str] = &[r#"
+/// One step of the schema: statements for both dialects (`;`-separated, `{id}` standing for
+/// the dialect's identity column), then whole statements for one dialect only.
+#[derive(Debug)]
+pub struct Migration {
+    /// Statements for every dialect, separated by `;`.
+    pub common: &'static str,
+    /// Statements for SQLite only, each whole (trigger bodies contain `;`).
+    pub sqlite: &'static [&'static str],
+    /// Statements for PostgreSQL only, each whole.
+    pub postgres: &'static [&'static str],
+}
+
+// The creation event of a ticket is written by a trigger with the ticket itself, so creating
+// a ticket is one statement: no transaction round trips on the hot path.
+macro_rules! sqlite_ticket_trigger {
+    () => {
+        concat!(
+            "CREATE TRIGGER ticket_created AFTER INSERT ON ticket BEGIN ",
+            "INSERT INTO event (ticket_id, kind, resource_uri, step, status, message, created_at) VALUES ",
+            "(NEW.id, 'ticket_created', '/api/v1/ticket/' || NEW.id || '/', NEW.step, NEW.status, NEW.title, NEW.created_at); ",
+            "END"
+        )
+    };
+}
+
+macro_rules! postgres_ticket_trigger {
+    () => {
+        concat!(
+            "CREATE FUNCTION ticket_created_event() RETURNS trigger AS $$ BEGIN ",
+            "INSERT INTO event (ticket_id, kind, resource_uri, step, status, message, created_at) VALUES ",
+            "(NEW.id, 'ticket_created', '/api/v1/ticket/' || NEW.id || '/', NEW.step, NEW.status, NEW.title, NEW.created_at); ",
+            "RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+    };
+}
+
+/// The schema, one migration per entry, applied in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    common: r#"
 CREATE TABLE ticket (
     id {id},
     owner TEXT NOT NULL,
@@ -97,7 +134,13 @@ CREATE TABLE event (
     created_at TEXT NOT NULL
 );
 CREATE INDEX event_ticket ON event (ticket_id, id)
-"#];
+"#,
+    sqlite: &[sqlite_ticket_trigger!()],
+    postgres: &[
+        postgres_ticket_trigger!(),
+        "CREATE TRIGGER ticket_created AFTER INSERT ON ticket FOR EACH ROW EXECUTE FUNCTION ticket_created_event()",
+    ],
+}];
 
 /// The SQL dialect of the connected database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +178,127 @@ pub struct SqlTicketSystem {
     events_written: Arc<watch::Sender<u64>>,
     /// This process's SQLite writers, one at a time.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// Dropped with the last clone, which ends the background checkpoints.
+    alive: Arc<()>,
+    /// Ticket creations, written in batches by [`write_tickets`].
+    creates: tokio::sync::mpsc::Sender<PendingCreate>,
+}
+
+/// A validated ticket waiting to be written, and where its answer goes.
+type PendingCreate = (NewTicket, tokio::sync::oneshot::Sender<Result<Ticket>>);
+
+/// Most tickets written by one statement.
+const MAX_CREATE_BATCH: usize = 64;
+
+/// Writes ticket creations as they come, several per statement when they queue up (group
+/// commit): under many concurrent clients a single SQLite writer would otherwise pay a
+/// statement and a commit per ticket. Each ticket still gets its own answer; a batch
+/// that fails fails every ticket in it, and none of them is stored. Ends when the last
+/// clone of the ticket system is dropped.
+async fn write_tickets(
+    pool: AnyPool,
+    writer: Arc<tokio::sync::Mutex<()>>,
+    dialect: Dialect,
+    events_written: Arc<watch::Sender<u64>>,
+    mut creates: tokio::sync::mpsc::Receiver<PendingCreate>,
+) {
+    let mut batch = Vec::with_capacity(MAX_CREATE_BATCH);
+    while creates.recv_many(&mut batch, MAX_CREATE_BATCH).await > 0 {
+        let (tickets, replies): (Vec<NewTicket>, Vec<_>) = batch.drain(..).unzip();
+        let _writer = match dialect {
+            Dialect::Sqlite => Some(writer.lock().await),
+            Dialect::Postgres => None,
+        };
+        let result = insert_tickets(&pool, tickets).await;
+        drop(_writer);
+        match result {
+            Ok(created) => {
+                events_written.send_modify(|n| *n = n.wrapping_add(1));
+                for (reply, ticket) in replies.into_iter().zip(created) {
+                    let _ = reply.send(Ok(ticket));
+                }
+            }
+            Err(err) => {
+                for reply in replies {
+                    let _ = reply.send(Err(Error::new(err.kind(), err.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Inserts tickets with one statement (atomic on its own; the trigger adds each creation
+/// event) and returns them in the order given.
+async fn insert_tickets(pool: &AnyPool, tickets: Vec<NewTicket>) -> Result<Vec<Ticket>> {
+    let at = now();
+    let rows: Vec<String> = (0..tickets.len())
+        .map(|i| {
+            let p = i * 7;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 7
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO ticket (owner, title, description, bug_id, step, status, created_at, updated_at) \
+         VALUES {} RETURNING *",
+        rows.join(", ")
+    );
+    let count = tickets.len();
+    let mut query = sqlx::query(&sql);
+    for new in tickets {
+        query = query
+            .bind(new.owner)
+            .bind(new.title)
+            .bind(new.description)
+            .bind(new.bug_id)
+            .bind(WorkflowStep::New.as_str())
+            .bind(StepStatus::Pending.as_str())
+            .bind(at.clone());
+    }
+    let rows = query.fetch_all(pool).await.map_err(db_error)?;
+    // Ids are handed out in VALUES order within the statement; RETURNING's row order is
+    // not promised, so order by id.
+    let mut created = rows.iter().map(ticket_from).collect::<Result<Vec<_>>>()?;
+    created.sort_by_key(|t| t.id);
+    if created.len() != count {
+        return Err(Error::internal(format!(
+            "wrote {count} tickets but the database returned {}",
+            created.len()
+        )));
+    }
+    Ok(created)
+}
+
+/// How often the WAL is checkpointed in the background.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] while the ticket system is alive. A
+/// PASSIVE checkpoint runs beside readers and writers, so the fsync it costs never stalls
+/// a request.
+async fn checkpoints(pool: AnyPool, alive: std::sync::Weak<()>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if alive.upgrade().is_none() || pool.is_closed() {
+            return;
+        }
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %err, "SQLite checkpoint failed");
+        }
+    }
 }
 
 fn db_error(err: sqlx::Error) -> Error {
@@ -407,6 +571,9 @@ impl SqlTicketSystem {
                             "PRAGMA synchronous = NORMAL",
                             "PRAGMA foreign_keys = ON",
                             "PRAGMA busy_timeout = 30000",
+                            // Checkpoints run in the background (see `checkpoints`), not in
+                            // the commit of whichever writer crosses the threshold.
+                            "PRAGMA wal_autocheckpoint = 0",
                         ] {
                             sqlx::query(pragma).execute(&mut *conn).await?;
                         }
@@ -422,14 +589,43 @@ impl SqlTicketSystem {
                     .with_source(e)
             })?;
         let (events_written, _) = watch::channel(0);
+        let events_written = Arc::new(events_written);
+        let writer = Arc::new(tokio::sync::Mutex::new(()));
+        let (creates, pending) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(write_tickets(
+            pool.clone(),
+            writer.clone(),
+            dialect,
+            events_written.clone(),
+            pending,
+        ));
         let system = SqlTicketSystem {
             pool,
             dialect,
-            events_written: Arc::new(events_written),
-            writer: Arc::new(tokio::sync::Mutex::new(())),
+            events_written,
+            writer,
+            alive: Arc::new(()),
+            creates,
         };
         system.migrate().await?;
+        if dialect == Dialect::Sqlite {
+            system.checkpoint().await;
+            tokio::spawn(checkpoints(
+                system.pool.clone(),
+                Arc::downgrade(&system.alive),
+            ));
+        }
         Ok(system)
+    }
+
+    /// Copies committed WAL pages into the database without blocking readers or writers.
+    async fn checkpoint(&self) {
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %err, "SQLite checkpoint failed");
+        }
     }
 
     /// The connected database's dialect.
@@ -473,8 +669,17 @@ impl SqlTicketSystem {
             )));
         }
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let sql = migration.replace("{id}", self.dialect.identity());
-            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let common = migration.common.replace("{id}", self.dialect.identity());
+            let own = match self.dialect {
+                Dialect::Sqlite => migration.sqlite,
+                Dialect::Postgres => migration.postgres,
+            };
+            let statements = common
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .chain(own.iter().copied());
+            for statement in statements {
                 sqlx::query(statement)
                     .execute(&mut **tx)
                     .await
@@ -490,11 +695,16 @@ impl SqlTicketSystem {
         tx.commit().await
     }
 
-    async fn begin(&self) -> Result<WriteTx> {
-        let writer = match self.dialect {
+    /// This process's SQLite writer lock (nothing on PostgreSQL, whose row locks suffice).
+    async fn writer_lock(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.dialect {
             Dialect::Sqlite => Some(self.writer.clone().lock_owned().await),
             Dialect::Postgres => None,
-        };
+        }
+    }
+
+    async fn begin(&self) -> Result<WriteTx> {
+        let writer = self.writer_lock().await;
         let tx = self
             .pool
             .begin_with(self.dialect.begin())
@@ -619,6 +829,17 @@ impl SqlTicketSystem {
         Ok(())
     }
 
+    async fn is_closed(&self, ticket: i64) -> Result<bool> {
+        let row = sqlx::query("SELECT step, status FROM ticket WHERE id = $1")
+            .bind(ticket)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let step: WorkflowStep = parsed(&row, "step")?;
+        let status: StepStatus = parsed(&row, "status")?;
+        Ok(TicketState::of(step, status) == TicketState::Closed)
+    }
+
     async fn events_after(&self, ticket: i64, after: i64) -> Result<Vec<TicketEvent>> {
         let rows = sqlx::query(
             "SELECT * FROM event WHERE ticket_id = $1 AND id > $2 ORDER BY id LIMIT 500",
@@ -647,36 +868,14 @@ fn redact(url: &str) -> String {
 impl TicketSystem for SqlTicketSystem {
     async fn create_ticket(&self, new: NewTicket) -> Result<Ticket> {
         let new = new.validate()?;
-        let at = now();
-        let mut tx = self.begin().await?;
-        let row = sqlx::query(
-            "INSERT INTO ticket (owner, title, description, bug_id, step, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING *",
-        )
-        .bind(new.owner)
-        .bind(new.title)
-        .bind(new.description)
-        .bind(new.bug_id)
-        .bind(WorkflowStep::New.as_str())
-        .bind(StepStatus::Pending.as_str())
-        .bind(at.clone())
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db_error)?;
-        let ticket = ticket_from(&row)?;
-        self.insert_event(
-            &mut tx,
-            ticket.id,
-            EventKind::TicketCreated,
-            ticket.resource_uri.to_string(),
-            ticket.current_workflow_step,
-            ticket.status,
-            &ticket.title,
-            &at,
-        )
-        .await?;
-        self.commit_with_events(tx).await?;
-        Ok(ticket)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.creates
+            .send((new, reply))
+            .await
+            .map_err(|_| Error::unavailable("the ticket database is shutting down"))?;
+        answer
+            .await
+            .map_err(|_| Error::internal("the ticket writer stopped"))?
     }
 
     async fn get_ticket(&self, id: i64) -> Result<TicketDetail> {
@@ -1032,6 +1231,24 @@ impl TicketSystem for SqlTicketSystem {
                     }
                 }
                 if empty {
+                    // A subscriber that resumes after the closing event has nothing more to
+                    // wait for. The closing event commits with the ticket's new state, so a
+                    // closed state means every event is already readable.
+                    match system.is_closed(ticket).await {
+                        Ok(false) => {}
+                        Ok(true) => match system.events_after(ticket, last).await {
+                            Ok(rest) if rest.is_empty() => return,
+                            Ok(_) => continue,
+                            Err(err) => {
+                                let _ = tx.send(Err(err)).await;
+                                return;
+                            }
+                        },
+                        Err(err) => {
+                            let _ = tx.send(Err(err)).await;
+                            return;
+                        }
+                    }
                     tokio::select! {
                         _ = tx.closed() => return,
                         _ = wake.changed() => {}

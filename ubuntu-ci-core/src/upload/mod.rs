@@ -120,8 +120,9 @@ pub struct ValidatedUpload {
     /// `-sd` leaves out the orig tarball), found beside it and verified; store them too when
     /// the builder must unpack the source without an archive holding them.
     pub dsc_only_files: Vec<ValidatedFile>,
-    /// SHA-256 (hex) over the sorted `name size sha256` lines of the files listed in the
-    /// `.changes`: identical files give identical fingerprints, wherever they lie.
+    /// SHA-256 (hex) over the sorted `name size sha256` lines of the source package: the
+    /// `.dsc` and the files it lists. The same source gives the same fingerprint whatever
+    /// else the `.changes` lists (`-sa`/`-sd`, a `.buildinfo`) and wherever the files lie.
     pub fingerprint: String,
 }
 
@@ -405,7 +406,14 @@ pub fn validate_changes_blocking(path: &Path) -> Result<ValidatedUpload> {
         });
     }
 
-    let fingerprint = fingerprint(&files);
+    // The source package is the .dsc and what it lists; uploads of it made with -sa or -sd,
+    // or with another .buildinfo, are the same content.
+    let source_files: Vec<&ValidatedFile> = files
+        .iter()
+        .chain(&dsc_only_files)
+        .filter(|f| f.name == dsc_name || dsc.files.iter().any(|e| e.name == f.name))
+        .collect();
+    let fingerprint = fingerprint(&source_files);
     let changes_digests = checksums::digest_bytes(&changes_bytes);
     files.push(ValidatedFile {
         name: changes_name,
@@ -745,7 +753,7 @@ fn check_dsc_matches(dsc: &Dsc, changes: &Changes) -> Result<()> {
     Ok(())
 }
 
-fn fingerprint(files: &[ValidatedFile]) -> String {
+fn fingerprint(files: &[&ValidatedFile]) -> String {
     let mut lines: Vec<String> = files
         .iter()
         .map(|file| format!("{} {} {}\n", file.name, file.size, file.sha256))

@@ -734,3 +734,25 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn sa_and_sd_uploads_of_one_source_have_one_fingerprint() {
+    let (_a, full) = copy_good_upload();
+    let (_b, partial) = copy_good_upload();
+    // An `-sd` upload: the .changes leaves out the orig tarball, which sits beside it.
+    let signed = std::fs::read_to_string(&partial).unwrap();
+    let body: String = signed
+        .lines()
+        .skip_while(|l| !l.is_empty())
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----BEGIN PGP SIGNATURE"))
+        .filter(|l| !l.contains("tiny_1.0.orig.tar.gz"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&partial, body).unwrap();
+
+    let full = validate_changes(&full).await.unwrap();
+    let partial = validate_changes(&partial).await.unwrap();
+    assert_eq!(partial.dsc_only_files.len(), 1, "the orig tarball comes from the .dsc");
+    assert_eq!(full.fingerprint, partial.fingerprint);
+}
