@@ -15,5 +15,6 @@ pub mod store;
 pub mod submit;
 pub mod tickets;
 pub mod upload;
+pub mod wire;
 
 pub use error::{Error, ErrorKind, Result};

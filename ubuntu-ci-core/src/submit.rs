@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::config::Services;
@@ -188,24 +189,18 @@ impl CreateTicket {
                         let reader = tokio::fs::File::open(&file.path)
                             .await
                             .map_err(|e| Error::from(e).with_resource(file.path.display().to_string()))?;
-                        let reader = CountingReader {
+                        let reader = VerifyingReader {
                             inner: reader,
                             name: file.name.clone(),
                             progress: progress.clone(),
                             done: 0,
+                            hasher: Sha256::new(),
+                            expected_size: file.size,
+                            expected_sha256: file.sha256.clone(),
                         };
                         let info = store
                             .put_file_info(&file.name, Body::from_reader(reader))
                             .await?;
-                        if info.sha256 != file.sha256 || info.size != file.size {
-                            // The file changed on disk after it was validated.
-                            let _ = store.delete_file(&file.name).await;
-                            return Err(Error::invalid(format!(
-                                "{} changed while it was being uploaded",
-                                file.name
-                            ))
-                            .with_resource(file.path.display().to_string()));
-                        }
                         progress.upload_finished(&file.name, &info.url);
                         stored.insert(file.name.clone(), info.url.clone());
                         info.url
@@ -322,30 +317,102 @@ async fn create_spu(services: &Services, upload: &ValidatedUpload) -> Result<Sou
     }
 }
 
-/// Counts the bytes read through it and tells the progress listener.
-struct CountingReader<R> {
+/// Streams a validated file to the store, telling the progress listener, and fails the
+/// read at its end if the content is not what was validated (the file changed on disk
+/// meanwhile): a failed read fails the put, so nothing unvalidated is ever stored.
+struct VerifyingReader<R> {
     inner: R,
     name: String,
     progress: SharedProgress,
     done: u64,
+    hasher: Sha256,
+    expected_size: u64,
+    expected_sha256: String,
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
+impl<R: AsyncRead + Unpin> AsyncRead for VerifyingReader<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let read = (buf.filled().len() - before) as u64;
-        if read > 0 {
-            self.done += read;
-            self.progress.upload_progress(&self.name, self.done);
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
         }
-        poll
+        let read = &buf.filled()[before..];
+        if read.is_empty() {
+            let sha256 = hex::encode(std::mem::take(&mut this.hasher).finalize());
+            if this.done != this.expected_size || sha256 != this.expected_sha256 {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} changed on disk while it was being uploaded", this.name),
+                )));
+            }
+            return Poll::Ready(Ok(()));
+        }
+        this.hasher.update(read);
+        this.done += read.len() as u64;
+        this.progress.upload_progress(&this.name, this.done);
+        Poll::Ready(Ok(()))
     }
 }
 
 /// Shares one [`SubmitProgress`] between threads.
 pub type SharedProgress = Arc<dyn SubmitProgress>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn verifying(content: &'static [u8], size: u64, sha256: String) -> VerifyingReader<&'static [u8]> {
+        VerifyingReader {
+            inner: content,
+            name: "hello_1.0.orig.tar.gz".into(),
+            progress: Arc::new(NoProgress),
+            done: 0,
+            hasher: Sha256::new(),
+            expected_size: size,
+            expected_sha256: sha256,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_that_changed_after_validation_fails_the_read() {
+        let good = hex::encode(Sha256::digest(b"upstream"));
+        let mut out = Vec::new();
+        verifying(b"upstream", 8, good.clone())
+            .read_to_end(&mut out)
+            .await
+            .unwrap();
+        assert_eq!(out, b"upstream");
+
+        let err = verifying(b"upstreaM", 8, good.clone())
+            .read_to_end(&mut Vec::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("changed on disk"), "{err}");
+        let err = verifying(b"upstream and more", 8, good)
+            .read_to_end(&mut Vec::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn a_failed_verification_stores_nothing() {
+        let store: Arc<dyn crate::store::ObjectStore> = Arc::new(crate::store::memory::MemoryStore::new());
+        let data = DataStore::open(store, "ticket.1", "sources", true).await.unwrap();
+        let wrong = hex::encode(Sha256::digest(b"other"));
+        let err = data
+            .put_file("hello.dsc", Body::from_reader(verifying(b"dsc", 3, wrong)))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("changed on disk"), "{err}");
+        assert!(data.list_files().await.unwrap().is_empty());
+    }
+}

@@ -10,20 +10,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::error::{Error, ErrorKind};
 
 /// The body of every error response.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong, for people.
-    pub error: String,
-    /// The error kind (`invalid_input`, `not_found`, `conflict`, `unauthorized`,
-    /// `too_large`, `unavailable`, `unsupported`, `internal`).
-    pub kind: String,
-}
+pub use crate::wire::WireError as ErrorBody;
 
 /// The HTTP status of an error kind.
 pub fn status_of(kind: ErrorKind) -> StatusCode {

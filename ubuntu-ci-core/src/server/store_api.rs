@@ -11,11 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::TryStreamExt;
-use serde::Deserialize;
 
 use super::error::{ApiError, JsonBody};
 use super::ServerState;
 use crate::error::{Error, Result};
+use crate::error::ErrorKind;
+use crate::store::http::{Visibility, SHA256_HEADER, URL_HEADER};
 use crate::store::{Body, ContainerName, ObjectInfo, ObjectName};
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -33,15 +34,11 @@ pub fn routes() -> Router<ServerState> {
         )
         .route(
             "/store/{container}/{name}",
-            get(get_object).put(put_object).delete(delete_object),
+            get(get_object)
+                .head(head_object)
+                .put(put_object)
+                .delete(delete_object),
         )
-}
-
-/// Body of the container calls.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Visibility {
-    public: bool,
 }
 
 fn container(name: &str) -> Result<ContainerName> {
@@ -98,8 +95,18 @@ async fn ensure_container(
 ) -> ApiResult<Response> {
     state.authorise(&headers)?;
     let c = container(&name)?;
+    let existed = match state.services.store.container_info(&c).await {
+        Ok(_) => true,
+        Err(err) if err.kind() == ErrorKind::NotFound => false,
+        Err(err) => return Err(err.into()),
+    };
     let info = state.services.store.ensure_container(&c, body.public).await?;
-    Ok(Json(info).into_response())
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(info)).into_response())
 }
 
 async fn list_objects(
@@ -180,11 +187,16 @@ fn object_headers(info: &ObjectInfo, headers: &mut HeaderMap) {
         header::CONTENT_TYPE,
         HeaderValue::from_static(content_type(&info.name)),
     );
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", info.sha256)) {
-        headers.insert(header::ETAG, v);
+    if let Some(sha256) = &info.sha256 {
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{sha256}\"")) {
+            headers.insert(header::ETAG, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(sha256) {
+            headers.insert(SHA256_HEADER, v);
+        }
     }
-    if let Ok(v) = HeaderValue::from_str(&info.sha256) {
-        headers.insert("x-object-sha256", v);
+    if let Ok(v) = HeaderValue::from_str(&info.url) {
+        headers.insert(URL_HEADER, v);
     }
     let modified = info
         .last_modified
@@ -220,6 +232,21 @@ async fn get_object(
     let (info, reader) = state.services.store.get(&c, &name).await?;
     let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024);
     let mut response = HttpBody::from_stream(stream).into_response();
+    object_headers(&info, response.headers_mut());
+    Ok(response)
+}
+
+/// HEAD computes the digest (GET only reports a known one, to start streaming at once).
+async fn head_object(
+    State(state): State<ServerState>,
+    Path((c, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let c = container(&c)?;
+    let name = object(&name)?;
+    authorise_read(&state, &headers, &c).await?;
+    let info = state.services.store.head(&c, &name).await?;
+    let mut response = StatusCode::OK.into_response();
     object_headers(&info, response.headers_mut());
     Ok(response)
 }

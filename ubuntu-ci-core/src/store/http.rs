@@ -51,10 +51,13 @@
 //! | `HEAD {base}store/{container}/{name}` | `200`, the same headers, no body | [`head`](ObjectStore::head) |
 //! | `DELETE {base}store/{container}/{name}` | `204` | [`delete_object`](ObjectStore::delete_object); `404` when absent |
 //!
-//! Headers of `GET`/`HEAD` on an object (all required):
-//! `Content-Length: <size>`, `ETag: "<sha256>"`, `X-Object-Sha256: <sha256>`,
-//! `Last-Modified: <IMF-fixdate, e.g. Tue, 15 Nov 1994 08:12:31 GMT>`,
-//! `Content-Type: application/octet-stream`; optionally `X-Object-Url: <canonical URL>`,
+//! Headers of `GET`/`HEAD` on an object: `Content-Length: <size>`; `ETag: "<sha256>"` and
+//! `X-Object-Sha256: <sha256>` when the digest is known (`HEAD` computes it, `GET` only
+//! reports it: a download starts at once);
+//! `Last-Modified: <IMF-fixdate, e.g. Tue, 15 Nov 1994 08:12:31 GMT>`, `Content-Type`
+//! (`text/plain; charset=utf-8` for `.changes`, `.dsc`, `.log`, `.buildinfo`, `.txt` and
+//! `summary`, `application/json` and `application/xml` by extension, else
+//! `application/octet-stream`); optionally `X-Object-Url: <canonical URL>`,
 //! which the client then reports as the object's `url` (otherwise it uses its own
 //! [`object_url`](ObjectStore::object_url)).
 
@@ -67,7 +70,7 @@ use futures::TryStreamExt;
 use reqwest::header::{
     HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED,
 };
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, RequestBuilder, Response};
 use serde::{Deserialize, Serialize};
 use tokio_util::io::{ReaderStream, StreamReader};
 use url::Url;
@@ -76,15 +79,22 @@ use super::{
     encode_name, foreign_url, resolve_under, url_prefix, url_under, Body, ContainerInfo,
     ContainerName, ObjectInfo, ObjectName, ObjectReader, ObjectStore, READ_BUFFER_SIZE,
 };
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
+pub use crate::wire::WireError;
+use crate::wire::{error_from_response, transport_error};
 
 /// The header carrying an object's SHA-256 (lower-case hex).
 pub const SHA256_HEADER: &str = "x-object-sha256";
 /// The optional header carrying an object's canonical URL.
 pub const URL_HEADER: &str = "x-object-url";
 
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The JSON body of `PUT` and `POST {base}store/{container}/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Visibility {
     /// Whether the container's objects are readable without credentials.
     pub public: bool,
@@ -97,15 +107,6 @@ pub struct ContainerListing {
     pub container: ContainerInfo,
     /// Its objects, sorted by name.
     pub objects: Vec<ObjectInfo>,
-}
-
-/// The JSON body of an error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WireError {
-    /// The message for people.
-    pub error: String,
-    /// The [`ErrorKind`] wire name (`not_found`, …).
-    pub kind: String,
 }
 
 /// A client of the REST server's store API.
@@ -134,12 +135,7 @@ impl HttpStore {
     /// `InvalidInput` when `base` is not an `http` URL that can be a base; `Internal` when the
     /// HTTP client cannot be built.
     pub fn new(base: Url, token: Option<String>) -> Result<HttpStore> {
-        if base.scheme() != "http" && base.scheme() != "https" {
-            return Err(Error::invalid(format!(
-                "the store server URL {base} is not an http:// URL"
-            )));
-        }
-        let base = url_prefix(&base)?;
+        let base = url_prefix(&crate::wire::base_url(base.as_str())?)?;
         let prefix = base
             .join("store/")
             .map_err(|e| Error::invalid(format!("bad store server URL {base}")).with_source(e))?;
@@ -187,7 +183,7 @@ impl HttpStore {
         let response = request
             .send()
             .await
-            .map_err(|e| transport_error(e).with_resource(resource()))?;
+            .map_err(|e| transport_error(e, &self.base).with_resource(resource()))?;
         if response.status().is_success() {
             Ok(response)
         } else {
@@ -198,7 +194,11 @@ impl HttpStore {
     }
 
     async fn json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T> {
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let url = response.url().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(e, &url))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::internal("the store server answered malformed JSON").with_source(e))
     }
@@ -222,15 +222,21 @@ impl HttpStore {
         let size = text(CONTENT_LENGTH.as_str())?.parse::<u64>().map_err(|e| {
             Error::internal("the store server sent a bad Content-Length").with_source(e)
         })?;
+        // The digest is optional (a fresh object has none until its first HEAD); an ETag
+        // that is not a SHA-256 says nothing about it.
         let sha256 = match text(SHA256_HEADER) {
-            Ok(sha256) => sha256.to_string(),
-            Err(_) => text(ETAG.as_str())?.trim_matches('"').to_string(),
+            Ok(sha256) if is_sha256(sha256) => Some(sha256.to_ascii_lowercase()),
+            Ok(sha256) => {
+                return Err(Error::internal(format!(
+                    "the store server sent a bad SHA-256 {sha256:?}"
+                )))
+            }
+            Err(_) => text(ETAG.as_str())
+                .ok()
+                .map(|etag| etag.trim_matches('"'))
+                .filter(|etag| is_sha256(etag))
+                .map(str::to_ascii_lowercase),
         };
-        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::internal(format!(
-                "the store server sent a bad SHA-256 {sha256:?}"
-            )));
-        }
         let last_modified = DateTime::parse_from_rfc2822(text(LAST_MODIFIED.as_str())?)
             .map_err(|e| {
                 Error::internal("the store server sent a bad Last-Modified").with_source(e)
@@ -244,7 +250,7 @@ impl HttpStore {
             container: c.to_string(),
             name: name.to_string(),
             size,
-            sha256: sha256.to_ascii_lowercase(),
+            sha256,
             last_modified,
             url,
         })
@@ -261,53 +267,6 @@ impl HttpStore {
 }
 
 /// The error of a request that got no answer.
-fn transport_error(err: reqwest::Error) -> Error {
-    let kind = if err.is_builder() {
-        ErrorKind::InvalidInput
-    } else if err.is_decode() {
-        ErrorKind::Internal
-    } else {
-        // Refused, reset, timed out, cut off mid-body: the server may be back later.
-        ErrorKind::Unavailable
-    };
-    Error::new(kind, "the store server could not be reached").with_source(err)
-}
-
-/// The kind an error status means when the answer has no JSON error body.
-fn kind_of_status(status: StatusCode) -> ErrorKind {
-    match status.as_u16() {
-        400 | 422 => ErrorKind::InvalidInput,
-        401 | 403 => ErrorKind::Unauthorized,
-        404 => ErrorKind::NotFound,
-        409 => ErrorKind::Conflict,
-        413 => ErrorKind::TooLarge,
-        501 => ErrorKind::Unsupported,
-        429 | 502 | 503 | 504 => ErrorKind::Unavailable,
-        _ => ErrorKind::Internal,
-    }
-}
-
-async fn error_from_response(response: Response) -> Error {
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let body = response.bytes().await.ok();
-    if let Some(wire) = body
-        .as_deref()
-        .filter(|_| is_json)
-        .and_then(|b| serde_json::from_slice::<WireError>(b).ok())
-    {
-        return Error::new(ErrorKind::from_wire(&wire.kind), wire.error);
-    }
-    Error::new(
-        kind_of_status(status),
-        format!("the store server answered {status}"),
-    )
-}
-
 #[async_trait]
 impl ObjectStore for HttpStore {
     async fn ensure_container(&self, c: &ContainerName, public: bool) -> Result<ContainerInfo> {
@@ -345,13 +304,14 @@ impl ObjectStore for HttpStore {
         let resource = || format!("{c}/{name}");
         let expected_size = match &body {
             Body::Bytes(bytes) => Some(bytes.len() as u64),
-            Body::Reader(_) => None,
+            Body::Reader(_) | Body::File(_) => None,
         };
         let body = match body {
             Body::Bytes(bytes) => reqwest::Body::from(bytes),
-            Body::Reader(reader) => {
-                reqwest::Body::wrap_stream(ReaderStream::with_capacity(reader, READ_BUFFER_SIZE))
-            }
+            body => reqwest::Body::wrap_stream(ReaderStream::with_capacity(
+                body.into_reader(),
+                READ_BUFFER_SIZE,
+            )),
         };
         let request = self
             .request(Method::PUT, self.object_url(c, name))
@@ -466,6 +426,7 @@ pub fn object_path(c: &ContainerName, name: &ObjectName) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn urls_follow_the_protocol() {
@@ -503,21 +464,6 @@ mod tests {
             "http://host/ci/store/c/n"
         );
         assert!(HttpStore::new(Url::parse("ftp://host/").unwrap(), None).is_err());
-    }
-
-    #[test]
-    fn statuses_map_to_kinds() {
-        assert_eq!(kind_of_status(StatusCode::NOT_FOUND), ErrorKind::NotFound);
-        assert_eq!(kind_of_status(StatusCode::CONFLICT), ErrorKind::Conflict);
-        assert_eq!(
-            kind_of_status(StatusCode::FORBIDDEN),
-            ErrorKind::Unauthorized
-        );
-        assert_eq!(
-            kind_of_status(StatusCode::BAD_GATEWAY),
-            ErrorKind::Unavailable
-        );
-        assert_eq!(kind_of_status(StatusCode::IM_A_TEAPOT), ErrorKind::Internal);
     }
 
     #[tokio::test]
@@ -594,7 +540,7 @@ mod tests {
         let store = HttpStore::new(base, Some("s3cret".into())).unwrap();
         let (c, name) = names();
         let info = store.head(&c, &name).await.unwrap();
-        assert_eq!((info.size, info.sha256.as_str()), (1234, sha.as_str()));
+        assert_eq!((info.size, info.sha256.as_deref()), (1234, Some(sha.as_str())));
         assert_eq!(info.last_modified.to_rfc3339(), "1994-11-15T08:12:31+00:00");
         assert_eq!(info.url, store.object_url(&c, &name).as_str());
         let received = server.await.unwrap();
@@ -618,7 +564,7 @@ mod tests {
             container: c.to_string(),
             name: name.to_string(),
             size: 5,
-            sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
+            sha256: Some("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into()),
             last_modified: Utc::now(),
             url: "http://ci.example.com/store/ticket.1.sources/hello%202.10%2B3.dsc".into(),
         };

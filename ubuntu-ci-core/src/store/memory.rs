@@ -74,7 +74,7 @@ impl MemoryStore {
             container: c.to_string(),
             name: name.to_string(),
             size: object.content.len() as u64,
-            sha256: object.sha256.clone(),
+            sha256: Some(object.sha256.clone()),
             last_modified: object.last_modified,
             url: match (ContainerName::new(c), ObjectName::new(name)) {
                 (Ok(c), Ok(name)) => self.object_url(&c, &name).to_string(),
@@ -134,7 +134,8 @@ impl ObjectStore for MemoryStore {
                 let sha256 = hex::encode(Sha256::digest(&bytes));
                 (bytes, sha256)
             }
-            Body::Reader(mut reader) => {
+            body => {
+                let mut reader = body.into_reader();
                 let mut hasher = Sha256::new();
                 let mut content = BytesMut::new();
                 let mut chunk = vec![0u8; 64 * 1024];

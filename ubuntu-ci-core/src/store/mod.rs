@@ -269,8 +269,10 @@ pub struct ObjectInfo {
     pub name: String,
     /// Size in bytes.
     pub size: u64,
-    /// SHA-256 of the content, lower-case hex.
-    pub sha256: String,
+    /// SHA-256 of the content, lower-case hex, when the store knows it. Puts do not hash
+    /// (a put costs what a copy costs); the file-system store computes it on the first
+    /// [`ObjectStore::head`] and keeps it, and reports it from then on.
+    pub sha256: Option<String>,
     /// When the current content was stored.
     pub last_modified: DateTime<Utc>,
     /// The URL naming the object (see [`ObjectStore::object_url`]).
@@ -293,12 +295,15 @@ pub struct ContainerInfo {
 /// A stream of an object's bytes.
 pub type ObjectReader = Pin<Box<dyn tokio::io::AsyncRead + Send>>;
 
-/// The content handed to [`ObjectStore::put`]: bytes in memory or a stream read once.
+/// The content handed to [`ObjectStore::put`]: bytes in memory, a stream read once, or a
+/// local file (which a store on the same machine may copy in the kernel).
 pub enum Body {
     /// Content already in memory.
     Bytes(Bytes),
     /// Content read from a stream, in constant memory.
     Reader(ObjectReader),
+    /// A regular local file, read from its current position.
+    File(std::fs::File),
 }
 
 impl Body {
@@ -325,10 +330,7 @@ impl Body {
         if !metadata.is_file() {
             return Err(Error::invalid("not a regular file").with_resource(resource()));
         }
-        Ok(Body::from_reader(tokio::io::BufReader::with_capacity(
-            READ_BUFFER_SIZE,
-            file,
-        )))
+        Ok(Body::File(file.into_std().await))
     }
 
     /// The content as a reader, whichever form it has.
@@ -336,6 +338,10 @@ impl Body {
         match self {
             Body::Bytes(bytes) => Box::pin(std::io::Cursor::new(bytes)),
             Body::Reader(reader) => reader,
+            Body::File(file) => Box::pin(tokio::io::BufReader::with_capacity(
+                READ_BUFFER_SIZE,
+                tokio::fs::File::from_std(file),
+            )),
         }
     }
 }
@@ -348,6 +354,7 @@ impl fmt::Debug for Body {
         match self {
             Body::Bytes(bytes) => f.debug_tuple("Bytes").field(&bytes.len()).finish(),
             Body::Reader(_) => f.write_str("Reader(..)"),
+            Body::File(file) => f.debug_tuple("File").field(file).finish(),
         }
     }
 }
@@ -701,7 +708,21 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Arc<dyn ObjectSto
                     "invalid store URL {url:?}: a file store needs a local absolute path (file:///abs/path)"
                 ))
             })?;
-            Ok(Arc::new(fs::FsStore::new(root, options.public_url.clone())?))
+            let mut fsync = false;
+            for (key, value) in parsed.query_pairs() {
+                match (key.as_ref(), value.as_ref()) {
+                    ("fsync", "true" | "1" | "yes") => fsync = true,
+                    ("fsync", "false" | "0" | "no") => fsync = false,
+                    (key, value) => {
+                        return Err(Error::invalid(format!(
+                            "invalid store URL {url:?}: unknown option {key}={value} (known: fsync=true|false)"
+                        )))
+                    }
+                }
+            }
+            Ok(Arc::new(
+                fs::FsStore::new(root, options.public_url.clone())?.with_fsync(fsync),
+            ))
         }
         "http" => Ok(Arc::new(http::HttpStore::new(
             parsed,

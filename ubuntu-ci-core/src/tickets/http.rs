@@ -14,7 +14,8 @@ use serde::Serialize;
 use url::Url;
 
 use super::{EventStream, TicketSystem};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
+use crate::wire::{base_url, error_from_response, transport_error};
 use crate::model::{
     Artifact, ArtifactFilter, NewArtifact, NewSourcePackageUpload, NewSubticket, NewTicket,
     NewTransition, Page, PageRequest, SourcePackage, SourcePackageFilter, SourcePackageUpload,
@@ -28,71 +29,6 @@ pub struct HttpTicketSystem {
     base: Url,
     token: Option<String>,
     client: reqwest::Client,
-}
-
-/// Turns a transport failure into an error of ours: unreachable servers are retryable.
-pub(crate) fn transport_error(err: reqwest::Error, url: &Url) -> Error {
-    let kind = if err.is_connect() || err.is_timeout() || err.is_request() {
-        ErrorKind::Unavailable
-    } else {
-        ErrorKind::Internal
-    };
-    Error::new(kind, "request to the ubuntu-ci server failed")
-        .with_resource(url.to_string())
-        .with_source(err)
-}
-
-/// Reads an error response (`{"error": …, "kind": …}`) into an error of ours.
-pub(crate) async fn response_error(response: reqwest::Response) -> Error {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        error: String,
-        kind: String,
-    }
-    let status = response.status();
-    let url = response.url().to_string();
-    let bytes = response.bytes().await.unwrap_or_default();
-    match serde_json::from_slice::<Body>(&bytes) {
-        Ok(body) => Error::new(ErrorKind::from_wire(&body.kind), body.error),
-        Err(_) => {
-            let kind = match status {
-                StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
-                    ErrorKind::InvalidInput
-                }
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorKind::Unauthorized,
-                StatusCode::NOT_FOUND => ErrorKind::NotFound,
-                StatusCode::CONFLICT => ErrorKind::Conflict,
-                StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::TooLarge,
-                StatusCode::SERVICE_UNAVAILABLE
-                | StatusCode::BAD_GATEWAY
-                | StatusCode::GATEWAY_TIMEOUT
-                | StatusCode::TOO_MANY_REQUESTS => ErrorKind::Unavailable,
-                _ => ErrorKind::Internal,
-            };
-            let text = String::from_utf8_lossy(&bytes);
-            let text: String = text.chars().take(200).collect();
-            Error::new(kind, format!("server answered {status}: {text}"))
-        }
-    }
-    .with_resource(url)
-}
-
-/// The server's base URL with a trailing slash, so that relative paths join under it.
-pub(crate) fn base_url(url: &str) -> Result<Url> {
-    let mut base =
-        Url::parse(url).map_err(|e| Error::invalid(format!("bad server URL {url:?}: {e}")))?;
-    if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-        return Err(Error::invalid(format!(
-            "bad server URL {url:?}: expected http://HOST:PORT/"
-        )));
-    }
-    if !base.path().ends_with('/') {
-        let path = format!("{}/", base.path());
-        base.set_path(&path);
-    }
-    base.set_query(None);
-    base.set_fragment(None);
-    Ok(base)
 }
 
 impl HttpTicketSystem {
@@ -140,7 +76,7 @@ impl HttpTicketSystem {
             .await
             .map_err(|e| transport_error(e, url))?;
         if !response.status().is_success() {
-            return Err(response_error(response).await);
+            return Err(error_from_response(response).await);
         }
         let bytes = response.bytes().await.map_err(|e| transport_error(e, url))?;
         serde_json::from_slice(&bytes).map_err(|e| {
@@ -213,7 +149,7 @@ impl TicketSystem for HttpTicketSystem {
             .map_err(|e| transport_error(e, &url))?;
         let created = response.status() == StatusCode::CREATED;
         if !response.status().is_success() {
-            return Err(response_error(response).await);
+            return Err(error_from_response(response).await);
         }
         let package = response
             .json::<SourcePackage>()
@@ -326,7 +262,7 @@ impl TicketSystem for HttpTicketSystem {
         }
         let response = builder.send().await.map_err(|e| transport_error(e, &url))?;
         if !response.status().is_success() {
-            return Err(response_error(response).await);
+            return Err(error_from_response(response).await);
         }
         let mut bytes = response.bytes_stream();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -399,17 +335,4 @@ mod tests {
         assert_eq!(parser.feed(b"data: y\n\n"), vec!["x\ny"]);
     }
 
-    #[test]
-    fn base_urls_get_a_trailing_slash() {
-        assert_eq!(
-            base_url("http://127.0.0.1:8000").unwrap().as_str(),
-            "http://127.0.0.1:8000/"
-        );
-        assert_eq!(
-            base_url("http://h/ci?x=1").unwrap().as_str(),
-            "http://h/ci/"
-        );
-        assert!(base_url("ftp://h/").is_err());
-        assert!(base_url("not a url").is_err());
-    }
 }

@@ -1,0 +1,131 @@
+//! What the server and its HTTP clients share: the error body and the mapping of errors
+//! to and from HTTP.
+//!
+//! The server answers every error as [`WireError`] with the status of its kind
+//! (`server::error::status_of`); the clients ([`crate::tickets::http`],
+//! [`crate::store::http`]) read it back into an [`Error`] of the same kind with
+//! [`error_from_response`], so a caller cannot tell a remote backend from a local one.
+
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use url::Url;
+use utoipa::ToSchema;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The JSON body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WireError {
+    /// What went wrong, for people.
+    pub error: String,
+    /// The error kind (`invalid_input`, `not_found`, `conflict`, `unauthorized`,
+    /// `too_large`, `unavailable`, `unsupported`, `internal`).
+    pub kind: String,
+}
+
+/// The kind an error status means when the answer has no JSON error body (a proxy's page,
+/// a HEAD request).
+pub fn kind_of_status(status: StatusCode) -> ErrorKind {
+    match status.as_u16() {
+        400 | 422 => ErrorKind::InvalidInput,
+        401 | 403 => ErrorKind::Unauthorized,
+        404 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        413 => ErrorKind::TooLarge,
+        501 => ErrorKind::Unsupported,
+        429 | 502 | 503 | 504 => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// Reads an error answer into an error of ours, naming the URL.
+pub async fn error_from_response(response: reqwest::Response) -> Error {
+    let status = response.status();
+    let url = response.url().to_string();
+    let body = response.bytes().await.unwrap_or_default();
+    match serde_json::from_slice::<WireError>(&body) {
+        Ok(wire) => Error::new(ErrorKind::from_wire(&wire.kind), wire.error),
+        Err(_) => {
+            let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            let text = text.trim();
+            let message = if text.is_empty() {
+                format!("the server answered {status}")
+            } else {
+                format!("the server answered {status}: {text}")
+            };
+            Error::new(kind_of_status(status), message)
+        }
+    }
+    .with_resource(url)
+}
+
+/// A request that did not get an answer: the server may be back later, so it is
+/// retryable, unless the request itself could not be built.
+pub fn transport_error(err: reqwest::Error, url: &Url) -> Error {
+    let kind = if err.is_builder() {
+        ErrorKind::InvalidInput
+    } else if err.is_decode() {
+        ErrorKind::Internal
+    } else {
+        ErrorKind::Unavailable
+    };
+    Error::new(kind, "request to the ubuntu-ci server failed")
+        .with_resource(url.to_string())
+        .with_source(err)
+}
+
+/// A server's base URL with a trailing slash, so that relative paths join under it.
+///
+/// # Errors
+/// `InvalidInput` for anything but an `http` URL (TLS is not built in yet: `https` is
+/// `Unsupported`).
+pub fn base_url(url: &str) -> Result<Url> {
+    let mut base =
+        Url::parse(url).map_err(|e| Error::invalid(format!("bad server URL {url:?}: {e}")))?;
+    if base.scheme() == "https" {
+        return Err(Error::unsupported(format!(
+            "{url}: https is not supported yet; reach the server over http (e.g. through a local TLS proxy)"
+        )));
+    }
+    if base.scheme() != "http" || base.cannot_be_a_base() {
+        return Err(Error::invalid(format!(
+            "bad server URL {url:?}: expected http://HOST:PORT/"
+        )));
+    }
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    base.set_query(None);
+    base.set_fragment(None);
+    Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_kinds() {
+        assert_eq!(kind_of_status(StatusCode::NOT_FOUND), ErrorKind::NotFound);
+        assert_eq!(kind_of_status(StatusCode::CONFLICT), ErrorKind::Conflict);
+        assert_eq!(kind_of_status(StatusCode::FORBIDDEN), ErrorKind::Unauthorized);
+        assert_eq!(kind_of_status(StatusCode::BAD_GATEWAY), ErrorKind::Unavailable);
+        assert_eq!(kind_of_status(StatusCode::IM_A_TEAPOT), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn base_urls_get_a_trailing_slash() {
+        assert_eq!(
+            base_url("http://127.0.0.1:8000").unwrap().as_str(),
+            "http://127.0.0.1:8000/"
+        );
+        assert_eq!(base_url("http://h/ci?x=1").unwrap().as_str(), "http://h/ci/");
+        assert_eq!(
+            base_url("https://h/").unwrap_err().kind(),
+            ErrorKind::Unsupported
+        );
+        assert!(base_url("ftp://h/").is_err());
+        assert!(base_url("not a url").is_err());
+    }
+}
