@@ -19,8 +19,11 @@ examples/packages/build-source.sh "$out"
 changes=$(ls "$out"/*_source.changes)
 
 step "ubuntu-ci create-ticket"
+# The owner comes from DEBEMAIL when it is set (as dch does), else a placeholder.
+owner=()
+[ -n "${DEBEMAIL:-}" ] || owner=(-o dev@example.com)
 uri=$("$ubuntu_ci" create-ticket -t "hello-ci 1.0-1" -d "CI of the example package" -b 123 \
-    -o "${DEBEMAIL:-dev@example.com}" -s "$changes")
+    "${owner[@]}" -s "$changes")
 echo "$uri"
 
 step "ubuntu-ci ticket show"

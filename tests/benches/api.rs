@@ -97,7 +97,10 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter that does not name us means "skip".
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     if !args.is_empty() && !args.iter().any(|a| "api".contains(a.as_str())) {
         return;
     }
@@ -118,10 +121,15 @@ fn main() {
             direct.create_ticket(ticket(i)).await.expect("warm-up");
         }
         let system = direct.clone();
-        let direct_run = drive("direct SqlTicketSystem::create_ticket", clients, duration, move |i| {
-            let system = system.clone();
-            async move { system.create_ticket(ticket(i)).await.is_ok() }
-        })
+        let direct_run = drive(
+            "direct SqlTicketSystem::create_ticket",
+            clients,
+            duration,
+            move |i| {
+                let system = system.clone();
+                async move { system.create_ticket(ticket(i)).await.is_ok() }
+            },
+        )
         .await;
 
         let server = TestServer::start().await;
@@ -139,22 +147,27 @@ fn main() {
                 .await
                 .expect("warm-up");
         }
-        let api_run = drive("POST /api/v1/ticket/ (HTTP, SQLite)", clients, duration, move |i| {
-            let client = client.clone();
-            let endpoint = endpoint.clone();
-            async move {
-                match client
-                    .post(&endpoint)
-                    .bearer_auth(TOKEN)
-                    .json(&ticket(i))
-                    .send()
-                    .await
-                {
-                    Ok(r) => r.status() == reqwest::StatusCode::CREATED,
-                    Err(_) => false,
+        let api_run = drive(
+            "POST /api/v1/ticket/ (HTTP, SQLite)",
+            clients,
+            duration,
+            move |i| {
+                let client = client.clone();
+                let endpoint = endpoint.clone();
+                async move {
+                    match client
+                        .post(&endpoint)
+                        .bearer_auth(TOKEN)
+                        .json(&ticket(i))
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.status() == reqwest::StatusCode::CREATED,
+                        Err(_) => false,
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
 
         println!();
@@ -164,7 +177,10 @@ fn main() {
             "| {:<40} | {:>8} | {:>9} | {:>8} | {:>8} | {:>6} | {:>9} |",
             "what", "creates", "per s", "p50 ms", "p99 ms", "errors", "vs direct"
         );
-        println!("|{:-<42}|{:-<10}|{:-<11}|{:-<10}|{:-<10}|{:-<8}|{:-<11}|", "", "", "", "", "", "", "");
+        println!(
+            "|{:-<42}|{:-<10}|{:-<11}|{:-<10}|{:-<10}|{:-<8}|{:-<11}|",
+            "", "", "", "", "", "", ""
+        );
         for run in [&direct_run, &api_run] {
             println!(
                 "| {:<40} | {:>8} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} | {:>8.0}% |",

@@ -11,7 +11,12 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-async fn post(server: &TestServer, path: &str, body: Value, token: Option<&str>) -> reqwest::Response {
+async fn post(
+    server: &TestServer,
+    path: &str,
+    body: Value,
+    token: Option<&str>,
+) -> reqwest::Response {
     let mut request = client().post(server.at(path)).json(&body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -21,7 +26,10 @@ async fn post(server: &TestServer, path: &str, body: Value, token: Option<&str>)
 
 async fn error_kind(response: reqwest::Response) -> String {
     let body: Value = response.json().await.expect("JSON error body");
-    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
     body["kind"].as_str().expect("kind").to_owned()
 }
 
@@ -45,10 +53,26 @@ async fn the_seed_calls_answer_as_the_seed_shows() {
     assert_eq!(ticket["owner"], "default-user@example.com");
     assert_eq!(ticket["bug_id"], "https://bugs.launchpad.net/bugs/1234567");
 
-    let response = post(&server, "/api/v1/sourcepackage/", json!({"name": "autopilot"}), Some(TOKEN)).await;
+    let response = post(
+        &server,
+        "/api/v1/sourcepackage/",
+        json!({"name": "autopilot"}),
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    let again = post(&server, "/api/v1/sourcepackage/", json!({"name": "autopilot"}), Some(TOKEN)).await;
-    assert_eq!(again.status(), StatusCode::OK, "get-or-create: the second call finds it");
+    let again = post(
+        &server,
+        "/api/v1/sourcepackage/",
+        json!({"name": "autopilot"}),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "get-or-create: the second call finds it"
+    );
 
     let response = post(
         &server,
@@ -58,7 +82,10 @@ async fn the_seed_calls_answer_as_the_seed_shows() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(response.headers()["location"].to_str().unwrap(), server.at("/api/v1/spu/1/"));
+    assert_eq!(
+        response.headers()["location"].to_str().unwrap(),
+        server.at("/api/v1/spu/1/")
+    );
     let conflict = post(
         &server,
         "/api/v1/spu/",
@@ -79,7 +106,10 @@ async fn the_seed_calls_answer_as_the_seed_shows() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(response.headers()["location"].to_str().unwrap(), server.at("/api/v1/subticket/1/"));
+    assert_eq!(
+        response.headers()["location"].to_str().unwrap(),
+        server.at("/api/v1/subticket/1/")
+    );
 
     let reference = "https://swift.example/v1/AUTH_bucket_id/ticket.1.sources/autopilot_1.5~dev.1_source.changes";
     let response = post(
@@ -91,7 +121,10 @@ async fn the_seed_calls_answer_as_the_seed_shows() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(response.headers()["location"].to_str().unwrap(), server.at("/api/v1/artifact/1/"));
+    assert_eq!(
+        response.headers()["location"].to_str().unwrap(),
+        server.at("/api/v1/artifact/1/")
+    );
 
     let list: Value = client()
         .get(server.at("/api/v1/artifact/?ticket=1"))
@@ -117,8 +150,14 @@ async fn the_seed_calls_answer_as_the_seed_shows() {
         .json()
         .await
         .unwrap();
-    assert_eq!(detail["subtickets"][0]["source_package_upload"], "/api/v1/spu/1/");
-    assert_eq!(detail["artifacts"][0]["name"], "autopilot_1.5~dev.1_source.changes");
+    assert_eq!(
+        detail["subtickets"][0]["source_package_upload"],
+        "/api/v1/spu/1/"
+    );
+    assert_eq!(
+        detail["artifacts"][0]["name"],
+        "autopilot_1.5~dev.1_source.changes"
+    );
 
     let progress = post(
         &server,
@@ -166,10 +205,20 @@ async fn lists_paginate_with_links() {
     assert_eq!(page["objects"][0]["title"], "t2");
     let next = page["meta"]["next"].as_str().expect("next");
     assert!(next.starts_with(&server.at("/api/v1/ticket/?")), "{next}");
-    assert!(next.contains("offset=4") && next.contains("owner=pager%40example.com"), "{next}");
+    assert!(
+        next.contains("offset=4") && next.contains("owner=pager%40example.com"),
+        "{next}"
+    );
     let previous = page["meta"]["previous"].as_str().expect("previous");
     assert!(previous.contains("offset=0"), "{previous}");
-    let last: Value = client().get(next).send().await.unwrap().json().await.unwrap();
+    let last: Value = client()
+        .get(next)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(last["objects"].as_array().unwrap().len(), 1);
     assert_eq!(last["meta"]["next"], Value::Null);
 }
@@ -206,7 +255,13 @@ async fn bad_input_gets_the_right_4xx_and_changes_nothing() {
         .unwrap();
     assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
 
-    let wrong_type = post(&server, "/api/v1/ticket/", json!({"owner": 5, "title": "t"}), Some(TOKEN)).await;
+    let wrong_type = post(
+        &server,
+        "/api/v1/ticket/",
+        json!({"owner": 5, "title": "t"}),
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(wrong_type.status(), StatusCode::BAD_REQUEST);
     let unknown_field = post(
         &server,
@@ -218,7 +273,13 @@ async fn bad_input_gets_the_right_4xx_and_changes_nothing() {
     assert_eq!(unknown_field.status(), StatusCode::BAD_REQUEST);
     let body = error_kind(unknown_field).await;
     assert_eq!(body, "invalid_input");
-    let empty_title = post(&server, "/api/v1/ticket/", json!({"owner": "a@b", "title": ""}), Some(TOKEN)).await;
+    let empty_title = post(
+        &server,
+        "/api/v1/ticket/",
+        json!({"owner": "a@b", "title": ""}),
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(empty_title.status(), StatusCode::BAD_REQUEST);
     let bad_ref = post(
         &server,
@@ -243,7 +304,12 @@ async fn bad_input_gets_the_right_4xx_and_changes_nothing() {
     assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_kind(oversized).await, "too_large");
 
-    for path in ["/api/v1/ticket/999/", "/api/v1/ticket/abc/", "/api/v1/spu/0/", "/api/v1/nothing/"] {
+    for path in [
+        "/api/v1/ticket/999/",
+        "/api/v1/ticket/abc/",
+        "/api/v1/spu/0/",
+        "/api/v1/nothing/",
+    ] {
         let r = client().get(server.at(path)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
         assert_eq!(error_kind(r).await, "not_found");
@@ -256,7 +322,13 @@ async fn bad_input_gets_the_right_4xx_and_changes_nothing() {
     )
     .await;
     assert_eq!(unknown_ref.status(), StatusCode::NOT_FOUND);
-    for query in ["limit=abc", "limit=0", "offset=-1", "colour=red", "state=maybe"] {
+    for query in [
+        "limit=abc",
+        "limit=0",
+        "offset=-1",
+        "colour=red",
+        "state=maybe",
+    ] {
         let r = client()
             .get(server.at(&format!("/api/v1/ticket/?{query}")))
             .send()
@@ -273,7 +345,10 @@ async fn bad_input_gets_the_right_4xx_and_changes_nothing() {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["meta"]["total_count"], 0, "refused requests stored nothing");
+    assert_eq!(
+        listed["meta"]["total_count"], 0,
+        "refused requests stored nothing"
+    );
 }
 
 #[tokio::test]
@@ -316,8 +391,14 @@ async fn public_objects_need_no_token_and_private_ones_do() {
     let public = ubuntu_ci_core::store::DataStore::open(store.clone(), "ticket.1", "sources", true)
         .await
         .unwrap();
-    let url = public.put_file("hello_1.0-1.dsc", b"Source: hello\n".to_vec()).await.unwrap();
-    assert_eq!(url.as_str(), server.at("/store/ticket.1.sources/hello_1.0-1.dsc"));
+    let url = public
+        .put_file("hello_1.0-1.dsc", b"Source: hello\n".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        url.as_str(),
+        server.at("/store/ticket.1.sources/hello_1.0-1.dsc")
+    );
     let response = client().get(url.clone()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.unwrap(), "Source: hello\n");
@@ -395,8 +476,39 @@ async fn events_stream_over_sse_until_the_ticket_closes() {
         .unwrap()
         .unwrap();
     assert_eq!(last.message, "gave up");
-    assert!(tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+            .await
+            .expect("end in time")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_server_shutting_down_ends_open_event_streams() {
+    use futures::StreamExt;
+    use ubuntu_ci_core::model::NewTicket;
+
+    let server = TestServer::start().await;
+    let tickets = server.client(Some(TOKEN)).await.tickets;
+    let ticket = tickets
+        .create_ticket(NewTicket {
+            owner: "dev@example.com".into(),
+            title: "open".into(),
+            description: String::new(),
+            bug_id: String::new(),
+        })
         .await
-        .expect("end in time")
-        .is_none());
+        .unwrap();
+    let mut events = tickets.events(ticket.id, None).await.unwrap();
+    assert_eq!(
+        events.next().await.unwrap().unwrap().kind.as_str(),
+        "ticket_created"
+    );
+    // The ticket stays open: only the shutdown can end this stream.
+    drop(server);
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+        .await
+        .expect("the stream ends when the server stops, not never");
+    assert!(end.is_none(), "no more events: {end:?}");
 }

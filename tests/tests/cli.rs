@@ -52,19 +52,20 @@ fn create_ticket_stores_every_file_and_records_artifacts() {
     let data = work.path().join("data");
     let changes = build_example_package(&work.path().join("pkg"));
 
-    let output = ok(run(ubuntu_ci(&data).args([
-        "create_ticket",
-        "-t",
-        "hello-ci 1.0-1",
-        "-d",
-        "rebuild",
-        "-b",
-        "123",
-        "-o",
-        "dev@example.com",
-        "-s",
-    ])
-    .arg(&changes)));
+    let output = ok(run(ubuntu_ci(&data)
+        .args([
+            "create_ticket",
+            "-t",
+            "hello-ci 1.0-1",
+            "-d",
+            "rebuild",
+            "-b",
+            "123",
+            "-o",
+            "dev@example.com",
+            "-s",
+        ])
+        .arg(&changes)));
     assert_eq!(stdout(&output).trim(), "/api/v1/ticket/1/");
 
     let ticket = json(run(ubuntu_ci(&data).args(["--json", "ticket", "show", "1"])));
@@ -74,7 +75,10 @@ fn create_ticket_stores_every_file_and_records_artifacts() {
     assert_eq!(ticket["subtickets"].as_array().unwrap().len(), 1);
     assert_eq!(ticket["subtickets"][0]["assignee"], "dev@example.com");
     let artifacts = ticket["artifacts"].as_array().unwrap();
-    let mut names: Vec<&str> = artifacts.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let mut names: Vec<&str> = artifacts
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
     names.sort_unstable();
     assert_eq!(
         names,
@@ -110,7 +114,15 @@ fn create_ticket_stores_every_file_and_records_artifacts() {
 
     // The same upload again: a new ticket reusing the upload, with its own copy.
     let again = json(run(ubuntu_ci(&data)
-        .args(["--json", "create-ticket", "-t", "again", "-o", "dev@example.com", "-s"])
+        .args([
+            "--json",
+            "create-ticket",
+            "-t",
+            "again",
+            "-o",
+            "dev@example.com",
+            "-s",
+        ])
         .arg(&changes)));
     assert_eq!(again["id"], 2);
     assert_eq!(
@@ -127,7 +139,14 @@ fn a_version_with_other_files_is_a_conflict_and_creates_nothing() {
     let data = work.path().join("data");
     let changes = build_example_package(&work.path().join("pkg"));
     ok(run(ubuntu_ci(&data)
-        .args(["create-ticket", "-t", "first", "-o", "dev@example.com", "-s"])
+        .args([
+            "create-ticket",
+            "-t",
+            "first",
+            "-o",
+            "dev@example.com",
+            "-s",
+        ])
         .arg(&changes)));
 
     // Same version, different content: rebuild after changing the package.
@@ -145,10 +164,21 @@ fn a_version_with_other_files_is_a_conflict_and_creates_nothing() {
     assert!(status.success());
     let other_changes = other.join(changes.file_name().unwrap());
     let output = run(ubuntu_ci(&data)
-        .args(["create-ticket", "-t", "second", "-o", "dev@example.com", "-s"])
+        .args([
+            "create-ticket",
+            "-t",
+            "second",
+            "-o",
+            "dev@example.com",
+            "-s",
+        ])
         .arg(&other_changes));
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
-    assert!(stderr(&output).contains("already uploaded"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("already uploaded"),
+        "{}",
+        stderr(&output)
+    );
     assert_eq!(ticket_count(&data), 1);
     assert_eq!(stored_containers(&data).len(), 1);
 }
@@ -206,7 +236,10 @@ fn the_bad_upload_corpus_is_refused_without_a_trace() {
         assert!(!message.contains("panicked"), "{message}");
     }
     assert_eq!(ticket_count(&data), 0, "no ticket from a bad upload");
-    assert!(stored_containers(&data).is_empty(), "nothing stored from a bad upload");
+    assert!(
+        stored_containers(&data).is_empty(),
+        "nothing stored from a bad upload"
+    );
 }
 
 #[test]
@@ -256,28 +289,58 @@ fn store_put_get_ls_rm_round_trip() {
     let put = ok(run(ubuntu_ci(&data)
         .args(["store", "put", "--public", "ticket.9.logs"])
         .arg(&file)));
-    assert!(stdout(&put).trim().ends_with("/ticket.9.logs/notes.txt"), "{}", stdout(&put));
+    assert!(
+        stdout(&put).trim().ends_with("/ticket.9.logs/notes.txt"),
+        "{}",
+        stdout(&put)
+    );
     let target = work.path().join("copy.txt");
     ok(run(ubuntu_ci(&data)
         .args(["store", "get", "ticket.9.logs", "notes.txt", "-o"])
         .arg(&target)));
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "hello store\n");
-    let cat = ok(run(ubuntu_ci(&data).args(["store", "get", "ticket.9.logs", "notes.txt", "-o", "-"])));
+    let cat = ok(run(ubuntu_ci(&data).args([
+        "store",
+        "get",
+        "ticket.9.logs",
+        "notes.txt",
+        "-o",
+        "-",
+    ])));
     assert_eq!(stdout(&cat), "hello store\n");
-    let listed = json(run(ubuntu_ci(&data).args(["--json", "store", "ls", "ticket.9.logs"])));
+    let listed = json(run(ubuntu_ci(&data).args([
+        "--json",
+        "store",
+        "ls",
+        "ticket.9.logs",
+    ])));
     assert_eq!(listed[0]["name"], "notes.txt");
     assert_eq!(listed[0]["size"], 12);
 
     let refused = run(ubuntu_ci(&data).args(["store", "rm", "ticket.9.logs"]));
-    assert_eq!(refused.status.code(), Some(5), "a non-empty container needs -r");
+    assert_eq!(
+        refused.status.code(),
+        Some(5),
+        "a non-empty container needs -r"
+    );
     let hostile = run(ubuntu_ci(&data)
         .args(["store", "put", "ticket.9.logs", "--name", "../escape"])
         .arg(&file));
     assert_eq!(hostile.status.code(), Some(3));
-    ok(run(ubuntu_ci(&data).args(["store", "rm", "ticket.9.logs", "notes.txt"])));
+    ok(run(ubuntu_ci(&data).args([
+        "store",
+        "rm",
+        "ticket.9.logs",
+        "notes.txt",
+    ])));
     let missing = run(ubuntu_ci(&data).args(["store", "get", "ticket.9.logs", "notes.txt"]));
     assert_eq!(missing.status.code(), Some(4));
-    ok(run(ubuntu_ci(&data).args(["store", "rm", "-r", "ticket.9.logs"])));
+    ok(run(ubuntu_ci(&data).args([
+        "store",
+        "rm",
+        "-r",
+        "ticket.9.logs",
+    ])));
     assert!(stored_containers(&data).is_empty());
 }
 
@@ -326,12 +389,30 @@ fn create_ticket_against_a_server() {
 
     let output = ok(run(ubuntu_ci(&client_data)
         .args(["--server", &served.url, "--token", "s3cret"])
-        .args(["create-ticket", "-t", "remote", "-b", "7", "-o", "dev@example.com", "-s"])
+        .args([
+            "create-ticket",
+            "-t",
+            "remote",
+            "-b",
+            "7",
+            "-o",
+            "dev@example.com",
+            "-s",
+        ])
         .arg(&changes)));
-    assert_eq!(stdout(&output).trim(), format!("{}api/v1/ticket/1/", served.url));
+    assert_eq!(
+        stdout(&output).trim(),
+        format!("{}api/v1/ticket/1/", served.url)
+    );
 
-    let ticket = json(run(ubuntu_ci(&client_data)
-        .args(["--server", &served.url, "--json", "ticket", "show", "1"])));
+    let ticket = json(run(ubuntu_ci(&client_data).args([
+        "--server",
+        &served.url,
+        "--json",
+        "ticket",
+        "show",
+        "1",
+    ])));
     let artifacts = ticket["artifacts"].as_array().unwrap();
     assert_eq!(artifacts.len(), 4);
     let dir = changes.parent().unwrap();
@@ -347,22 +428,31 @@ fn create_ticket_against_a_server() {
         let body = reqwest::blocking_get(reference);
         assert_eq!(body, std::fs::read(dir.join(name)).unwrap(), "{name}");
     }
-    assert!(!client_data.join("tickets.db").exists(), "the client kept no local state");
+    assert!(
+        !client_data.join("tickets.db").exists(),
+        "the client kept no local state"
+    );
 
     let no_token = run(ubuntu_ci(&client_data)
         .args(["--server", &served.url])
         .args(["create-ticket", "-t", "anon", "-o", "dev@example.com", "-s"])
         .arg(&changes));
     assert_eq!(no_token.status.code(), Some(6), "{}", stderr(&no_token));
-    let list = json(run(ubuntu_ci(&client_data)
-        .args(["--server", &served.url, "--json", "ticket", "list"])));
+    let list = json(run(ubuntu_ci(&client_data).args([
+        "--server",
+        &served.url,
+        "--json",
+        "ticket",
+        "list",
+    ])));
     assert_eq!(list["meta"]["total_count"], 1);
 }
 
 #[test]
 fn an_unreachable_server_is_a_retryable_error() {
     let work = tempfile::tempdir().unwrap();
-    let output = run(ubuntu_ci(work.path()).args(["--server", "http://127.0.0.1:9/", "ticket", "list"]));
+    let output =
+        run(ubuntu_ci(work.path()).args(["--server", "http://127.0.0.1:9/", "ticket", "list"]));
     assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
     assert!(stderr(&output).contains("try again"), "{}", stderr(&output));
 }

@@ -24,7 +24,13 @@ pub struct Global {
     #[arg(long, global = true, env = "UBUNTU_CI_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// Bearer token for the server
-    #[arg(long, global = true, env = "UBUNTU_CI_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "UBUNTU_CI_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Configuration file [default: $XDG_CONFIG_HOME/ubuntu-ci/config.toml]
     #[arg(long, global = true, env = "UBUNTU_CI_CONFIG", value_name = "FILE")]

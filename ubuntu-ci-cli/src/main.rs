@@ -16,7 +16,10 @@ fn main() -> std::process::ExitCode {
     restore_sigpipe();
     let cli = cli::Cli::parse();
     init_logging(cli.global.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("ubuntu-ci: cannot start the async runtime: {err}");

@@ -154,7 +154,10 @@ impl Config {
     pub fn local_store_url(&self) -> Result<String> {
         match &self.store_url {
             Some(url) => Ok(url.clone()),
-            None => Ok(format!("file://{}", self.data_dir()?.join("store").display())),
+            None => Ok(format!(
+                "file://{}",
+                self.data_dir()?.join("store").display()
+            )),
         }
     }
 
@@ -208,8 +211,7 @@ impl Config {
             None => self.store_public_url()?,
         };
         let tickets =
-            open_ticket_system(&self.local_tickets_url()?, &TicketSystemOptions::default())
-                .await?;
+            open_ticket_system(&self.local_tickets_url()?, &TicketSystemOptions::default()).await?;
         let store = open_store(
             &self.local_store_url()?,
             &StoreOptions {
@@ -270,7 +272,8 @@ mod tests {
 
     #[test]
     fn the_environment_overrides_the_file() {
-        let file = Config::parse("owner = \"file@example.com\"\nlisten = \"0.0.0.0:80\"\n").unwrap();
+        let file =
+            Config::parse("owner = \"file@example.com\"\nlisten = \"0.0.0.0:80\"\n").unwrap();
         let config = file.with_vars(|name| match name {
             "UBUNTU_CI_OWNER" => Some("env@example.com".into()),
             "UBUNTU_CI_TICKETS_URL" => Some("postgres://db/ci".into()),
@@ -290,7 +293,10 @@ mod tests {
 
     #[test]
     fn debemail_may_carry_a_name() {
-        assert_eq!(debemail_address("Jane Dev <jane@example.com>"), "jane@example.com");
+        assert_eq!(
+            debemail_address("Jane Dev <jane@example.com>"),
+            "jane@example.com"
+        );
         assert_eq!(debemail_address("jane@example.com"), "jane@example.com");
     }
 }

@@ -493,7 +493,8 @@ pub struct SourcePackageUpload {
     pub sourcepackage: Uri<SourcePackage>,
     /// The Debian version (`2.10-3`).
     pub version: String,
-    /// SHA-256 over the upload's files (`name size sha256` lines, sorted); empty if unknown.
+    /// SHA-256 over the source package (`name size sha256` lines of the `.dsc` and its files,
+    /// sorted); empty if unknown.
     pub fingerprint: String,
     /// When it was first uploaded.
     pub created_at: DateTime<Utc>,
@@ -636,7 +637,7 @@ pub struct NewSourcePackageUpload {
     pub sourcepackage: Uri<SourcePackage>,
     /// The Debian version.
     pub version: String,
-    /// SHA-256 over the upload's files, as [`crate::upload`] computes it.
+    /// SHA-256 over the source package, as [`crate::upload`] computes it.
     #[serde(default)]
     pub fingerprint: String,
 }
@@ -706,9 +707,7 @@ impl NewArtifact {
         check_short("name", &self.name)?;
         check_url("reference", &self.reference)?;
         if self.subticket.is_none() && self.ticket.is_none() {
-            return Err(Error::invalid(
-                "an artifact needs a subticket or a ticket",
-            ));
+            return Err(Error::invalid("an artifact needs a subticket or a ticket"));
         }
         Ok(self)
     }
@@ -1100,10 +1099,19 @@ mod tests {
 
     #[test]
     fn versions_follow_policy() {
-        for ok in ["1.5~dev.1", "2.10-3", "1:2.0-1ubuntu1", "1.0-1-2", "0", "1.0+dfsg-1~bpo12+1"] {
+        for ok in [
+            "1.5~dev.1",
+            "2.10-3",
+            "1:2.0-1ubuntu1",
+            "1.0-1-2",
+            "0",
+            "1.0+dfsg-1~bpo12+1",
+        ] {
             check_version(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for bad in ["", "a1.0", "1.0-", "x:1.0", "1.0_1", "1.0 1", ":1.0", "1.0-a/b"] {
+        for bad in [
+            "", "a1.0", "1.0-", "x:1.0", "1.0_1", "1.0 1", ":1.0", "1.0-a/b",
+        ] {
             assert!(check_version(bad).is_err(), "{bad}");
         }
         for ok in ["hello", "g++", "libfoo2.0", "0ad"] {

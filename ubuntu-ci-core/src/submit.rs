@@ -103,13 +103,12 @@ impl CreateTicket {
     /// `InvalidInput` for a bad field or upload, `Conflict` when a version was already
     /// uploaded with other files; in both cases nothing was created. Errors after the ticket
     /// exists (the store failing) mark the ticket `FAILED` and are returned.
-    pub async fn run(
-        self,
-        services: &Services,
-        progress: SharedProgress,
-    ) -> Result<TicketDetail> {
+    pub async fn run(self, services: &Services, progress: SharedProgress) -> Result<TicketDetail> {
         let new_ticket = self.ticket.clone().validate()?;
-        let assignee = self.assignee.clone().unwrap_or_else(|| new_ticket.owner.clone());
+        let assignee = self
+            .assignee
+            .clone()
+            .unwrap_or_else(|| new_ticket.owner.clone());
         if self.uploads.is_empty() {
             return Err(Error::invalid(
                 "no source package given: pass at least one _source.changes",
@@ -128,7 +127,9 @@ impl CreateTicket {
 
         let ticket = services.tickets.create_ticket(new_ticket).await?;
         let result = self
-            .fill(services, &progress, ticket.id, &uploads, existing, &assignee)
+            .fill(
+                services, &progress, ticket.id, &uploads, existing, &assignee,
+            )
             .await;
         match result {
             Ok(()) => services.tickets.get_ticket(ticket.id).await,
@@ -186,9 +187,9 @@ impl CreateTicket {
                     Some(url) => url.clone(),
                     None => {
                         progress.upload_started(&file.name, file.size);
-                        let reader = tokio::fs::File::open(&file.path)
-                            .await
-                            .map_err(|e| Error::from(e).with_resource(file.path.display().to_string()))?;
+                        let reader = tokio::fs::File::open(&file.path).await.map_err(|e| {
+                            Error::from(e).with_resource(file.path.display().to_string())
+                        })?;
                         let reader = VerifyingReader {
                             inner: reader,
                             name: file.name.clone(),
@@ -310,9 +311,9 @@ async fn create_spu(services: &Services, upload: &ValidatedUpload) -> Result<Sou
         .await;
     match created {
         Ok(spu) => Ok(spu),
-        Err(err) if err.kind() == ErrorKind::Conflict => find_spu(services, upload)
-            .await?
-            .ok_or(err),
+        Err(err) if err.kind() == ErrorKind::Conflict => {
+            find_spu(services, upload).await?.ok_or(err)
+        }
         Err(err) => Err(err),
     }
 }
@@ -368,7 +369,11 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
-    fn verifying(content: &'static [u8], size: u64, sha256: String) -> VerifyingReader<&'static [u8]> {
+    fn verifying(
+        content: &'static [u8],
+        size: u64,
+        sha256: String,
+    ) -> VerifyingReader<&'static [u8]> {
         VerifyingReader {
             inner: content,
             name: "hello_1.0.orig.tar.gz".into(),
@@ -405,8 +410,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_verification_stores_nothing() {
-        let store: Arc<dyn crate::store::ObjectStore> = Arc::new(crate::store::memory::MemoryStore::new());
-        let data = DataStore::open(store, "ticket.1", "sources", true).await.unwrap();
+        let store: Arc<dyn crate::store::ObjectStore> =
+            Arc::new(crate::store::memory::MemoryStore::new());
+        let data = DataStore::open(store, "ticket.1", "sources", true)
+            .await
+            .unwrap();
         let wrong = hex::encode(Sha256::digest(b"other"));
         let err = data
             .put_file("hello.dsc", Body::from_reader(verifying(b"dsc", 3, wrong)))

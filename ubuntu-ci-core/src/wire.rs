@@ -109,8 +109,14 @@ mod tests {
     fn statuses_map_to_kinds() {
         assert_eq!(kind_of_status(StatusCode::NOT_FOUND), ErrorKind::NotFound);
         assert_eq!(kind_of_status(StatusCode::CONFLICT), ErrorKind::Conflict);
-        assert_eq!(kind_of_status(StatusCode::FORBIDDEN), ErrorKind::Unauthorized);
-        assert_eq!(kind_of_status(StatusCode::BAD_GATEWAY), ErrorKind::Unavailable);
+        assert_eq!(
+            kind_of_status(StatusCode::FORBIDDEN),
+            ErrorKind::Unauthorized
+        );
+        assert_eq!(
+            kind_of_status(StatusCode::BAD_GATEWAY),
+            ErrorKind::Unavailable
+        );
         assert_eq!(kind_of_status(StatusCode::IM_A_TEAPOT), ErrorKind::Internal);
     }
 
@@ -120,7 +126,10 @@ mod tests {
             base_url("http://127.0.0.1:8000").unwrap().as_str(),
             "http://127.0.0.1:8000/"
         );
-        assert_eq!(base_url("http://h/ci?x=1").unwrap().as_str(), "http://h/ci/");
+        assert_eq!(
+            base_url("http://h/ci?x=1").unwrap().as_str(),
+            "http://h/ci/"
+        );
         assert_eq!(
             base_url("https://h/").unwrap_err().kind(),
             ErrorKind::Unsupported

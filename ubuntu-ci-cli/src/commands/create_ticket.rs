@@ -34,9 +34,12 @@ pub struct CreateTicketArgs {
 
 /// Runs `create-ticket`.
 pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow::Result<()> {
-    let owner = args.owner.or_else(|| config.default_owner()).ok_or_else(|| {
-        Error::invalid("no owner: pass -o EMAIL, set `owner` in the config, or set DEBEMAIL")
-    })?;
+    let owner = args
+        .owner
+        .or_else(|| config.default_owner())
+        .ok_or_else(|| {
+            Error::invalid("no owner: pass -o EMAIL, set `owner` in the config, or set DEBEMAIL")
+        })?;
     let mut request = CreateTicket::new(owner, args.title).with_description(args.description);
     if let Some(bug) = args.bug {
         request = request.with_bug(bug);

@@ -146,7 +146,10 @@ pub async fn run(config: &Config, json: bool, command: StoreCommand) -> anyhow::
         }
         StoreCommand::Ls { container, prefix } => {
             if container.is_some() && prefix.is_some() {
-                return Err(Error::invalid("--prefix filters containers; give it without CONTAINER").into());
+                return Err(Error::invalid(
+                    "--prefix filters containers; give it without CONTAINER",
+                )
+                .into());
             }
             match container {
                 None => {

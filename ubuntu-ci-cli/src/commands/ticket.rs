@@ -84,7 +84,10 @@ pub async fn run(config: &Config, json: bool, command: TicketCommand) -> anyhow:
             if json {
                 return output::json(&page);
             }
-            println!("{:>6}  {:<14} {:<11} {:<24} TITLE", "ID", "STEP", "STATUS", "OWNER");
+            println!(
+                "{:>6}  {:<14} {:<11} {:<24} TITLE",
+                "ID", "STEP", "STATUS", "OWNER"
+            );
             for t in &page.objects {
                 println!(
                     "{:>6}  {:<14} {:<11} {:<24} {}",
@@ -92,7 +95,11 @@ pub async fn run(config: &Config, json: bool, command: TicketCommand) -> anyhow:
                 );
             }
             let shown = page.meta.offset + page.objects.len() as u64;
-            println!("({} of {} shown)", page.objects.len(), page.meta.total_count);
+            println!(
+                "({} of {} shown)",
+                page.objects.len(),
+                page.meta.total_count
+            );
             if shown < page.meta.total_count {
                 println!("more: --offset {shown}");
             }
@@ -133,7 +140,10 @@ fn print_detail(detail: &TicketDetail) {
         println!("  description: {}", t.description);
     }
     println!("  step:        {} ({})", t.current_workflow_step, t.status);
-    println!("  created:     {}", t.created_at.format("%Y-%m-%d %H:%M:%S UTC"));
+    println!(
+        "  created:     {}",
+        t.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
     for sub in &detail.subtickets {
         println!(
             "  subticket {}: upload {} (assignee {})",
@@ -144,11 +154,21 @@ fn print_detail(detail: &TicketDetail) {
             .iter()
             .filter(|a| a.subticket == Some(sub.resource_uri))
         {
-            println!("    {:<10} {}  {}", a.artifact_type.as_str(), a.name, a.reference);
+            println!(
+                "    {:<10} {}  {}",
+                a.artifact_type.as_str(),
+                a.name,
+                a.reference
+            );
         }
     }
     for a in detail.artifacts.iter().filter(|a| a.subticket.is_none()) {
-        println!("  {:<10} {}  {}", a.artifact_type.as_str(), a.name, a.reference);
+        println!(
+            "  {:<10} {}  {}",
+            a.artifact_type.as_str(),
+            a.name,
+            a.reference
+        );
     }
     if !detail.progress.is_empty() {
         println!("  progress:");

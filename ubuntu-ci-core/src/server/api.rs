@@ -23,10 +23,10 @@ use super::error::{ApiError, ErrorBody, JsonBody};
 use super::ServerState;
 use crate::error::{Error, Result};
 use crate::model::{
-    Artifact, ArtifactFilter, NewArtifact, NewSourcePackage, NewSourcePackageUpload,
-    NewSubticket, NewTicket, NewTransition, Page, PageRequest, SourcePackage,
-    SourcePackageFilter, SourcePackageUpload, SpuFilter, Subticket, SubticketFilter, Ticket,
-    TicketDetail, TicketFilter, Transition, TransitionFilter, Uri,
+    Artifact, ArtifactFilter, NewArtifact, NewSourcePackage, NewSourcePackageUpload, NewSubticket,
+    NewTicket, NewTransition, Page, PageRequest, SourcePackage, SourcePackageFilter,
+    SourcePackageUpload, SpuFilter, Subticket, SubticketFilter, Ticket, TicketDetail, TicketFilter,
+    Transition, TransitionFilter, Uri,
 };
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -129,9 +129,9 @@ impl ListQuery {
         for (name, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
             match name.as_ref() {
                 "limit" => {
-                    let limit: u32 = value.parse().map_err(|_| {
-                        Error::invalid(format!("limit: not a number: {value:?}"))
-                    })?;
+                    let limit: u32 = value
+                        .parse()
+                        .map_err(|_| Error::invalid(format!("limit: not a number: {value:?}")))?;
                     if limit == 0 || limit > PageRequest::MAX_LIMIT {
                         return Err(Error::invalid(format!(
                             "limit: must be 1 to {}",
@@ -141,9 +141,9 @@ impl ListQuery {
                     page.limit = limit;
                 }
                 "offset" => {
-                    page.offset = value.parse().map_err(|_| {
-                        Error::invalid(format!("offset: not a number: {value:?}"))
-                    })?;
+                    page.offset = value
+                        .parse()
+                        .map_err(|_| Error::invalid(format!("offset: not a number: {value:?}")))?;
                 }
                 "format" if value == "json" => {}
                 name if allowed.contains(&name) => {
@@ -170,7 +170,10 @@ impl ListQuery {
 
     fn parse_filter<T: std::str::FromStr<Err = Error>>(&self, name: &str) -> Result<Option<T>> {
         self.get(name)
-            .map(|v| v.parse::<T>().map_err(|e| Error::invalid(format!("{name}: {}", e.message()))))
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|e| Error::invalid(format!("{name}: {}", e.message())))
+            })
             .transpose()
     }
 
@@ -261,11 +264,10 @@ pub async fn ticket_events(
 ) -> ApiResult<Response> {
     let id = parse_id("ticket", &id)?;
     let q = ListQuery::parse(raw, &["after"])?;
-    let after = match q.get("after").or_else(|| {
-        headers
-            .get("last-event-id")
-            .and_then(|v| v.to_str().ok())
-    }) {
+    let after = match q
+        .get("after")
+        .or_else(|| headers.get("last-event-id").and_then(|v| v.to_str().ok()))
+    {
         Some(v) => Some(
             v.parse::<i64>()
                 .map_err(|_| Error::invalid(format!("after: not an event id: {v:?}")))?,
@@ -280,9 +282,10 @@ pub async fn ticket_events(
                 .event(event.kind.as_str())
                 .json_data(&event)
                 .unwrap_or_else(|_| Event::default().event("error").data("unserialisable event")),
-            Err(err) => Event::default()
-                .event("error")
-                .data(serde_json::json!({"error": err.to_string(), "kind": err.kind().as_str()}).to_string()),
+            Err(err) => Event::default().event("error").data(
+                serde_json::json!({"error": err.to_string(), "kind": err.kind().as_str()})
+                    .to_string(),
+            ),
         })
     });
     Ok(Sse::new(stream)
@@ -403,7 +406,11 @@ pub async fn create_subticket(
 ) -> ApiResult<Response> {
     state.authorise(&headers)?;
     let subticket = state.services.tickets.create_subticket(new).await?;
-    Ok(created(&state, subticket.resource_uri.to_string(), subticket))
+    Ok(created(
+        &state,
+        subticket.resource_uri.to_string(),
+        subticket,
+    ))
 }
 
 /// Lists subtickets; filters `ticket`, `source_package_upload`.
@@ -420,7 +427,11 @@ pub async fn list_subtickets(
         ticket: q.parse_filter("ticket")?,
         source_package_upload: q.parse_filter("source_package_upload")?,
     };
-    let page = state.services.tickets.list_subtickets(filter, q.page).await?;
+    let page = state
+        .services
+        .tickets
+        .list_subtickets(filter, q.page)
+        .await?;
     Ok(Json(q.link(&state, "subticket", page)))
 }
 
@@ -465,7 +476,11 @@ pub async fn list_artifacts(
         subticket: q.parse_filter("subticket")?,
         artifact_type: q.parse_filter("type")?,
     };
-    let page = state.services.tickets.list_artifacts(filter, q.page).await?;
+    let page = state
+        .services
+        .tickets
+        .list_artifacts(filter, q.page)
+        .await?;
     Ok(Json(q.link(&state, "artifact", page)))
 }
 
@@ -493,7 +508,11 @@ pub async fn create_transition(
 ) -> ApiResult<Response> {
     state.authorise(&headers)?;
     let transition = state.services.tickets.record_transition(new).await?;
-    Ok(created(&state, transition.resource_uri.to_string(), transition))
+    Ok(created(
+        &state,
+        transition.resource_uri.to_string(),
+        transition,
+    ))
 }
 
 /// Lists progress transitions; filter `ticket`.

@@ -110,7 +110,9 @@ pub fn router(state: ServerState) -> Router {
         .merge(api)
         .merge(store_api::routes())
         .fallback(|| async {
-            error::ApiError(Error::not_found("no such resource; the API is under /api/v1/"))
+            error::ApiError(Error::not_found(
+                "no such resource; the API is under /api/v1/",
+            ))
         })
         .with_state(state)
 }

@@ -14,8 +14,8 @@ use futures::TryStreamExt;
 
 use super::error::{ApiError, JsonBody};
 use super::ServerState;
-use crate::error::{Error, Result};
 use crate::error::ErrorKind;
+use crate::error::{Error, Result};
 use crate::store::http::{Visibility, SHA256_HEADER, URL_HEADER};
 use crate::store::{Body, ContainerName, ObjectInfo, ObjectName};
 
@@ -100,7 +100,11 @@ async fn ensure_container(
         Err(err) if err.kind() == ErrorKind::NotFound => false,
         Err(err) => return Err(err.into()),
     };
-    let info = state.services.store.ensure_container(&c, body.public).await?;
+    let info = state
+        .services
+        .store
+        .ensure_container(&c, body.public)
+        .await?;
     let status = if existed {
         StatusCode::OK
     } else {

@@ -90,11 +90,7 @@ fn expect_kind<T: std::fmt::Debug>(
 /// A reported SHA-256 must be right; a store may leave it out (a put does not hash).
 fn check_sha256(store: &Arc<dyn ObjectStore>, sha256: &Option<String>, content: &[u8], what: &str) {
     if let Some(sha256) = sha256 {
-        assert_eq!(
-            sha256,
-            &sha256_hex(content),
-            "{store:?}: sha256 of {what}"
-        );
+        assert_eq!(sha256, &sha256_hex(content), "{store:?}: sha256 of {what}");
     }
 }
 
@@ -908,7 +904,10 @@ pub async fn large_streamed_object(store: &Arc<dyn ObjectStore>) {
             .clone()
             .finalize(),
     );
-    assert_eq!(info.size, SIZE as u64, "{store:?}: size of a streamed object");
+    assert_eq!(
+        info.size, SIZE as u64,
+        "{store:?}: size of a streamed object"
+    );
     if let Some(sha256) = &info.sha256 {
         assert_eq!(sha256, &expected, "{store:?}: sha256 of a streamed object");
     }
@@ -1082,7 +1081,12 @@ pub async fn replace_is_atomic_for_readers(store: &Arc<dyn ObjectStore>) {
             content.iter().all(|b| *b == content[0]),
             "{store:?}: a reader saw a mix of two versions"
         );
-        check_sha256(store, &info.sha256, &content, "get's info of its own content");
+        check_sha256(
+            store,
+            &info.sha256,
+            &content,
+            "get's info of its own content",
+        );
         tokio::task::yield_now().await;
     }
     join(store, writer).await;

@@ -744,8 +744,7 @@ async fn pump(
                         break;
                     }
                 }
-                if !chunk.is_empty() && to_writer.send(Chunk::Data(chunk.freeze())).await.is_err()
-                {
+                if !chunk.is_empty() && to_writer.send(Chunk::Data(chunk.freeze())).await.is_err() {
                     return Ok(false);
                 }
                 if eof {
@@ -1097,7 +1096,10 @@ mod tests {
             .await
             .unwrap_err();
         let head = store.head(&c, &name).await.unwrap();
-        assert_eq!((head.size, head.last_modified), (old.size, old.last_modified));
+        assert_eq!(
+            (head.size, head.last_modified),
+            (old.size, old.last_modified)
+        );
         assert_eq!(
             entries(&dir.path().join("ticket.1.sources")),
             vec!["big.orig.tar.xz"]

@@ -540,7 +540,10 @@ mod tests {
         let store = HttpStore::new(base, Some("s3cret".into())).unwrap();
         let (c, name) = names();
         let info = store.head(&c, &name).await.unwrap();
-        assert_eq!((info.size, info.sha256.as_deref()), (1234, Some(sha.as_str())));
+        assert_eq!(
+            (info.size, info.sha256.as_deref()),
+            (1234, Some(sha.as_str()))
+        );
         assert_eq!(info.last_modified.to_rfc3339(), "1994-11-15T08:12:31+00:00");
         assert_eq!(info.url, store.object_url(&c, &name).as_str());
         let received = server.await.unwrap();

@@ -53,7 +53,10 @@ pub async fn seed_flow(system: &dyn TicketSystem) {
     assert_eq!(ticket.current_workflow_step, WorkflowStep::New);
     assert_eq!(ticket.status, StepStatus::Pending);
     assert_eq!(ticket.state, TicketState::Open);
-    assert_eq!(ticket.resource_uri.to_string(), format!("/api/v1/ticket/{}/", ticket.id));
+    assert_eq!(
+        ticket.resource_uri.to_string(),
+        format!("/api/v1/ticket/{}/", ticket.id)
+    );
 
     let name = format!("autopilot{}", suffix());
     let (package, created) = system
@@ -99,7 +102,10 @@ pub async fn seed_flow(system: &dyn TicketSystem) {
         })
         .await
         .expect("create_artifact");
-    assert_eq!(artifact.ticket, ticket.resource_uri, "the subticket implies the ticket");
+    assert_eq!(
+        artifact.ticket, ticket.resource_uri,
+        "the subticket implies the ticket"
+    );
     assert_eq!(artifact.reference, reference);
 
     let detail = system.get_ticket(ticket.id).await.expect("get_ticket");
@@ -110,11 +116,17 @@ pub async fn seed_flow(system: &dyn TicketSystem) {
 
     assert_eq!(system.get_spu(spu.id).await.expect("get_spu"), spu);
     assert_eq!(
-        system.get_subticket(subticket.id).await.expect("get_subticket"),
+        system
+            .get_subticket(subticket.id)
+            .await
+            .expect("get_subticket"),
         subticket
     );
     assert_eq!(
-        system.get_artifact(artifact.id).await.expect("get_artifact"),
+        system
+            .get_artifact(artifact.id)
+            .await
+            .expect("get_artifact"),
         artifact
     );
     assert_eq!(
@@ -199,7 +211,11 @@ pub async fn unknown_references_are_not_found(system: &dyn TicketSystem) {
         ErrorKind::NotFound
     );
     assert_eq!(
-        system.get_artifact(missing).await.expect_err("artifact").kind(),
+        system
+            .get_artifact(missing)
+            .await
+            .expect_err("artifact")
+            .kind(),
         ErrorKind::NotFound
     );
     let err = system
@@ -336,7 +352,10 @@ pub async fn concurrent_creates_each_get_their_own_ticket(system: Arc<dyn Ticket
     let mut ids = std::collections::BTreeSet::new();
     for task in tasks {
         let (title, ticket) = task.await.expect("task");
-        assert_eq!(ticket.title, title, "each caller gets the ticket it asked for");
+        assert_eq!(
+            ticket.title, title,
+            "each caller gets the ticket it asked for"
+        );
         assert!(ids.insert(ticket.id), "ids are unique");
         let stored = system.get_ticket(ticket.id).await.expect("get_ticket");
         assert_eq!(stored.ticket, ticket);
@@ -407,7 +426,10 @@ pub async fn lists_filter_and_paginate(system: &dyn TicketSystem) {
         )
         .await
         .expect("closed");
-    assert_eq!(closed.objects.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ids[0]]);
+    assert_eq!(
+        closed.objects.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![ids[0]]
+    );
     let open = system
         .list_tickets(
             TicketFilter {
@@ -456,7 +478,10 @@ pub async fn transitions_keep_history_and_close(system: &dyn TicketSystem) {
             .await
             .expect("transition");
         assert_eq!((t.step, t.status), (step, status));
-        assert_eq!(system.get_transition(t.id).await.expect("get_transition"), t);
+        assert_eq!(
+            system.get_transition(t.id).await.expect("get_transition"),
+            t
+        );
     }
     let detail = system.get_ticket(ticket.id).await.expect("ticket");
     assert_eq!(detail.ticket.current_workflow_step, WorkflowStep::Complete);
@@ -580,7 +605,10 @@ pub async fn events_replay_then_follow(system: Arc<dyn TicketSystem>) {
     let done = next_event(&mut stream).await.expect("event").expect("ok");
     assert_eq!(done.kind, EventKind::Progress);
     assert!(done.closes_ticket());
-    assert!(next_event(&mut stream).await.is_none(), "the stream ends when the ticket closes");
+    assert!(
+        next_event(&mut stream).await.is_none(),
+        "the stream ends when the ticket closes"
+    );
 
     let mut resumed = system
         .events(ticket.id, Some(queued.id))
@@ -641,10 +669,15 @@ impl PostgresTestDatabase {
 
     /// Drops the database.
     pub async fn drop(self) {
-        if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.admin_url).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-                .execute(&mut conn)
-                .await;
+        if let Ok(mut conn) =
+            <sqlx::AnyConnection as sqlx::Connection>::connect(&self.admin_url).await
+        {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await;
         }
     }
 }
@@ -653,7 +686,9 @@ impl PostgresTestDatabase {
 /// line on stderr saying the test was skipped, when the variable is unset.
 pub async fn postgres_test_database() -> Option<PostgresTestDatabase> {
     let Ok(admin_url) = std::env::var("UBUNTU_CI_TEST_POSTGRES") else {
-        eprintln!("SKIPPED: PostgreSQL tests (set UBUNTU_CI_TEST_POSTGRES=postgres://user@host/db)");
+        eprintln!(
+            "SKIPPED: PostgreSQL tests (set UBUNTU_CI_TEST_POSTGRES=postgres://user@host/db)"
+        );
         return None;
     };
     sqlx::any::install_default_drivers();

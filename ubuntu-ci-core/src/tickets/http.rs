@@ -15,13 +15,13 @@ use url::Url;
 
 use super::{EventStream, TicketSystem};
 use crate::error::{Error, Result};
-use crate::wire::{base_url, error_from_response, transport_error};
 use crate::model::{
     Artifact, ArtifactFilter, NewArtifact, NewSourcePackageUpload, NewSubticket, NewTicket,
     NewTransition, Page, PageRequest, SourcePackage, SourcePackageFilter, SourcePackageUpload,
     SpuFilter, Subticket, SubticketFilter, Ticket, TicketDetail, TicketEvent, TicketFilter,
     Transition, TransitionFilter,
 };
+use crate::wire::{base_url, error_from_response, transport_error};
 
 /// A client of a ticket system served by `ubuntu-ci serve`.
 #[derive(Debug, Clone)]
@@ -69,7 +69,11 @@ impl HttpTicketSystem {
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, builder: reqwest::RequestBuilder, url: &Url) -> Result<T> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        builder: reqwest::RequestBuilder,
+        url: &Url,
+    ) -> Result<T> {
         let response = builder
             .timeout(Duration::from_secs(60))
             .send()
@@ -78,7 +82,10 @@ impl HttpTicketSystem {
         if !response.status().is_success() {
             return Err(error_from_response(response).await);
         }
-        let bytes = response.bytes().await.map_err(|e| transport_error(e, url))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(e, url))?;
         serde_json::from_slice(&bytes).map_err(|e| {
             Error::internal("the server's answer is not what this client expects")
                 .with_resource(url.to_string())
@@ -86,7 +93,11 @@ impl HttpTicketSystem {
         })
     }
 
-    async fn post<B: Serialize + Sync, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+    async fn post<B: Serialize + Sync, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
         let url = self.absolute(path)?;
         self.send(self.request(Method::POST, url.clone()).json(body), &url)
             .await
@@ -110,7 +121,11 @@ impl HttpTicketSystem {
     }
 }
 
-fn push<T: ToString>(query: &mut Vec<(&'static str, String)>, name: &'static str, value: Option<T>) {
+fn push<T: ToString>(
+    query: &mut Vec<(&'static str, String)>,
+    name: &'static str,
+    value: Option<T>,
+) {
     if let Some(value) = value {
         query.push((name, value.to_string()));
     }
@@ -129,10 +144,14 @@ impl TicketSystem for HttpTicketSystem {
     async fn list_tickets(&self, filter: TicketFilter, page: PageRequest) -> Result<Page<Ticket>> {
         let mut query = Vec::new();
         push(&mut query, "owner", filter.owner);
-        push(&mut query, "state", filter.state.map(|s| match s {
-            crate::model::TicketState::Open => "open",
-            crate::model::TicketState::Closed => "closed",
-        }));
+        push(
+            &mut query,
+            "state",
+            filter.state.map(|s| match s {
+                crate::model::TicketState::Open => "open",
+                crate::model::TicketState::Closed => "closed",
+            }),
+        );
         push(&mut query, "step", filter.step);
         push(&mut query, "status", filter.status);
         self.list("ticket", query, page).await
@@ -186,7 +205,11 @@ impl TicketSystem for HttpTicketSystem {
         page: PageRequest,
     ) -> Result<Page<SourcePackageUpload>> {
         let mut query = Vec::new();
-        push(&mut query, "sourcepackage", filter.sourcepackage.map(|u| u.id()));
+        push(
+            &mut query,
+            "sourcepackage",
+            filter.sourcepackage.map(|u| u.id()),
+        );
         push(&mut query, "version", filter.version);
         self.list("spu", query, page).await
     }
@@ -316,7 +339,8 @@ impl SseParser {
                     self.data.clear();
                 }
             } else if let Some(data) = line.strip_prefix("data:") {
-                self.data.push(data.strip_prefix(' ').unwrap_or(data).to_owned());
+                self.data
+                    .push(data.strip_prefix(' ').unwrap_or(data).to_owned());
             }
         }
         done
@@ -331,8 +355,10 @@ mod tests {
     fn sse_events_split_across_chunks() {
         let mut parser = SseParser::default();
         assert!(parser.feed(b"id: 1\nevent: progress\nda").is_empty());
-        assert_eq!(parser.feed(b"ta: {\"a\":1}\n\n: keep-alive\n\ndata: x\r\n"), vec!["{\"a\":1}"]);
+        assert_eq!(
+            parser.feed(b"ta: {\"a\":1}\n\n: keep-alive\n\ndata: x\r\n"),
+            vec!["{\"a\":1}"]
+        );
         assert_eq!(parser.feed(b"data: y\n\n"), vec!["x\ny"]);
     }
-
 }

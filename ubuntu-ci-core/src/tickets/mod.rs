@@ -116,8 +116,11 @@ pub trait TicketSystem: Send + Sync + std::fmt::Debug {
     async fn get_artifact(&self, id: i64) -> Result<Artifact>;
 
     /// Artifacts matching `filter`.
-    async fn list_artifacts(&self, filter: ArtifactFilter, page: PageRequest)
-        -> Result<Page<Artifact>>;
+    async fn list_artifacts(
+        &self,
+        filter: ArtifactFilter,
+        page: PageRequest,
+    ) -> Result<Page<Artifact>>;
 
     /// Moves a ticket to a workflow step and status, keeps the transition in its history
     /// and records the event. Transitions of one ticket are serialised.

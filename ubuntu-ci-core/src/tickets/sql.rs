@@ -24,10 +24,10 @@ use super::{EventStream, TicketSystem};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     check_source_name, check_transition, Artifact, ArtifactFilter, ArtifactType, EventKind,
-    NewArtifact, NewSourcePackageUpload, NewSubticket, NewTicket, NewTransition, Page,
-    PageRequest, SourcePackage, SourcePackageFilter, SourcePackageUpload, SpuFilter, StepStatus,
-    Subticket, SubticketFilter, Ticket, TicketDetail, TicketEvent, TicketFilter, TicketState,
-    Transition, TransitionFilter, Uri, WorkflowStep,
+    NewArtifact, NewSourcePackageUpload, NewSubticket, NewTicket, NewTransition, Page, PageRequest,
+    SourcePackage, SourcePackageFilter, SourcePackageUpload, SpuFilter, StepStatus, Subticket,
+    SubticketFilter, Ticket, TicketDetail, TicketEvent, TicketFilter, TicketState, Transition,
+    TransitionFilter, Uri, WorkflowStep,
 };
 
 /// How often a subscriber looks for events written by other processes.
@@ -453,7 +453,8 @@ struct Filter {
 impl Filter {
     fn eq(&mut self, column: &str, arg: Arg) {
         self.args.push(arg);
-        self.clauses.push(format!("{column} = ${}", self.args.len()));
+        self.clauses
+            .push(format!("{column} = ${}", self.args.len()));
     }
 
     fn raw(&mut self, clause: &str) {
@@ -779,14 +780,13 @@ impl SqlTicketSystem {
         ticket: i64,
         at: &str,
     ) -> Result<(WorkflowStep, StepStatus)> {
-        let row = sqlx::query(
-            "UPDATE ticket SET updated_at = $1 WHERE id = $2 RETURNING step, status",
-        )
-        .bind(at.to_owned())
-        .bind(ticket)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_error)?;
+        let row =
+            sqlx::query("UPDATE ticket SET updated_at = $1 WHERE id = $2 RETURNING step, status")
+                .bind(at.to_owned())
+                .bind(ticket)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db_error)?;
         match row {
             Some(row) => Ok((parsed(&row, "step")?, parsed(&row, "status")?)),
             None => Err(Error::not_found("no such ticket")
@@ -1026,8 +1026,10 @@ impl TicketSystem for SqlTicketSystem {
         let mut tx = self.begin().await?;
         let (step, status) = self.lock_ticket(&mut tx, new.ticket.id(), &at).await?;
         if TicketState::of(step, status) == TicketState::Closed {
-            return Err(Error::conflict("the ticket is closed; it takes no new subtickets")
-                .with_resource(new.ticket.to_string()));
+            return Err(
+                Error::conflict("the ticket is closed; it takes no new subtickets")
+                    .with_resource(new.ticket.to_string()),
+            );
         }
         let row = sqlx::query(
             "INSERT INTO subticket (spu_id, ticket_id, assignee, created_at) \
@@ -1092,7 +1094,9 @@ impl TicketSystem for SqlTicketSystem {
                 subticket.ticket
             }
             (None, Some(ticket)) => ticket,
-            (None, None) => return Err(Error::invalid("an artifact needs a subticket or a ticket")),
+            (None, None) => {
+                return Err(Error::invalid("an artifact needs a subticket or a ticket"))
+            }
         };
         let at = now();
         let mut tx = self.begin().await?;
@@ -1127,7 +1131,8 @@ impl TicketSystem for SqlTicketSystem {
     }
 
     async fn get_artifact(&self, id: i64) -> Result<Artifact> {
-        self.get_one("artifact", "artifact", id, artifact_from).await
+        self.get_one("artifact", "artifact", id, artifact_from)
+            .await
     }
 
     async fn list_artifacts(
@@ -1208,7 +1213,8 @@ impl TicketSystem for SqlTicketSystem {
     }
 
     async fn events(&self, ticket: i64, after: Option<i64>) -> Result<EventStream> {
-        self.get_one("ticket", "ticket", ticket, ticket_from).await?;
+        self.get_one("ticket", "ticket", ticket, ticket_from)
+            .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let system = self.clone();
         let mut wake = self.events_written.subscribe();

@@ -212,20 +212,62 @@ pub fn digest_bytes(bytes: &[u8]) -> FileDigests {
     digester.finish()
 }
 
-/// Digests everything `reader` yields, reading through one [`BUFFER_SIZE`] buffer.
+/// Digests everything `reader` yields, in constant memory.
+///
+/// MD5 runs on one thread and SHA-1 with SHA-256 on another while this one reads: the
+/// three digests of a large file cost about the time of the slowest, not of their sum.
 pub fn digest_reader(mut reader: impl Read) -> std::io::Result<FileDigests> {
-    let mut digester = Digester::new();
-    let mut buffer = vec![0u8; BUFFER_SIZE];
-    loop {
-        let n = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
+    use std::sync::mpsc::sync_channel;
+    use std::sync::Arc;
+
+    // A few chunks in flight per hashing thread bound the memory to a few MiB.
+    let (to_md5, md5_chunks) = sync_channel::<Arc<Vec<u8>>>(4);
+    let (to_sha, sha_chunks) = sync_channel::<Arc<Vec<u8>>>(4);
+    std::thread::scope(|scope| {
+        let md5 = scope.spawn(move || {
+            let mut md5 = Md5::new();
+            for chunk in md5_chunks {
+                md5.update(chunk.as_slice());
+            }
+            md5
+        });
+        let sha = scope.spawn(move || {
+            let (mut sha1, mut sha256) = (Sha1::new(), Sha256::new());
+            for chunk in sha_chunks {
+                sha1.update(chunk.as_slice());
+                sha256.update(chunk.as_slice());
+            }
+            (sha1, sha256)
+        });
+        let mut size = 0u64;
+        let read = loop {
+            let mut buffer = vec![0u8; BUFFER_SIZE];
+            let n = match reader.read(&mut buffer) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => break Err(err),
+            };
+            buffer.truncate(n);
+            size = size.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+            let chunk = Arc::new(buffer);
+            // A hashing thread only stops early by panicking; its join reports that below.
+            if to_md5.send(chunk.clone()).is_err() || to_sha.send(chunk).is_err() {
+                break Ok(());
+            }
         };
-        digester.update(buffer.get(..n).unwrap_or_default());
-    }
-    Ok(digester.finish())
+        drop((to_md5, to_sha));
+        let joined = |_| std::io::Error::other("a hashing thread failed");
+        let md5 = md5.join().map_err(joined)?;
+        let (sha1, sha256) = sha.join().map_err(joined)?;
+        read?;
+        Ok(FileDigests {
+            size,
+            md5: hex::encode(md5.finalize()),
+            sha1: hex::encode(sha1.finalize()),
+            sha256: hex::encode(sha256.finalize()),
+        })
+    })
 }
 
 /// Digests everything an async `reader` yields, reading through one [`BUFFER_SIZE`] buffer.

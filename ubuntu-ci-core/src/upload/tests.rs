@@ -753,6 +753,10 @@ async fn sa_and_sd_uploads_of_one_source_have_one_fingerprint() {
 
     let full = validate_changes(&full).await.unwrap();
     let partial = validate_changes(&partial).await.unwrap();
-    assert_eq!(partial.dsc_only_files.len(), 1, "the orig tarball comes from the .dsc");
+    assert_eq!(
+        partial.dsc_only_files.len(),
+        1,
+        "the orig tarball comes from the .dsc"
+    );
     assert_eq!(full.fingerprint, partial.fingerprint);
 }
