@@ -15,6 +15,8 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy -j2 --workspace --all-targets --all-features -- -D warnings
 step "cargo test"
+# The end-to-end tests run the `ubuntu-ci` binary, which `cargo test` does not build.
+cargo build -j2 --workspace --all-features --bins
 cargo test -j2 --workspace --all-features 2>&1 | tee target/test.log
 # A `cargo test` that ran nothing is a broken test setup, not a success.
 if ! grep -Eq '^test result: ok\. [1-9]' target/test.log; then

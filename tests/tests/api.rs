@@ -441,22 +441,10 @@ async fn public_objects_need_no_token_and_private_ones_do() {
 #[tokio::test]
 async fn events_stream_over_sse_until_the_ticket_closes() {
     use futures::StreamExt;
-    use ubuntu_ci_core::model::{NewTicket, NewTransition, StepStatus, WorkflowStep};
+    use ubuntu_ci_core::model::{NewTransition, StepStatus, WorkflowStep};
 
     let server = TestServer::start().await;
-    let tickets = server.client(Some(TOKEN)).await.tickets;
-    let ticket = tickets
-        .create_ticket(NewTicket {
-            owner: "dev@example.com".into(),
-            title: "sse".into(),
-            description: String::new(),
-            bug_id: String::new(),
-        })
-        .await
-        .unwrap();
-    let mut events = tickets.events(ticket.id, None).await.unwrap();
-    let first = events.next().await.unwrap().unwrap();
-    assert_eq!(first.kind.as_str(), "ticket_created");
+    let (tickets, ticket, mut events) = subscribed_ticket(&server).await;
     let writer: Arc<dyn ubuntu_ci_core::tickets::TicketSystem> = tickets.clone();
     let uri = ticket.resource_uri;
     tokio::spawn(async move {
@@ -487,28 +475,40 @@ async fn events_stream_over_sse_until_the_ticket_closes() {
 #[tokio::test]
 async fn a_server_shutting_down_ends_open_event_streams() {
     use futures::StreamExt;
-    use ubuntu_ci_core::model::NewTicket;
 
     let server = TestServer::start().await;
-    let tickets = server.client(Some(TOKEN)).await.tickets;
-    let ticket = tickets
-        .create_ticket(NewTicket {
-            owner: "dev@example.com".into(),
-            title: "open".into(),
-            description: String::new(),
-            bug_id: String::new(),
-        })
-        .await
-        .unwrap();
-    let mut events = tickets.events(ticket.id, None).await.unwrap();
-    assert_eq!(
-        events.next().await.unwrap().unwrap().kind.as_str(),
-        "ticket_created"
-    );
+    let (_tickets, _ticket, mut events) = subscribed_ticket(&server).await;
     // The ticket stays open: only the shutdown can end this stream.
     drop(server);
     let end = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
         .await
         .expect("the stream ends when the server stops, not never");
     assert!(end.is_none(), "no more events: {end:?}");
+}
+
+/// A new ticket on `server`, created through the HTTP client, and its event stream with
+/// the creation event already read.
+async fn subscribed_ticket(
+    server: &TestServer,
+) -> (
+    Arc<dyn ubuntu_ci_core::tickets::TicketSystem>,
+    ubuntu_ci_core::model::Ticket,
+    ubuntu_ci_core::tickets::EventStream,
+) {
+    use futures::StreamExt;
+
+    let tickets = server.client(Some(TOKEN)).await.tickets;
+    let ticket = tickets
+        .create_ticket(ubuntu_ci_core::model::NewTicket {
+            owner: "dev@example.com".into(),
+            title: "events".into(),
+            description: String::new(),
+            bug_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut events = tickets.events(ticket.id, None).await.unwrap();
+    let first = events.next().await.unwrap().unwrap();
+    assert_eq!(first.kind.as_str(), "ticket_created");
+    (tickets, ticket, events)
 }
