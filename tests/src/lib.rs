@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use ubuntu_ci_core::config::{Config, Services};
 use ubuntu_ci_core::server::{self, ServerState};
@@ -107,11 +106,6 @@ pub fn build_example_package(dir: &Path) -> PathBuf {
         .find(|p| p.to_string_lossy().ends_with("_source.changes"))
         .expect("a _source.changes");
     changes
-}
-
-/// An `Arc` of anything, for APIs that share.
-pub fn shared<T>(value: T) -> Arc<T> {
-    Arc::new(value)
 }
 
 /// The `ubuntu-ci` binary of this build (built by `cargo test --workspace`; built here if
