@@ -471,3 +471,59 @@ mod reqwest {
         })
     }
 }
+
+/// A `store put` killed at any moment leaves the old object or the new one, whole; the
+/// store still works after it.
+#[test]
+fn a_killed_put_leaves_the_old_object_or_the_new_one_whole() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let old = work.path().join("old").join("image.bin");
+    let new = work.path().join("new").join("image.bin");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(new.parent().unwrap()).unwrap();
+    std::fs::write(&old, b"the old image").unwrap();
+    let big: Vec<u8> = (0..64u32 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&new, &big).unwrap();
+    ok(run(ubuntu_ci(&data)
+        .args(["store", "put", "ticket.5.images"])
+        .arg(&old)));
+
+    for delay_ms in [0u64, 5, 20, 80] {
+        let mut child = ubuntu_ci(&data)
+            .args(["store", "put", "ticket.5.images"])
+            .arg(&new)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let got = ok(run(ubuntu_ci(&data).args([
+            "store",
+            "get",
+            "ticket.5.images",
+            "image.bin",
+            "-o",
+            "-",
+        ])))
+        .stdout;
+        assert!(
+            got == b"the old image" || got == big,
+            "after a kill at {delay_ms} ms the object is {} bytes: neither version",
+            got.len()
+        );
+    }
+    let listed = json(run(ubuntu_ci(&data).args([
+        "--json",
+        "store",
+        "ls",
+        "ticket.5.images",
+    ])));
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "no stray object: {listed}"
+    );
+}
