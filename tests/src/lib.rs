@@ -108,25 +108,36 @@ pub fn build_example_package(dir: &Path) -> PathBuf {
     changes
 }
 
-/// The `ubuntu-ci` binary of this build (built by `cargo test --workspace`; built here if
-/// a narrower `cargo test` left it out).
+/// The `ubuntu-ci` binary of this build, brought up to date once per test process (with
+/// the features this crate was built with), so a test never runs a stale binary.
 pub fn ubuntu_ci_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> → target/<profile>/ubuntu-ci
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary in target/<profile>/deps");
-    let binary = profile_dir.join("ubuntu-ci");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "ubuntu-ci-cli"])
-            .current_dir(repo_root())
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "cargo build -p ubuntu-ci-cli failed");
-    }
-    binary
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("current_exe");
+            // target/<profile>/deps/<test> → target/<profile>/ubuntu-ci
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("test binary in target/<profile>/deps");
+            let mut build = Command::new(env!("CARGO"));
+            build
+                .args(["build", "--quiet", "-p", "ubuntu-ci-cli"])
+                .current_dir(repo_root());
+            if cfg!(feature = "postgres") {
+                build.args(["--features", "ubuntu-ci-cli/postgres"]);
+            }
+            if profile_dir
+                .file_name()
+                .is_some_and(|name| name == "release")
+            {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo build");
+            assert!(status.success(), "cargo build -p ubuntu-ci-cli failed");
+            profile_dir.join("ubuntu-ci")
+        })
+        .clone()
 }
 
 /// A `Command` for `ubuntu-ci` with a private data dir and no outside configuration.

@@ -483,7 +483,10 @@ async fn a_server_shutting_down_ends_open_event_streams() {
     let end = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
         .await
         .expect("the stream ends when the server stops, not never");
-    assert!(end.is_none(), "no more events: {end:?}");
+    // Not a silent end, which would read as "the ticket closed": a retryable error.
+    let err = end.expect("an error before the end").unwrap_err();
+    assert_eq!(err.kind(), ubuntu_ci_core::ErrorKind::Unavailable, "{err}");
+    assert!(events.next().await.is_none());
 }
 
 /// A new ticket on `server`, created through the HTTP client, and its event stream with

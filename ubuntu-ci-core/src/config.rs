@@ -114,14 +114,18 @@ impl Config {
     /// # Errors
     /// `InvalidInput` when neither is set and there is no home directory.
     pub fn data_dir(&self) -> Result<PathBuf> {
-        if let Some(dir) = &self.data_dir {
-            return Ok(dir.clone());
-        }
-        xdg_dir("XDG_DATA_HOME", ".local/share")
-            .map(|d| d.join("ubuntu-ci"))
-            .ok_or_else(|| {
-                Error::invalid("no data dir: set --data-dir, UBUNTU_CI_DATA_DIR or HOME")
-            })
+        let dir = match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => xdg_dir("XDG_DATA_HOME", ".local/share")
+                .map(|d| d.join("ubuntu-ci"))
+                .ok_or_else(|| {
+                    Error::invalid("no data dir: set --data-dir, UBUNTU_CI_DATA_DIR or HOME")
+                })?,
+        };
+        // Absolute, so that URLs made from it (sqlite://, file://) name the same place from
+        // any working directory.
+        std::path::absolute(&dir)
+            .map_err(|e| Error::from(e).with_resource(dir.display().to_string()))
     }
 
     /// The address `serve` listens on.
@@ -143,10 +147,7 @@ impl Config {
     pub fn local_tickets_url(&self) -> Result<String> {
         match &self.tickets_url {
             Some(url) => Ok(url.clone()),
-            None => Ok(format!(
-                "sqlite://{}",
-                self.data_dir()?.join("tickets.db").display()
-            )),
+            None => sqlite_url(&self.data_dir()?.join("tickets.db")),
         }
     }
 
@@ -154,10 +155,28 @@ impl Config {
     pub fn local_store_url(&self) -> Result<String> {
         match &self.store_url {
             Some(url) => Ok(url.clone()),
-            None => Ok(format!(
-                "file://{}",
-                self.data_dir()?.join("store").display()
-            )),
+            None => {
+                let dir = self.data_dir()?.join("store");
+                url::Url::from_directory_path(&dir)
+                    .map(String::from)
+                    .map_err(|()| {
+                        Error::invalid("the data dir cannot be written as a file: URL")
+                            .with_resource(dir.display().to_string())
+                    })
+            }
+        }
+    }
+
+    /// The URL clients reach `serve` at: `public_url`, else `http://<address>/` (the address
+    /// it listens on); always ending in `/`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed `public_url`.
+    pub fn serve_url(&self, address: std::net::SocketAddr) -> Result<url::Url> {
+        match self.configured_public_url()? {
+            Some(url) => Ok(url),
+            None => url::Url::parse(&format!("http://{address}/"))
+                .map_err(|e| Error::invalid(format!("listen address {address}: {e}"))),
         }
     }
 
@@ -166,18 +185,71 @@ impl Config {
     /// # Errors
     /// `InvalidInput` for a malformed `public_url`.
     pub fn store_public_url(&self) -> Result<Option<url::Url>> {
+        self.configured_public_url()?
+            .map(|base| {
+                base.join("store/")
+                    .map_err(|e| Error::invalid(format!("public_url: {e}")))
+            })
+            .transpose()
+    }
+
+    fn configured_public_url(&self) -> Result<Option<url::Url>> {
         let Some(text) = &self.public_url else {
             return Ok(None);
         };
         let mut base = url::Url::parse(text)
             .map_err(|e| Error::invalid(format!("public_url: bad URL {text:?}: {e}")))?;
+        if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
+            return Err(Error::invalid(format!(
+                "public_url: {text:?} is not an http(s) URL"
+            )));
+        }
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        base.join("store/")
-            .map(Some)
-            .map_err(|e| Error::invalid(format!("public_url: {e}")))
+        base.set_query(None);
+        base.set_fragment(None);
+        Ok(Some(base))
+    }
+
+    /// Opens the data store alone (for commands that need no tickets): the server's when
+    /// `server` is set, else the local one.
+    ///
+    /// # Errors
+    /// As [`open_store`].
+    pub fn connect_store(&self) -> Result<Arc<dyn ObjectStore>> {
+        match &self.server {
+            Some(server) => open_store(
+                server,
+                &StoreOptions {
+                    public_url: None,
+                    token: self.token.clone(),
+                },
+            ),
+            None => open_store(
+                &self.local_store_url()?,
+                &StoreOptions {
+                    public_url: self.store_public_url()?,
+                    token: None,
+                },
+            ),
+        }
+    }
+
+    /// The absolute URL of a resource URI on the configured server (`/api/v1/ticket/1/` →
+    /// `http://host/prefix/api/v1/ticket/1/`), or the URI itself without a server.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed server URL.
+    pub fn resource_url(&self, uri: &str) -> Result<String> {
+        match &self.server {
+            Some(server) => crate::wire::base_url(server)?
+                .join(uri.trim_start_matches('/'))
+                .map(String::from)
+                .map_err(|e| Error::invalid(format!("bad URI {uri:?}: {e}"))),
+            None => Ok(uri.to_owned()),
+        }
     }
 
     /// Opens the services this configuration names: through the server when `server` is
@@ -232,6 +304,20 @@ pub struct Services {
     pub store: Arc<dyn ObjectStore>,
 }
 
+/// The `sqlite://` URL of a database file; characters that URLs give a meaning to (`%`, `?`,
+/// `#`) are percent-encoded, as sqlx decodes them.
+fn sqlite_url(path: &Path) -> Result<String> {
+    const ESCAPED: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#');
+    let text = path.to_str().ok_or_else(|| {
+        Error::invalid("the data dir's path is not UTF-8").with_resource(path.display().to_string())
+    })?;
+    Ok(format!(
+        "sqlite://{}",
+        percent_encoding::utf8_percent_encode(text, ESCAPED)
+    ))
+}
+
 fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
     match std::env::var_os(var) {
         Some(dir) if Path::new(&dir).is_absolute() => Some(PathBuf::from(dir)),
@@ -265,7 +351,27 @@ mod tests {
             config.local_tickets_url().unwrap(),
             "sqlite:///srv/ci/tickets.db"
         );
-        assert_eq!(config.local_store_url().unwrap(), "file:///srv/ci/store");
+        assert_eq!(config.local_store_url().unwrap(), "file:///srv/ci/store/");
+        let odd = Config {
+            data_dir: Some(PathBuf::from("/tmp/h#x?y%z")),
+            ..Config::default()
+        };
+        assert_eq!(
+            odd.local_tickets_url().unwrap(),
+            "sqlite:///tmp/h%23x%3Fy%25z/tickets.db"
+        );
+        assert_eq!(
+            url::Url::parse(&odd.local_store_url().unwrap())
+                .unwrap()
+                .to_file_path()
+                .unwrap(),
+            PathBuf::from("/tmp/h#x?y%z/store")
+        );
+        let relative = Config {
+            data_dir: Some(PathBuf::from("rel")),
+            ..Config::default()
+        };
+        assert!(relative.data_dir().unwrap().is_absolute());
         assert!(Config::parse("colour = 1").is_err());
         assert!(Config::parse("data_dir = [").is_err());
     }

@@ -198,6 +198,7 @@ impl CreateTicket {
                             hasher: Sha256::new(),
                             expected_size: file.size,
                             expected_sha256: file.sha256.clone(),
+                            checked: false,
                         };
                         let info = store
                             .put_file_info(&file.name, Body::from_reader(reader))
@@ -329,6 +330,8 @@ struct VerifyingReader<R> {
     hasher: Sha256,
     expected_size: u64,
     expected_sha256: String,
+    /// Set once the end was checked: reads after it answer the end again.
+    checked: bool,
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for VerifyingReader<R> {
@@ -345,6 +348,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for VerifyingReader<R> {
         }
         let read = &buf.filled()[before..];
         if read.is_empty() {
+            if this.checked {
+                return Poll::Ready(Ok(()));
+            }
+            this.checked = true;
             let sha256 = hex::encode(std::mem::take(&mut this.hasher).finalize());
             if this.done != this.expected_size || sha256 != this.expected_sha256 {
                 return Poll::Ready(Err(std::io::Error::new(
@@ -382,6 +389,7 @@ mod tests {
             hasher: Sha256::new(),
             expected_size: size,
             expected_sha256: sha256,
+            checked: false,
         }
     }
 

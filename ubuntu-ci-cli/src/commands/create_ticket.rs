@@ -57,13 +57,9 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
     if json {
         return output::json(&ticket);
     }
-    let uri = ticket.ticket.resource_uri.to_string();
-    match &config.server {
-        Some(server) => {
-            let base = url::Url::parse(server)?;
-            println!("{}", base.join(&uri)?);
-        }
-        None => println!("{uri}"),
-    }
+    println!(
+        "{}",
+        config.resource_url(&ticket.ticket.resource_uri.to_string())?
+    );
     Ok(())
 }

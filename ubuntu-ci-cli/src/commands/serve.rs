@@ -34,16 +34,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| Error::from(e).with_resource(format!("listen {}", config.listen())))?;
     let address = listener.local_addr()?;
-    let public_url = match &config.public_url {
-        Some(url) => url::Url::parse(url)
-            .map_err(|e| Error::invalid(format!("bad public URL {url:?}: {e}")))?,
-        None => url::Url::parse(&format!("http://{address}/"))?,
-    };
-    let public_url = if public_url.path().ends_with('/') {
-        public_url
-    } else {
-        url::Url::parse(&format!("{public_url}/"))?
-    };
+    let public_url = config.serve_url(address)?;
     let services = config.connect(Some(public_url.join("store/")?)).await?;
     let data_dir = config.data_dir()?;
     let (token, created) = server::load_or_create_token(&data_dir, config.token.as_deref())?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use tokio::io::AsyncWriteExt;
 use ubuntu_ci_core::config::Config;
-use ubuntu_ci_core::store::{Body, ContainerName, ObjectName};
+use ubuntu_ci_core::store::{self, Body, ContainerName, ObjectName};
 use ubuntu_ci_core::Error;
 
 use crate::output;
@@ -59,7 +59,7 @@ pub enum StoreCommand {
 
 /// Runs `store …`.
 pub async fn run(config: &Config, json: bool, command: StoreCommand) -> anyhow::Result<()> {
-    let store = config.connect(None).await?.store;
+    let store = config.connect_store()?;
     match command {
         StoreCommand::Put {
             container,
@@ -106,9 +106,9 @@ pub async fn run(config: &Config, json: bool, command: StoreCommand) -> anyhow::
         } => {
             let container = ContainerName::new(container)?;
             let object = ObjectName::new(name)?;
-            let (info, mut reader) = store.get(&container, &object).await?;
-            match target.as_deref() {
+            let info = match target.as_deref() {
                 Some(path) if path.as_os_str() == "-" => {
+                    let (_, mut reader) = store.get(&container, &object).await?;
                     let mut stdout = tokio::io::stdout();
                     tokio::io::copy(&mut reader, &mut stdout).await?;
                     stdout.flush().await?;
@@ -117,28 +117,13 @@ pub async fn run(config: &Config, json: bool, command: StoreCommand) -> anyhow::
                 }
                 _ => {
                     let path = target.unwrap_or_else(|| PathBuf::from(object.as_str()));
-                    let dir = match path.parent() {
-                        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                        _ => PathBuf::from("."),
-                    };
-                    // Write beside the target and rename: never a partial file under its name.
-                    let tmp = tempfile::NamedTempFile::new_in(&dir)?;
-                    let mut file = tokio::fs::File::from_std(tmp.reopen()?);
-                    let copied = tokio::io::copy(&mut reader, &mut file).await?;
-                    file.sync_all().await?;
-                    if copied != info.size {
-                        return Err(Error::internal(format!(
-                            "{}: got {copied} bytes, expected {}",
-                            object, info.size
-                        ))
-                        .into());
-                    }
-                    tmp.persist(&path).map_err(|e| e.error)?;
+                    let info = store::download(&*store, &container, &object, &path).await?;
                     if !json {
-                        println!("{} ({})", path.display(), output::bytes(copied));
+                        println!("{} ({})", path.display(), output::bytes(info.size));
                     }
+                    info
                 }
-            }
+            };
             if json {
                 output::json(&info)?;
             }

@@ -54,8 +54,7 @@ async fn authorise_read(state: &ServerState, headers: &HeaderMap, c: &ContainerN
     if state.is_authorised(headers) {
         return Ok(());
     }
-    let info = state.services.store.container_info(c).await?;
-    if info.public {
+    if state.services.store.is_public(c).await? {
         Ok(())
     } else {
         // Saying "not found" would hide it better, but a clear 401 helps the owner more.

@@ -473,10 +473,14 @@ impl Inner {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if !self.container_exists(c) {
-            // The flag first: the container appears with its visibility already set.
-            self.write_public(c, public)?;
+            // Creating the directory decides, across processes, who creates the container;
+            // only the creator sets its visibility. Until the flag is written the container
+            // reads as private, the safe side.
             match fs::create_dir(self.container_dir(c)) {
-                Ok(()) => sync_dir(&self.root)?,
+                Ok(()) => {
+                    self.write_public(c, public)?;
+                    sync_dir(&self.root)?;
+                }
                 // Created by another process meanwhile; it keeps what that one set.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(Error::from(e)),
@@ -825,6 +829,18 @@ impl ObjectStore for FsStore {
                 e.with_operation("ensure_container")
                     .with_resource(c.to_string())
             })
+    }
+
+    async fn is_public(&self, c: &ContainerName) -> Result<bool> {
+        let (inner, c2) = (self.inner.clone(), c.clone());
+        blocking(move || {
+            if inner.container_exists(&c2) {
+                Ok(inner.read_public(&c2))
+            } else {
+                Err(no_container(&c2))
+            }
+        })
+        .await
     }
 
     async fn container_info(&self, c: &ContainerName) -> Result<ContainerInfo> {

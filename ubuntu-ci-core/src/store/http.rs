@@ -63,6 +63,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -306,21 +307,35 @@ impl ObjectStore for HttpStore {
             Body::Bytes(bytes) => Some(bytes.len() as u64),
             Body::Reader(_) | Body::File(_) => None,
         };
+        // A body that fails midway aborts the request; its own error, not the transport's
+        // "unavailable", is the put's error (it is the caller's input that broke).
+        let body_error: Arc<Mutex<Option<io::Error>>> = Arc::default();
         let body = match body {
             Body::Bytes(bytes) => reqwest::Body::from(bytes),
-            body => reqwest::Body::wrap_stream(ReaderStream::with_capacity(
-                body.into_reader(),
-                READ_BUFFER_SIZE,
-            )),
+            body => {
+                let seen = body_error.clone();
+                let stream = ReaderStream::with_capacity(body.into_reader(), READ_BUFFER_SIZE)
+                    .map_err(move |err| {
+                        let copy = io::Error::new(err.kind(), err.to_string());
+                        if let Ok(mut seen) = seen.lock() {
+                            seen.get_or_insert(err);
+                        }
+                        copy
+                    });
+                reqwest::Body::wrap_stream(stream)
+            }
         };
         let request = self
             .request(Method::PUT, self.object_url(c, name))
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(body);
-        let response = self
-            .send(request, resource)
-            .await
-            .map_err(|e| e.with_operation("put"))?;
+        let sent = self.send(request, resource).await;
+        if let Some(err) = body_error.lock().ok().and_then(|mut seen| seen.take()) {
+            return Err(Error::from(err)
+                .with_operation("put")
+                .with_resource(resource()));
+        }
+        let response = sent.map_err(|e| e.with_operation("put"))?;
         let info: ObjectInfo = Self::json(response)
             .await
             .map_err(|e| e.with_operation("put").with_resource(resource()))?;

@@ -205,7 +205,7 @@ pub fn validate_object_name(name: &str) -> Result<()> {
         "must not be \".\"".to_string()
     } else if name.contains("..") {
         "must not contain \"..\"".to_string()
-    } else if let Some(c) = name.chars().find(|c| (*c as u32) < 0x20 || *c == '\u{7f}') {
+    } else if let Some(c) = name.chars().find(|c| c.is_control()) {
         format!("must not contain control character {c:?}")
     } else {
         return Ok(());
@@ -418,6 +418,15 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// `NotFound` when the container does not exist.
     async fn container_info(&self, c: &ContainerName) -> Result<ContainerInfo>;
 
+    /// Whether the container's objects are readable without credentials; cheaper than
+    /// [`ObjectStore::container_info`], which counts the objects.
+    ///
+    /// # Errors
+    /// `NotFound` when the container does not exist.
+    async fn is_public(&self, c: &ContainerName) -> Result<bool> {
+        Ok(self.container_info(c).await?.public)
+    }
+
     /// All containers whose name starts with `prefix` (all of them for `None`), sorted by name.
     ///
     /// # Errors
@@ -425,7 +434,7 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn list_containers(&self, prefix: Option<&str>) -> Result<Vec<ContainerInfo>>;
 
     /// Stores `body` under `name`, replacing any object of that name, and answers its info
-    /// (size and SHA-256 computed while streaming).
+    /// (its size; its SHA-256 only if the backend has it at no cost: puts do not hash).
     ///
     /// Atomic: readers see the old object or the whole new one, never a part; a failed or
     /// interrupted put leaves nothing new under the name. Idempotent for equal content.
@@ -484,6 +493,55 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// `InvalidInput` for a URL that does not name an object of this store.
     fn resolve_url(&self, url: &Url) -> Result<(ContainerName, ObjectName)>;
+}
+
+/// Downloads an object into the local file `target`: written beside it under a temporary
+/// name, checked against the object's size, synced, then renamed, so `target` never holds
+/// a partial download. The file gets mode 0644 (a plain download, not a secret).
+///
+/// # Errors
+/// As [`ObjectStore::get`]; `Internal` when fewer or more bytes arrive than the object has;
+/// what the file system reports.
+pub async fn download(
+    store: &dyn ObjectStore,
+    c: &ContainerName,
+    name: &ObjectName,
+    target: &Path,
+) -> Result<ObjectInfo> {
+    let (info, mut reader) = store.get(c, name).await?;
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let resource = || target.display().to_string();
+    let tmp = tempfile::NamedTempFile::new_in(&dir)
+        .map_err(|e| Error::from(e).with_resource(dir.display().to_string()))?;
+    let mut file = tokio::fs::File::from_std(
+        tmp.reopen()
+            .map_err(|e| Error::from(e).with_resource(resource()))?,
+    );
+    let copied = tokio::io::copy(&mut reader, &mut file)
+        .await
+        .map_err(|e| Error::from(e).with_resource(resource()))?;
+    if copied != info.size {
+        return Err(Error::internal(format!(
+            "{c}/{name}: got {copied} bytes, expected {}",
+            info.size
+        )));
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| Error::from(e).with_resource(resource()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::from(e).with_resource(resource()))?;
+    }
+    tmp.persist(target)
+        .map_err(|e| Error::from(e.error).with_resource(resource()))?;
+    Ok(info)
 }
 
 /// The seed's `DataStore`: one container (`<name>.<component>`) of a store.

@@ -14,14 +14,14 @@ use serde::Serialize;
 use url::Url;
 
 use super::{EventStream, TicketSystem};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     Artifact, ArtifactFilter, NewArtifact, NewSourcePackageUpload, NewSubticket, NewTicket,
     NewTransition, Page, PageRequest, SourcePackage, SourcePackageFilter, SourcePackageUpload,
     SpuFilter, Subticket, SubticketFilter, Ticket, TicketDetail, TicketEvent, TicketFilter,
     Transition, TransitionFilter,
 };
-use crate::wire::{base_url, error_from_response, transport_error};
+use crate::wire::{base_url, error_from_response, transport_error, WireError};
 
 /// A client of a ticket system served by `ubuntu-ci serve`.
 #[derive(Debug, Clone)]
@@ -289,23 +289,48 @@ impl TicketSystem for HttpTicketSystem {
         }
         let mut bytes = response.bytes_stream();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let client = self.clone();
         tokio::spawn(async move {
             let mut parser = SseParser::default();
-            while let Some(chunk) = bytes.next().await {
+            let mut closed = false;
+            loop {
+                // A dropped stream must end this task (and its connection) at once, not at
+                // the next event, which may never come.
+                let chunk = tokio::select! {
+                    _ = tx.closed() => return,
+                    chunk = bytes.next() => chunk,
+                };
                 let chunk = match chunk {
-                    Ok(chunk) => chunk,
-                    Err(err) => {
+                    Some(Ok(chunk)) => chunk,
+                    Some(Err(err)) => {
                         let _ = tx.send(Err(transport_error(err, &url))).await;
                         return;
                     }
+                    None => break,
                 };
-                for data in parser.feed(&chunk) {
-                    let event = serde_json::from_str::<TicketEvent>(&data).map_err(|e| {
-                        Error::internal("malformed event from the server").with_source(e)
-                    });
-                    if tx.send(event).await.is_err() {
+                for (name, data) in parser.feed(&chunk) {
+                    let item = sse_item(&name, &data);
+                    closed |= matches!(&item, Ok(event) if event.closes_ticket());
+                    if tx.send(item).await.is_err() {
                         return;
                     }
+                }
+            }
+            // The server ends the stream after the closing event (at once when resumed
+            // after it); any other end is a lost connection or a server going down, not the
+            // ticket's end.
+            if !closed {
+                let ticket_closed = matches!(
+                    client.get_ticket(ticket).await,
+                    Ok(detail) if detail.ticket.state == crate::model::TicketState::Closed
+                );
+                if !ticket_closed {
+                    let _ = tx
+                        .send(Err(Error::unavailable(
+                            "the server ended the event stream before the ticket closed",
+                        )
+                        .with_resource(url.to_string())))
+                        .await;
                 }
             }
         });
@@ -313,16 +338,30 @@ impl TicketSystem for HttpTicketSystem {
     }
 }
 
-/// Splits a Server-Sent Events byte stream into the `data` of each event.
+/// One event from the server: a ticket event, or an error with its kind.
+fn sse_item(name: &str, data: &str) -> Result<TicketEvent> {
+    if name == "error" {
+        return Err(match serde_json::from_str::<WireError>(data) {
+            Ok(wire) => Error::new(ErrorKind::from_wire(&wire.kind), wire.error),
+            Err(_) => Error::internal(format!("the server's event stream failed: {data}")),
+        });
+    }
+    serde_json::from_str::<TicketEvent>(data)
+        .map_err(|e| Error::internal("malformed event from the server").with_source(e))
+}
+
+/// Splits a Server-Sent Events byte stream into events: their name (`event:`, empty when
+/// absent) and their `data`.
 #[derive(Debug, Default)]
 pub(crate) struct SseParser {
     line: Vec<u8>,
+    name: String,
     data: Vec<String>,
 }
 
 impl SseParser {
-    /// Feeds bytes; returns the data of every event completed by them.
-    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+    /// Feeds bytes; returns every event completed by them.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<(String, String)> {
         let mut done = Vec::new();
         for &b in bytes {
             if b != b'\n' {
@@ -335,12 +374,15 @@ impl SseParser {
             self.line.clear();
             if line.is_empty() {
                 if !self.data.is_empty() {
-                    done.push(self.data.join("\n"));
+                    done.push((std::mem::take(&mut self.name), self.data.join("\n")));
                     self.data.clear();
                 }
+                self.name.clear();
             } else if let Some(data) = line.strip_prefix("data:") {
                 self.data
                     .push(data.strip_prefix(' ').unwrap_or(data).to_owned());
+            } else if let Some(name) = line.strip_prefix("event:") {
+                self.name = name.trim().to_owned();
             }
         }
         done
@@ -357,8 +399,26 @@ mod tests {
         assert!(parser.feed(b"id: 1\nevent: progress\nda").is_empty());
         assert_eq!(
             parser.feed(b"ta: {\"a\":1}\n\n: keep-alive\n\ndata: x\r\n"),
-            vec!["{\"a\":1}"]
+            vec![("progress".to_owned(), "{\"a\":1}".to_owned())]
         );
-        assert_eq!(parser.feed(b"data: y\n\n"), vec!["x\ny"]);
+        assert_eq!(
+            parser.feed(b"data: y\n\n"),
+            vec![(String::new(), "x\ny".to_owned())]
+        );
+    }
+
+    #[test]
+    fn error_events_keep_their_kind() {
+        let err = sse_item(
+            "error",
+            r#"{"error": "database down", "kind": "unavailable"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert_eq!(err.message(), "database down");
+        assert_eq!(
+            sse_item("progress", "not json").unwrap_err().kind(),
+            ErrorKind::Internal
+        );
     }
 }

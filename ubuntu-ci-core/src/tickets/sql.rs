@@ -159,6 +159,15 @@ impl Dialect {
         }
     }
 
+    /// A read-only transaction that sees one snapshot throughout.
+    fn begin_read(self) -> &'static str {
+        match self {
+            // A deferred transaction reads one snapshot from its first SELECT on (WAL).
+            Dialect::Sqlite => "BEGIN",
+            Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        }
+    }
+
     /// SQLite takes the write lock at BEGIN, so a transaction never fails half-way for
     /// a lock it could have waited for.
     fn begin(self) -> &'static str {
@@ -252,30 +261,42 @@ async fn insert_tickets(pool: &AnyPool, tickets: Vec<NewTicket>) -> Result<Vec<T
          VALUES {} RETURNING *",
         rows.join(", ")
     );
-    let count = tickets.len();
     let mut query = sqlx::query(&sql);
-    for new in tickets {
+    for new in &tickets {
         query = query
-            .bind(new.owner)
-            .bind(new.title)
-            .bind(new.description)
-            .bind(new.bug_id)
+            .bind(new.owner.clone())
+            .bind(new.title.clone())
+            .bind(new.description.clone())
+            .bind(new.bug_id.clone())
             .bind(WorkflowStep::New.as_str())
             .bind(StepStatus::Pending.as_str())
             .bind(at.clone());
     }
     let rows = query.fetch_all(pool).await.map_err(db_error)?;
-    // Ids are handed out in VALUES order within the statement; RETURNING's row order is
-    // not promised, so order by id.
-    let mut created = rows.iter().map(ticket_from).collect::<Result<Vec<_>>>()?;
-    created.sort_by_key(|t| t.id);
-    if created.len() != count {
-        return Err(Error::internal(format!(
-            "wrote {count} tickets but the database returned {}",
-            created.len()
-        )));
-    }
-    Ok(created)
+    let mut created: Vec<Option<Ticket>> = rows
+        .iter()
+        .map(ticket_from)
+        .map(|t| t.map(Some))
+        .collect::<Result<_>>()?;
+    // Neither RETURNING's order nor the ids' order is promised to follow VALUES, so each
+    // request takes a row of its own content; equal requests are interchangeable.
+    tickets
+        .iter()
+        .map(|new| {
+            created
+                .iter_mut()
+                .find(|row| {
+                    row.as_ref().is_some_and(|t| {
+                        t.owner == new.owner
+                            && t.title == new.title
+                            && t.description == new.description
+                            && t.bug_id == new.bug_id
+                    })
+                })
+                .and_then(Option::take)
+                .ok_or_else(|| Error::internal("the database did not return every ticket it wrote"))
+        })
+        .collect()
 }
 
 /// How often the WAL is checkpointed in the background.
@@ -530,8 +551,12 @@ impl SqlTicketSystem {
             if path.is_empty() {
                 return Err(Error::invalid("sqlite URL without a path"));
             }
+            // sqlx decodes %-escapes in the path (`?` and `#` in file names).
+            let path = percent_encoding::percent_decode_str(path)
+                .decode_utf8()
+                .map_err(|_| Error::invalid("sqlite URL whose path is not UTF-8"))?;
             if path != ":memory:" {
-                if let Some(parent) = std::path::Path::new(path).parent() {
+                if let Some(parent) = std::path::Path::new(&*path).parent() {
                     if !parent.as_os_str().is_empty() {
                         std::fs::create_dir_all(parent).map_err(|e| {
                             Error::from(e).with_resource(parent.display().to_string())
@@ -640,23 +665,25 @@ impl SqlTicketSystem {
     }
 
     async fn migrate(&self) -> Result<()> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
         let mut tx = self.begin().await?;
         match self.dialect {
-            // One migrator at a time across processes.
+            // One migrator at a time across processes; even `CREATE TABLE IF NOT EXISTS`
+            // races with itself on PostgreSQL, so it waits for the lock too.
             Dialect::Postgres => {
                 sqlx::query("SELECT pg_advisory_xact_lock(7215090412)")
                     .execute(&mut **tx)
                     .await
                     .map_err(db_error)?;
             }
+            // BEGIN IMMEDIATE already holds SQLite's write lock.
             Dialect::Sqlite => {}
         }
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
         let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
             .fetch_one(&mut **tx)
             .await
@@ -879,16 +906,28 @@ impl TicketSystem for SqlTicketSystem {
     }
 
     async fn get_ticket(&self, id: i64) -> Result<TicketDetail> {
-        let ticket = self.get_one("ticket", "ticket", id, ticket_from).await?;
-        let by_ticket = |table: &'static str| {
+        // One snapshot: the ticket's state agrees with the history read beside it.
+        let mut tx = self
+            .pool
+            .begin_with(self.dialect.begin_read())
+            .await
+            .map_err(db_error)?;
+        let row = sqlx::query("SELECT * FROM ticket WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| {
+                Error::not_found("no such ticket").with_resource(Uri::<Ticket>::new(id).to_string())
+            })?;
+        let ticket = ticket_from(&row)?;
+        let mut by_ticket = async |table: &str| {
             let sql = format!("SELECT * FROM {table} WHERE ticket_id = $1 ORDER BY id");
-            async move {
-                sqlx::query(&sql)
-                    .bind(id)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_error)
-            }
+            sqlx::query(&sql)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)
         };
         let subtickets = by_ticket("subticket")
             .await?
@@ -905,6 +944,7 @@ impl TicketSystem for SqlTicketSystem {
             .iter()
             .map(transition_from)
             .collect::<Result<_>>()?;
+        tx.commit().await.map_err(db_error)?;
         Ok(TicketDetail {
             ticket,
             subtickets,
@@ -1308,6 +1348,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn several_openers_of_a_fresh_database_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/fresh.db", dir.path().display());
+        let opening = (0..4).map(|_| SqlTicketSystem::connect(&url));
+        for opened in futures::future::join_all(opening).await {
+            opened.unwrap().close().await;
+        }
+    }
+
+    #[tokio::test]
     async fn a_newer_schema_is_refused() {
         let (dir, system) = sqlite().await;
         sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES (999, 'x')")
@@ -1334,6 +1384,11 @@ mod tests {
         let Some(db) = crate::tickets::conformance::postgres_test_database().await else {
             return;
         };
+        // Several processes opening a fresh database at once: one migrates, all succeed.
+        let opening = (0..4).map(|_| SqlTicketSystem::connect(db.url()));
+        for opened in futures::future::join_all(opening).await {
+            opened.unwrap().close().await;
+        }
         let system = SqlTicketSystem::connect(db.url()).await.unwrap();
         assert_eq!(system.dialect(), Dialect::Postgres);
         super::super::conformance::run_all(Arc::new(system.clone())).await;
