@@ -32,6 +32,11 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on a free port with SQLite and the filesystem store.
     pub async fn start() -> TestServer {
+        TestServer::start_with(|state| state).await
+    }
+
+    /// Starts a server whose state `adjust` changes first.
+    pub async fn start_with(adjust: impl FnOnce(ServerState) -> ServerState) -> TestServer {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -46,7 +51,11 @@ impl TestServer {
             .connect(Some(url.join("store/").expect("join")))
             .await
             .expect("services");
-        let state = ServerState::new(services.clone(), TOKEN.into(), url.clone());
+        let state = adjust(ServerState::new(
+            services.clone(),
+            TOKEN.into(),
+            url.clone(),
+        ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = server::serve(listener, state, async {

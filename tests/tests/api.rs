@@ -515,3 +515,38 @@ async fn subscribed_ticket(
     assert_eq!(first.kind.as_str(), "ticket_created");
     (tickets, ticket, events)
 }
+
+#[tokio::test]
+async fn event_streams_are_capped_and_freed() {
+    use futures::StreamExt;
+
+    let server = TestServer::start_with(|state| state.with_event_stream_limit(1)).await;
+    let (tickets, ticket, first) = subscribed_ticket(&server).await;
+    let refused = client()
+        .get(server.at(&format!("/api/v1/ticket/{}/events/", ticket.id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_kind(refused).await, "unavailable");
+    drop(first);
+    // The server notices the closed stream at its next write or keep-alive; retry briefly.
+    let mut again = None;
+    for _ in 0..40 {
+        match tickets.events(ticket.id, None).await {
+            Ok(events) => {
+                again = Some(events);
+                break;
+            }
+            Err(err) if err.kind() == ubuntu_ci_core::ErrorKind::Unavailable => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(err) => panic!("{err}"),
+        }
+    }
+    let mut again = again.expect("a freed permit lets a new stream open");
+    assert_eq!(
+        again.next().await.unwrap().unwrap().kind.as_str(),
+        "ticket_created"
+    );
+}

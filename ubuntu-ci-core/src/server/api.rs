@@ -274,8 +274,15 @@ pub async fn ticket_events(
         ),
         None => None,
     };
+    let permit = state
+        .event_streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Error::unavailable("too many open event streams; try again later"))?;
     let events = state.services.tickets.events(id, after).await?;
-    let stream = events.take_until(state.stopping()).map(|event| {
+    let stream = events.take_until(state.stopping()).map(move |event| {
+        // The permit lives as long as the stream.
+        let _open = &permit;
         Ok::<Event, Infallible>(match event {
             Ok(event) => Event::default()
                 .id(event.id.to_string())

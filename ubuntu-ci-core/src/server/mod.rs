@@ -36,7 +36,12 @@ pub struct ServerState {
     /// Set when the server shuts down, so that endless responses (event streams) end and
     /// graceful shutdown does not wait for their clients.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Open event streams; each holds a permit (they cost a task and polling).
+    pub(crate) event_streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most event streams open at once; more are refused with a retryable 503.
+pub const MAX_EVENT_STREAMS: usize = 256;
 
 impl ServerState {
     /// State for a server reachable at `public_url`, accepting `token` for writes.
@@ -46,7 +51,15 @@ impl ServerState {
             token: token.into(),
             public_url,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
         }
+    }
+
+    /// Allows at most `limit` event streams open at once (default [`MAX_EVENT_STREAMS`]).
+    #[must_use]
+    pub fn with_event_stream_limit(mut self, limit: usize) -> ServerState {
+        self.event_streams = Arc::new(tokio::sync::Semaphore::new(limit));
+        self
     }
 
     /// Resolves when the server starts shutting down.

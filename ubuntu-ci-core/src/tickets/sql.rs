@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
-use tokio::sync::watch;
+use tokio::sync::broadcast;
 
 use super::{EventStream, TicketSystem};
 use crate::error::{Error, ErrorKind, Result};
@@ -184,7 +184,7 @@ pub struct SqlTicketSystem {
     pool: AnyPool,
     dialect: Dialect,
     /// Bumped after every commit that wrote events, to wake this process's subscribers.
-    events_written: Arc<watch::Sender<u64>>,
+    events_written: Arc<broadcast::Sender<i64>>,
     /// This process's SQLite writers, one at a time.
     writer: Arc<tokio::sync::Mutex<()>>,
     /// Dropped with the last clone, which ends the background checkpoints.
@@ -208,7 +208,6 @@ async fn write_tickets(
     pool: AnyPool,
     writer: Arc<tokio::sync::Mutex<()>>,
     dialect: Dialect,
-    events_written: Arc<watch::Sender<u64>>,
     mut creates: tokio::sync::mpsc::Receiver<PendingCreate>,
 ) {
     let mut batch = Vec::with_capacity(MAX_CREATE_BATCH);
@@ -222,7 +221,7 @@ async fn write_tickets(
         drop(_writer);
         match result {
             Ok(created) => {
-                events_written.send_modify(|n| *n = n.wrapping_add(1));
+                // Nobody can be subscribed to a ticket that did not exist: no wake-up.
                 for (reply, ticket) in replies.into_iter().zip(created) {
                     let _ = reply.send(Ok(ticket));
                 }
@@ -614,15 +613,13 @@ impl SqlTicketSystem {
                     .with_resource(redact(&url))
                     .with_source(e)
             })?;
-        let (events_written, _) = watch::channel(0);
-        let events_written = Arc::new(events_written);
+        let events_written = Arc::new(broadcast::channel(1024).0);
         let writer = Arc::new(tokio::sync::Mutex::new(()));
         let (creates, pending) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(write_tickets(
             pool.clone(),
             writer.clone(),
             dialect,
-            events_written.clone(),
             pending,
         ));
         let system = SqlTicketSystem {
@@ -850,9 +847,11 @@ impl SqlTicketSystem {
         Ok(())
     }
 
-    async fn commit_with_events(&self, tx: WriteTx) -> Result<()> {
+    /// Commits a write that recorded events of `ticket`, and wakes its subscribers.
+    async fn commit_with_events(&self, tx: WriteTx, ticket: i64) -> Result<()> {
         tx.commit().await?;
-        self.events_written.send_modify(|n| *n = n.wrapping_add(1));
+        // No receiver is fine: nobody is watching.
+        let _ = self.events_written.send(ticket);
         Ok(())
     }
 
@@ -1094,7 +1093,7 @@ impl TicketSystem for SqlTicketSystem {
             &at,
         )
         .await?;
-        self.commit_with_events(tx).await?;
+        self.commit_with_events(tx, new.ticket.id()).await?;
         Ok(subticket)
     }
 
@@ -1166,7 +1165,7 @@ impl TicketSystem for SqlTicketSystem {
             &at,
         )
         .await?;
-        self.commit_with_events(tx).await?;
+        self.commit_with_events(tx, ticket.id()).await?;
         Ok(artifact)
     }
 
@@ -1231,7 +1230,7 @@ impl TicketSystem for SqlTicketSystem {
             &at,
         )
         .await?;
-        self.commit_with_events(tx).await?;
+        self.commit_with_events(tx, new.ticket.id()).await?;
         Ok(transition)
     }
 
@@ -1297,13 +1296,26 @@ impl TicketSystem for SqlTicketSystem {
                     }
                     tokio::select! {
                         _ = tx.closed() => return,
-                        _ = wake.changed() => {}
+                        _ = wait_for_ticket(&mut wake, ticket) => {}
                         _ = tokio::time::sleep(EVENT_POLL) => {}
                     }
                 }
             }
         });
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}
+
+/// Resolves when this process wrote events of `ticket` (or may have: missed wake-ups count
+/// as one). Writes of other processes are found by polling instead.
+async fn wait_for_ticket(wake: &mut broadcast::Receiver<i64>, ticket: i64) {
+    loop {
+        match wake.recv().await {
+            Ok(id) if id == ticket => return,
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
     }
 }
 
