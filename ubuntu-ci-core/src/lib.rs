@@ -10,6 +10,7 @@
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod ppa;
 pub mod server;
 pub mod store;
 pub mod submit;

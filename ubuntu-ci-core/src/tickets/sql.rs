@@ -140,6 +140,24 @@ CREATE INDEX event_ticket ON event (ticket_id, id)
         postgres_ticket_trigger!(),
         "CREATE TRIGGER ticket_created AFTER INSERT ON ticket FOR EACH ROW EXECUTE FUNCTION ticket_created_event()",
     ],
+},
+// The PPA pool (crate::ppa): one row per PPA; a ticket holds at most one.
+Migration {
+    common: r#"
+CREATE TABLE ppa (
+    id {id},
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    ticket_id BIGINT REFERENCES ticket (id),
+    lease_expires_at TEXT,
+    updated_at TEXT NOT NULL,
+    UNIQUE (owner, name)
+);
+CREATE UNIQUE INDEX ppa_ticket ON ppa (ticket_id)
+"#,
+    sqlite: &[],
+    postgres: &[],
 }];
 
 /// The SQL dialect of the connected database.
@@ -183,7 +201,7 @@ impl Dialect {
 pub struct SqlTicketSystem {
     pool: AnyPool,
     dialect: Dialect,
-    /// Bumped after every commit that wrote events, to wake this process's subscribers.
+    /// The ticket id of every commit that wrote events, to wake this process's subscribers.
     events_written: Arc<broadcast::Sender<i64>>,
     /// This process's SQLite writers, one at a time.
     writer: Arc<tokio::sync::Mutex<()>>,
@@ -321,7 +339,7 @@ async fn checkpoints(pool: AnyPool, alive: std::sync::Weak<()>) {
     }
 }
 
-fn db_error(err: sqlx::Error) -> Error {
+pub(crate) fn db_error(err: sqlx::Error) -> Error {
     let kind = match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => ErrorKind::Conflict,
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => ErrorKind::NotFound,
@@ -338,7 +356,7 @@ fn db_error(err: sqlx::Error) -> Error {
     Error::new(kind, "ticket database error").with_source(err)
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
@@ -507,18 +525,18 @@ fn bind_all<'q>(
 const CLOSED_SQL: &str =
     "(status IN ('FAILED', 'CANCELLED') OR (step = 'COMPLETE' AND status = 'SUCCEEDED'))";
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// A write transaction; on SQLite it also holds this process's writer lock, so that writers
 /// queue here instead of sleeping in SQLite's busy handler (whose back-off costs
 /// milliseconds). Other processes still meet at SQLite's own lock.
-struct WriteTx {
+pub(crate) struct WriteTx {
     tx: Tx,
     _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
-    async fn commit(self) -> Result<()> {
+    pub(crate) async fn commit(self) -> Result<()> {
         self.tx.commit().await.map_err(db_error)
     }
 }
@@ -656,6 +674,11 @@ impl SqlTicketSystem {
         self.dialect
     }
 
+    /// The connection pool, for services that keep their state in the same database.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await
@@ -728,7 +751,7 @@ impl SqlTicketSystem {
         }
     }
 
-    async fn begin(&self) -> Result<WriteTx> {
+    pub(crate) async fn begin(&self) -> Result<WriteTx> {
         let writer = self.writer_lock().await;
         let tx = self
             .pool

@@ -1,0 +1,431 @@
+//! The PPA pool in the ticket system's SQL database (SQLite or PostgreSQL).
+//!
+//! One row per PPA. Every change of the pool happens in one transaction that first takes
+//! the pool's lock (SQLite's write lock; a PostgreSQL advisory lock per owner), so two
+//! tickets never get one PPA, whatever the number of processes. Emptying an archive takes
+//! time and happens outside any transaction, between the `cleaning` and `free` states; a
+//! cleaning that a crash interrupted is taken up again once it is older than
+//! [`STALE_CLEANING`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{PoolOptions, Ppa, PpaAssigner, PpaCleaner, PpaName};
+use crate::error::{Error, Result};
+use crate::tickets::sql::{db_error, now, Dialect, SqlTicketSystem, WriteTx};
+
+/// How often a waiting `get_ppa` looks again for PPAs freed by other processes.
+const POLL: Duration = Duration::from_millis(200);
+
+/// A cleaning older than this was interrupted (its process died) and is started again.
+pub const STALE_CLEANING: Duration = Duration::from_secs(600);
+
+/// The PPA pool of one owner, kept beside the tickets.
+#[derive(Debug, Clone)]
+pub struct SqlPpaPool {
+    db: SqlTicketSystem,
+    options: PoolOptions,
+    cleaner: Arc<dyn PpaCleaner>,
+    /// Woken when this process frees a PPA.
+    freed: Arc<tokio::sync::Notify>,
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn time(text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::internal(format!("bad timestamp {text:?} in database")).with_source(e))
+}
+
+fn ppa_from(row: &AnyRow) -> Result<Ppa> {
+    let owner: String = row.try_get("owner").map_err(db_error)?;
+    let name: String = row.try_get("name").map_err(db_error)?;
+    let state: String = row.try_get("state").map_err(db_error)?;
+    let lease: Option<String> = row.try_get("lease_expires_at").map_err(db_error)?;
+    let updated: String = row.try_get("updated_at").map_err(db_error)?;
+    Ok(Ppa {
+        name: PpaName::new(&owner, &name)?,
+        state: state
+            .parse()
+            .map_err(|e: Error| Error::internal(format!("bad PPA state in database: {e}")))?,
+        ticket: row.try_get("ticket_id").map_err(db_error)?,
+        lease_expires_at: lease.as_deref().map(time).transpose()?,
+        updated_at: time(&updated)?,
+    })
+}
+
+impl SqlPpaPool {
+    /// The pool of `options.owner` in `tickets`' database, with its first `size` PPAs made
+    /// if they do not exist yet; `cleaner` empties released archives.
+    ///
+    /// # Errors
+    /// `InvalidInput` for bad options; what the database reports.
+    pub async fn new(
+        tickets: &SqlTicketSystem,
+        options: PoolOptions,
+        cleaner: Arc<dyn PpaCleaner>,
+    ) -> Result<SqlPpaPool> {
+        options.validate()?;
+        let pool = SqlPpaPool {
+            db: tickets.clone(),
+            options,
+            cleaner,
+            freed: Arc::new(tokio::sync::Notify::new()),
+        };
+        let mut tx = pool.begin_locked().await?;
+        for n in 1..=pool.options.size {
+            sqlx::query(
+                "INSERT INTO ppa (owner, name, state, updated_at) VALUES ($1, $2, 'free', $3) \
+                 ON CONFLICT (owner, name) DO NOTHING",
+            )
+            .bind(pool.options.owner.clone())
+            .bind(format!("ppa_build_{n}"))
+            .bind(now())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await?;
+        Ok(pool)
+    }
+
+    /// The pool's options.
+    pub fn options(&self) -> &PoolOptions {
+        &self.options
+    }
+
+    /// A write transaction holding the pool's lock.
+    async fn begin_locked(&self) -> Result<WriteTx> {
+        let mut tx = self.db.begin().await?;
+        if self.db.dialect() == Dialect::Postgres {
+            // One key per owner: pools of different owners do not wait for each other.
+            let digest = Sha256::digest(format!("ppa:{}", self.options.owner).as_bytes());
+            let mut key = [0u8; 8];
+            key.copy_from_slice(&digest[..8]);
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(i64::from_be_bytes(key))
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(tx)
+    }
+
+    fn lease_end(&self) -> String {
+        let lease = chrono::Duration::from_std(self.options.lease).unwrap_or(chrono::Duration::MAX);
+        timestamp(
+            Utc::now()
+                .checked_add_signed(lease)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
+    }
+
+    /// One attempt: the ticket's PPA, or a free or new one; `None` when all are busy.
+    async fn try_assign(&self, ticket: i64) -> Result<Option<Ppa>> {
+        let owner = self.options.owner.clone();
+        let at = now();
+        let mut tx = self.begin_locked().await?;
+        let held = sqlx::query(
+            "UPDATE ppa SET lease_expires_at = $1 WHERE owner = $2 AND ticket_id = $3 \
+             AND state = 'reserved' RETURNING *",
+        )
+        .bind(self.lease_end())
+        .bind(owner.clone())
+        .bind(ticket)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        if let Some(row) = held {
+            let ppa = ppa_from(&row)?;
+            tx.commit().await?;
+            return Ok(Some(ppa));
+        }
+        let known = sqlx::query("SELECT id FROM ticket WHERE id = $1")
+            .bind(ticket)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        if known.is_none() {
+            return Err(Error::not_found("no such ticket")
+                .with_resource(format!("/api/v1/ticket/{ticket}/")));
+        }
+        // Lapsed leases: their tickets are gone or stuck; the PPAs go back to the pool.
+        sqlx::query(
+            "UPDATE ppa SET state = 'dirty', ticket_id = NULL, lease_expires_at = NULL, \
+             updated_at = $1 WHERE owner = $2 AND state = 'reserved' AND lease_expires_at < $1",
+        )
+        .bind(at.clone())
+        .bind(owner.clone())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        let free = sqlx::query(
+            "SELECT id FROM ppa WHERE owner = $1 AND state = 'free' ORDER BY id LIMIT 1",
+        )
+        .bind(owner.clone())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        let row = match free {
+            Some(free) => {
+                let id: i64 = free.try_get("id").map_err(db_error)?;
+                sqlx::query(
+                    "UPDATE ppa SET state = 'reserved', ticket_id = $1, lease_expires_at = $2, \
+                     updated_at = $3 WHERE id = $4 RETURNING *",
+                )
+                .bind(ticket)
+                .bind(self.lease_end())
+                .bind(at)
+                .bind(id)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(db_error)?
+            }
+            None => {
+                let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM ppa WHERE owner = $1")
+                    .bind(owner.clone())
+                    .fetch_one(&mut **tx)
+                    .await
+                    .and_then(|row| row.try_get("n"))
+                    .map_err(db_error)?;
+                if count >= i64::from(self.options.max) {
+                    tx.commit().await?;
+                    return Ok(None);
+                }
+                // PPAs are never removed, so the next number is the count plus one.
+                sqlx::query(
+                    "INSERT INTO ppa (owner, name, state, ticket_id, lease_expires_at, updated_at) \
+                     VALUES ($1, $2, 'reserved', $3, $4, $5) RETURNING *",
+                )
+                .bind(owner)
+                .bind(format!("ppa_build_{}", count + 1))
+                .bind(ticket)
+                .bind(self.lease_end())
+                .bind(at)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(db_error)?
+            }
+        };
+        let ppa = ppa_from(&row)?;
+        tx.commit().await?;
+        Ok(Some(ppa))
+    }
+
+    /// Empties one dirty PPA (or one whose cleaning was interrupted) and frees it; `false`
+    /// when there was none.
+    async fn clean_one(&self) -> Result<bool> {
+        let stale = Utc::now()
+            - chrono::Duration::from_std(STALE_CLEANING).unwrap_or(chrono::Duration::MAX);
+        let mut tx = self.begin_locked().await?;
+        let row = sqlx::query(
+            "SELECT * FROM ppa WHERE owner = $1 \
+             AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $2)) \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(self.options.owner.clone())
+        .bind(timestamp(stale))
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Ok(false);
+        };
+        let id: i64 = row.try_get("id").map_err(db_error)?;
+        let ppa = ppa_from(&row)?;
+        sqlx::query("UPDATE ppa SET state = 'cleaning', updated_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await?;
+
+        let cleaned = self.cleaner.clean(&ppa.name).await;
+        let next = if cleaned.is_ok() { "free" } else { "dirty" };
+        let mut tx = self.begin_locked().await?;
+        sqlx::query(
+            "UPDATE ppa SET state = $1, updated_at = $2 WHERE id = $3 AND state = 'cleaning'",
+        )
+        .bind(next)
+        .bind(now())
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await?;
+        cleaned.map_err(|e| {
+            e.with_operation("clean_ppa")
+                .with_resource(ppa.name.to_string())
+        })?;
+        self.freed.notify_waiters();
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl PpaAssigner for SqlPpaPool {
+    async fn get_ppa(&self, ticket: i64) -> Result<Ppa> {
+        let deadline = Instant::now() + self.options.wait;
+        loop {
+            // Registered before looking, so a PPA freed in between still wakes this call.
+            let freed = self.freed.notified();
+            if let Some(ppa) = self.try_assign(ticket).await? {
+                return Ok(ppa);
+            }
+            if self.clean_one().await? {
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::unavailable(format!(
+                    "every PPA of ppa:{}/… is busy ({} at most); try again later",
+                    self.options.owner, self.options.max
+                ))
+                .with_operation("get_ppa"));
+            }
+            tokio::select! {
+                _ = freed => {}
+                _ = tokio::time::sleep(POLL.min(deadline - now)) => {}
+            }
+        }
+    }
+
+    async fn release_ppa(&self, ticket: i64) -> Result<()> {
+        let mut tx = self.begin_locked().await?;
+        sqlx::query(
+            "UPDATE ppa SET state = 'dirty', ticket_id = NULL, lease_expires_at = NULL, \
+             updated_at = $1 WHERE owner = $2 AND ticket_id = $3",
+        )
+        .bind(now())
+        .bind(self.options.owner.clone())
+        .bind(ticket)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await?;
+        while self.clean_one().await? {}
+        Ok(())
+    }
+
+    async fn renew(&self, ticket: i64) -> Result<Ppa> {
+        let mut tx = self.begin_locked().await?;
+        let row = sqlx::query(
+            "UPDATE ppa SET lease_expires_at = $1 WHERE owner = $2 AND ticket_id = $3 \
+             AND state = 'reserved' RETURNING *",
+        )
+        .bind(self.lease_end())
+        .bind(self.options.owner.clone())
+        .bind(ticket)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await?;
+        match row {
+            Some(row) => ppa_from(&row),
+            None => Err(Error::not_found(format!(
+                "ticket {ticket} holds no PPA of ppa:{}/…",
+                self.options.owner
+            ))),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Ppa>> {
+        let rows = sqlx::query("SELECT * FROM ppa WHERE owner = $1 ORDER BY id")
+            .bind(self.options.owner.clone())
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(ppa_from).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn sqlite() -> (tempfile::TempDir, SqlTicketSystem) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/tickets.db", dir.path().display());
+        (dir, SqlTicketSystem::connect(&url).await.unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_passes_the_conformance_suite() {
+        let (dir, tickets) = sqlite().await;
+        let archives = dir.path().join("ppa");
+        let db = tickets.clone();
+        super::super::conformance::run_all(Arc::new(tickets), archives, move |options, cleaner| {
+            let db = db.clone();
+            async move {
+                Arc::new(SqlPpaPool::new(&db, options, cleaner).await.unwrap())
+                    as Arc<dyn PpaAssigner>
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_pool_survives_a_restart() {
+        let (dir, tickets) = sqlite().await;
+        let url = format!("sqlite://{}/tickets.db", dir.path().display());
+        let cleaner = Arc::new(super::super::LocalArchives::new(dir.path().join("ppa")));
+        let ticket = crate::tickets::TicketSystem::create_ticket(
+            &tickets,
+            crate::model::NewTicket {
+                owner: "dev@example.com".into(),
+                title: "restart".into(),
+                description: String::new(),
+                bug_id: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+        let pool = SqlPpaPool::new(&tickets, PoolOptions::default(), cleaner.clone())
+            .await
+            .unwrap();
+        let held = pool.get_ppa(ticket.id).await.unwrap();
+        tickets.close().await;
+        let reopened = SqlTicketSystem::connect(&url).await.unwrap();
+        let pool = SqlPpaPool::new(&reopened, PoolOptions::default(), cleaner)
+            .await
+            .unwrap();
+        assert_eq!(pool.get_ppa(ticket.id).await.unwrap().name, held.name);
+        assert_eq!(pool.list().await.unwrap().len(), 4, "no PPA made twice");
+    }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_passes_the_conformance_suite() {
+        let Some(db) = crate::tickets::conformance::postgres_test_database().await else {
+            return;
+        };
+        let tickets = SqlTicketSystem::connect(db.url()).await.unwrap();
+        let archives = tempfile::tempdir().unwrap();
+        let sql = tickets.clone();
+        super::super::conformance::run_all(
+            Arc::new(tickets.clone()),
+            archives.path().to_path_buf(),
+            move |options, cleaner| {
+                let sql = sql.clone();
+                async move {
+                    Arc::new(SqlPpaPool::new(&sql, options, cleaner).await.unwrap())
+                        as Arc<dyn PpaAssigner>
+                }
+            },
+        )
+        .await;
+        tickets.close().await;
+        db.drop().await;
+    }
+}
