@@ -283,8 +283,12 @@ impl PpaAssigner for SqlPpaPool {
             if let Some(ppa) = self.try_assign(ticket).await? {
                 return Ok(ppa);
             }
-            if self.clean_one().await? {
-                continue;
+            // A PPA that cannot be emptied stays dirty and must not stop the lending of the
+            // others: the failure is logged, and the next call tries it again.
+            match self.clean_one().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(err) => tracing::warn!(error = %err, "cannot empty a released PPA"),
             }
             let now = Instant::now();
             if now >= deadline {
