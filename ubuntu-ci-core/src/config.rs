@@ -197,20 +197,14 @@ impl Config {
         let Some(text) = &self.public_url else {
             return Ok(None);
         };
-        let mut base = url::Url::parse(text)
+        let base = url::Url::parse(text)
             .map_err(|e| Error::invalid(format!("public_url: bad URL {text:?}: {e}")))?;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             return Err(Error::invalid(format!(
                 "public_url: {text:?} is not an http(s) URL"
             )));
         }
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        base.set_query(None);
-        base.set_fragment(None);
-        Ok(Some(base))
+        Ok(Some(crate::wire::as_base(base)))
     }
 
     /// Opens the data store alone (for commands that need no tickets): the server's when

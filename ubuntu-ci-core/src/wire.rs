@@ -80,7 +80,7 @@ pub fn transport_error(err: reqwest::Error, url: &Url) -> Error {
 /// `InvalidInput` for anything but an `http` URL (TLS is not built in yet: `https` is
 /// `Unsupported`).
 pub fn base_url(url: &str) -> Result<Url> {
-    let mut base =
+    let base =
         Url::parse(url).map_err(|e| Error::invalid(format!("bad server URL {url:?}: {e}")))?;
     if base.scheme() == "https" {
         return Err(Error::unsupported(format!(
@@ -92,13 +92,19 @@ pub fn base_url(url: &str) -> Result<Url> {
             "bad server URL {url:?}: expected http://HOST:PORT/"
         )));
     }
-    if !base.path().ends_with('/') {
-        let path = format!("{}/", base.path());
-        base.set_path(&path);
+    Ok(as_base(base))
+}
+
+/// `url` as a base that relative paths join under: its path ending in `/`, no query, no
+/// fragment.
+pub fn as_base(mut url: Url) -> Url {
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
     }
-    base.set_query(None);
-    base.set_fragment(None);
-    Ok(base)
+    url.set_query(None);
+    url.set_fragment(None);
+    url
 }
 
 #[cfg(test)]

@@ -129,23 +129,29 @@ impl SqlPpaPool {
         )
     }
 
+    /// Extends the lease of the PPA `ticket` holds, if it holds one.
+    async fn extend_lease(&self, tx: &mut WriteTx, ticket: i64) -> Result<Option<Ppa>> {
+        sqlx::query(
+            "UPDATE ppa SET lease_expires_at = $1 WHERE owner = $2 AND ticket_id = $3 \
+             AND state = 'reserved' RETURNING *",
+        )
+        .bind(self.lease_end())
+        .bind(self.options.owner.clone())
+        .bind(ticket)
+        .fetch_optional(&mut ***tx)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(ppa_from)
+        .transpose()
+    }
+
     /// One attempt: the ticket's PPA, or a free or new one; `None` when all are busy.
     async fn try_assign(&self, ticket: i64) -> Result<Option<Ppa>> {
         let owner = self.options.owner.clone();
         let at = now();
         let mut tx = self.begin_locked().await?;
-        let held = sqlx::query(
-            "UPDATE ppa SET lease_expires_at = $1 WHERE owner = $2 AND ticket_id = $3 \
-             AND state = 'reserved' RETURNING *",
-        )
-        .bind(self.lease_end())
-        .bind(owner.clone())
-        .bind(ticket)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_error)?;
-        if let Some(row) = held {
-            let ppa = ppa_from(&row)?;
+        if let Some(ppa) = self.extend_lease(&mut tx, ticket).await? {
             tx.commit().await?;
             return Ok(Some(ppa));
         }
@@ -324,19 +330,10 @@ impl PpaAssigner for SqlPpaPool {
 
     async fn renew(&self, ticket: i64) -> Result<Ppa> {
         let mut tx = self.begin_locked().await?;
-        let row = sqlx::query(
-            "UPDATE ppa SET lease_expires_at = $1 WHERE owner = $2 AND ticket_id = $3 \
-             AND state = 'reserved' RETURNING *",
-        )
-        .bind(self.lease_end())
-        .bind(self.options.owner.clone())
-        .bind(ticket)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_error)?;
+        let held = self.extend_lease(&mut tx, ticket).await?;
         tx.commit().await?;
-        match row {
-            Some(row) => ppa_from(&row),
+        match held {
+            Some(ppa) => Ok(ppa),
             None => Err(Error::not_found(format!(
                 "ticket {ticket} holds no PPA of ppa:{}/…",
                 self.options.owner
