@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: a server on a free loopback port, the
 //! `ubuntu-ci` binary, the example package built into a temporary folder.
 
+pub mod apt;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -7,6 +7,7 @@
 //! ([`upload`]), the operations that combine them ([`submit`]), configuration ([`config`])
 //! and the REST server ([`server`]). Frontends (the `ubuntu-ci` CLI, Python) stay thin.
 
+pub mod archive;
 pub mod config;
 pub mod error;
 pub mod model;

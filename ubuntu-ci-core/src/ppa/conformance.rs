@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{LocalArchives, PoolOptions, PpaAssigner, PpaCleaner, PpaName, PpaState};
+use super::{PoolOptions, PpaAssigner, PpaCleaner, PpaName, PpaState};
+use crate::archive::{ArchiveOptions, Archives};
 use crate::error::ErrorKind;
 use crate::model::NewTicket;
 use crate::tickets::TicketSystem;
@@ -22,8 +23,8 @@ where
     F: Fn(PoolOptions, Arc<dyn PpaCleaner>) -> Fut,
     Fut: Future<Output = Arc<dyn PpaAssigner>>,
 {
-    let cleaner: Arc<dyn PpaCleaner> = Arc::new(LocalArchives::new(archives.clone()));
-    let local = LocalArchives::new(archives);
+    let local = Archives::new(archives, ArchiveOptions::default());
+    let cleaner: Arc<dyn PpaCleaner> = Arc::new(local.clone());
     let pool = |size, max, wait_ms, lease_ms| {
         make(
             PoolOptions {
@@ -61,7 +62,7 @@ async fn ticket(tickets: &dyn TicketSystem, title: &str) -> i64 {
 pub async fn get_is_idempotent_and_release_cleans(
     tickets: &dyn TicketSystem,
     pool: &dyn PpaAssigner,
-    archives: &LocalArchives,
+    archives: &Archives,
 ) {
     let listed = pool.list().await.expect("list");
     assert_eq!(listed.len(), 2, "the pool starts with its size");
@@ -84,6 +85,10 @@ pub async fn get_is_idempotent_and_release_cleans(
 
     // Something published in the archive, to be emptied on release.
     let dir = archives.path(&first.name);
+    archives
+        .ensure(&first.name, None)
+        .await
+        .expect("an archive");
     std::fs::create_dir_all(dir.join("pool/main/h/hello")).expect("archive dir");
     std::fs::write(dir.join("pool/main/h/hello/hello_1.0.dsc"), b"x").expect("archive file");
     pool.release_ppa(t).await.expect("release_ppa");

@@ -2,7 +2,8 @@
 //!
 //! Step 4 of the seed flow: the lander asks [`PpaAssigner::get_ppa`] for a ticket's build
 //! archive and gives it back with [`PpaAssigner::release_ppa`] when the ticket ends; the
-//! archive is then emptied and serves the next ticket. A PPA goes
+//! archive is then emptied (by a [`PpaCleaner`], [`crate::archive::Archives`] for local
+//! archives) and serves the next ticket. A PPA goes
 //! `free → reserved → dirty → cleaning → free`. [`sql::SqlPpaPool`] keeps the pool in the
 //! ticket system's database, so it survives restarts and many processes share it; a
 //! Launchpad backend would implement the same trait over Launchpad's PPAs. [`conformance`]
@@ -12,7 +13,6 @@ pub mod conformance;
 pub mod sql;
 
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -219,44 +219,6 @@ pub trait PpaCleaner: Send + Sync + fmt::Debug {
     async fn clean(&self, ppa: &PpaName) -> Result<()>;
 }
 
-/// The archives of the local pool: one folder per PPA, `<root>/<owner>/<name>/`.
-#[derive(Debug, Clone)]
-pub struct LocalArchives {
-    root: PathBuf,
-}
-
-impl LocalArchives {
-    /// Archives under `root` (the data dir's `ppa/`).
-    pub fn new(root: PathBuf) -> LocalArchives {
-        LocalArchives { root }
-    }
-
-    /// The folder of `ppa`'s archive.
-    pub fn path(&self, ppa: &PpaName) -> PathBuf {
-        self.root.join(ppa.owner()).join(ppa.name())
-    }
-}
-
-#[async_trait]
-impl PpaCleaner for LocalArchives {
-    async fn clean(&self, ppa: &PpaName) -> Result<()> {
-        let dir = self.path(ppa);
-        let resource = dir.display().to_string();
-        tokio::task::spawn_blocking(move || {
-            // Renamed away first, so a reader never sees a half-deleted archive.
-            let doomed = dir.with_extension(format!("cleaning-{:08x}", rand::random::<u32>()));
-            match std::fs::rename(&dir, &doomed) {
-                Ok(()) => std::fs::remove_dir_all(&doomed).map_err(Error::from),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::from(e)),
-            }
-        })
-        .await
-        .map_err(|e| Error::internal("the cleaning task failed").with_source(e))?
-        .map_err(|e| e.with_resource(resource))
-    }
-}
-
 /// Lends PPAs to tickets.
 ///
 /// Every PPA is held by at most one ticket at a time, and a ticket holds at most one PPA
@@ -345,25 +307,5 @@ mod tests {
                 crate::ErrorKind::InvalidInput
             );
         }
-    }
-
-    #[tokio::test]
-    async fn local_archives_are_emptied_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let archives = LocalArchives::new(dir.path().to_path_buf());
-        let ppa = PpaName::new(DEFAULT_OWNER, "ppa_build_3").unwrap();
-        let path = archives.path(&ppa);
-        std::fs::create_dir_all(path.join("dists/bookworm")).unwrap();
-        std::fs::write(path.join("dists/bookworm/Release"), b"x").unwrap();
-        archives.clean(&ppa).await.unwrap();
-        assert!(!path.exists());
-        assert!(
-            std::fs::read_dir(dir.path().join(DEFAULT_OWNER))
-                .unwrap()
-                .next()
-                .is_none(),
-            "nothing is left beside it"
-        );
-        archives.clean(&ppa).await.unwrap();
     }
 }

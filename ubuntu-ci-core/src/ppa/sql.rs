@@ -380,7 +380,10 @@ mod tests {
     async fn the_pool_survives_a_restart() {
         let (dir, tickets) = sqlite().await;
         let url = format!("sqlite://{}/tickets.db", dir.path().display());
-        let cleaner = Arc::new(super::super::LocalArchives::new(dir.path().join("ppa")));
+        let cleaner = Arc::new(crate::archive::Archives::new(
+            dir.path().join("ppa"),
+            crate::archive::ArchiveOptions::default(),
+        ));
         let ticket = crate::tickets::TicketSystem::create_ticket(
             &tickets,
             crate::model::NewTicket {
