@@ -6,10 +6,11 @@ use std::path::Path;
 use std::process::Command;
 
 use ubuntu_ci_core::archive::{ArchiveOptions, Archives, Publishable};
+use ubuntu_ci_core::model::NewTicket;
 use ubuntu_ci_core::ppa::PpaName;
 use ubuntu_ci_core::upload::validate_changes;
 use ubuntu_ci_tests::apt::{build_deb, stanzas, PrivateApt};
-use ubuntu_ci_tests::build_example_package;
+use ubuntu_ci_tests::{build_example_package, ubuntu_ci, TestServer, TOKEN};
 
 const ALPHA: &str = "Package: ci-alpha\nVersion: 1.0-1\nArchitecture: all\nMaintainer: T <t@example.com>\nSection: misc\nPriority: optional\nMulti-Arch: foreign\nDescription: alpha test package\n Installed by the ubuntu-ci archive tests.\n .\n Second paragraph.\n";
 const BETA: &str = "Package: ci-beta\nSource: hello-ci (1.0-1)\nVersion: 1.0-1+b1\nArchitecture: amd64\nMaintainer: T <t@example.com>\nDepends: ci-alpha (>= 1.0)\nDescription: beta test package\n";
@@ -131,4 +132,198 @@ async fn indices_match_dpkg_scanpackages_and_dpkg_scansources_field_by_field() {
     let theirs = stanzas(&scan("dpkg-scansources", &root));
     assert_eq!(ours.len(), 1);
     assert_eq!(ours, theirs, "Sources");
+}
+
+fn run_ok(command: &mut Command) -> String {
+    let output = command.output().expect("run ubuntu-ci");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The whole cycle through the CLI against `ubuntu-ci serve`: a ticket gets a PPA, the CLI
+/// publishes into it over HTTP, apt installs from the served archive with the key the CLI
+/// prints, and the release empties it.
+#[tokio::test(flavor = "multi_thread")]
+async fn apt_reads_an_archive_served_over_http_and_the_cli_drives_the_pool() {
+    let server = TestServer::start().await;
+    let ticket = server
+        .services
+        .tickets
+        .create_ticket(NewTicket {
+            owner: "dev@example.com".into(),
+            title: "ppa over http".into(),
+            description: String::new(),
+            bug_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .id;
+    let work = tempfile::tempdir().unwrap();
+    let client = |args: &[&str]| {
+        let mut command = ubuntu_ci(&work.path().join("client"));
+        command.args(["--server", server.url.as_str(), "--token", TOKEN]);
+        command.args(args);
+        command
+    };
+    let got: serde_json::Value = serde_json::from_str(&run_ok(&mut client(&[
+        "--json",
+        "ppa",
+        "get",
+        "--ticket",
+        &ticket.to_string(),
+    ])))
+    .unwrap();
+    assert_eq!(got["name"], "ppa:ci-team/ppa_build_1");
+    assert_eq!(got["state"], "reserved");
+    let archive_url = got["archive_url"].as_str().unwrap().to_owned();
+    assert_eq!(archive_url, server.at("/ppa/ci-team/ppa_build_1/"));
+
+    let changes = build_example_package(&work.path().join("source"));
+    let debs = work.path().join("debs");
+    std::fs::create_dir_all(&debs).unwrap();
+    let alpha = build_deb(&debs, ALPHA, "xz");
+    let beta = build_deb(&debs, BETA, "zstd");
+    let gamma = build_deb(&debs, GAMMA, "gzip");
+    let mut publish = client(&["ppa", "publish", "ppa:ci-team/ppa_build_1"]);
+    publish.args([&changes, &alpha, &beta, &gamma]);
+    let out = run_ok(&mut publish);
+    assert_eq!(out.matches("published").count(), 4, "{out}");
+    let listed = run_ok(&mut client(&["ppa", "packages", "ppa:ci-team/ppa_build_1"]));
+    assert!(
+        listed.contains("hello-ci") && listed.contains("ci-gamma"),
+        "{listed}"
+    );
+
+    let apt = PrivateApt::new("");
+    let key = apt.key_path("ppa.asc");
+    let printed = run_ok(&mut client(&["ppa", "key", "ppa:ci-team/ppa_build_1"]));
+    assert!(printed.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+    std::fs::write(&key, printed).unwrap();
+    apt.set_sources(&apt_sources(&archive_url, &key));
+    tokio::task::spawn_blocking(move || apt_downloads_everything(&apt, true))
+        .await
+        .unwrap();
+
+    let pool: serde_json::Value = reqwest::get(server.at("/api/v1/ppa/"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first = &pool["objects"][0];
+    assert_eq!(first["ticket"], ticket);
+    assert!(first["sources_line"]
+        .as_str()
+        .unwrap()
+        .starts_with("deb [signed-by=/etc/apt/keyrings/"));
+
+    run_ok(&mut client(&[
+        "ppa",
+        "release",
+        "--ticket",
+        &ticket.to_string(),
+    ]));
+    let listed = run_ok(&mut client(&["ppa", "list"]));
+    assert!(listed.contains("ppa:ci-team/ppa_build_1"), "{listed}");
+    let response = reqwest::get(format!("{archive_url}dists/bookworm/InRelease"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404, "a released PPA is emptied");
+}
+
+#[tokio::test]
+async fn the_archive_server_refuses_hidden_and_escaping_paths() {
+    let server = TestServer::start().await;
+    let archives = server.services.archives.local().unwrap();
+    let ppa: PpaName = "ppa:ci-team/ppa_build_1".parse().unwrap();
+    archives.ensure(&ppa, None).await.unwrap();
+    std::fs::write(server.data_dir.path().join("secret"), "x").unwrap();
+    let ok = reqwest::get(server.at("/ppa/ci-team/ppa_build_1/dists/bookworm/Release"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["content-type"], "text/plain; charset=utf-8");
+    for path in [
+        "/ppa/ci-team/ppa_build_1/dists/.bookworm.g1/Release",
+        "/ppa/ci-team/ppa_build_1/../../../secret",
+        "/ppa/ci-team/ppa_build_1/%2e%2e/%2e%2e/%2e%2e/secret",
+        "/ppa/ci-team/.locks/ppa_build_1.lock",
+        "/ppa/ci-team/ppa_build_1/dists",
+        "/ppa/ci-team/ppa_build_9/key.asc",
+        "/ppa/Bad/x/key.asc",
+    ] {
+        let status = reqwest::get(server.at(path)).await.unwrap().status();
+        assert_eq!(status, 404, "{path}");
+    }
+    // Writes need the token.
+    let response = reqwest::Client::new()
+        .post(server.at("/api/v1/ppa/assign/"))
+        .json(&serde_json::json!({"ticket": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+/// Embedded mode: bad input to `ppa publish` is refused with the right exit code and
+/// leaves the archive as it was.
+#[test]
+fn ppa_publish_refuses_bad_input_and_changes_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let debs = work.path().join("debs");
+    std::fs::create_dir_all(&debs).unwrap();
+    let alpha = build_deb(&debs, ALPHA, "xz");
+    run_ok(
+        ubuntu_ci(&data)
+            .args(["ppa", "publish", "ppa:ci-team/ppa_build_1"])
+            .arg(&alpha),
+    );
+    let inrelease = data.join("ppa/ci-team/ppa_build_1/dists/bookworm/InRelease");
+    let before = std::fs::read(&inrelease).unwrap();
+
+    let not_a_deb = debs.join("broken.deb");
+    std::fs::write(&not_a_deb, "this is a text file, not a package").unwrap();
+    let other = work.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let changed = build_deb(
+        &other,
+        &ALPHA.replace("Second paragraph.", "Changed."),
+        "gzip",
+    );
+    let text = debs.join("notes.txt");
+    std::fs::write(&text, "x").unwrap();
+    let changes = build_example_package(&work.path().join("source"));
+    for (file, series, code, expected) in [
+        (&not_a_deb, "bookworm", 3, "not an ar archive"),
+        (&changed, "bookworm", 5, "already holds other content"),
+        (&text, "bookworm", 3, "only .changes"),
+        (&changes, "trixie", 3, "targets bookworm"),
+    ] {
+        let output = ubuntu_ci(&data)
+            .args([
+                "ppa",
+                "publish",
+                "ppa:ci-team/ppa_build_1",
+                "--series",
+                series,
+            ])
+            .arg(file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{file:?}: {stderr}");
+        assert!(stderr.contains(expected), "{file:?}: {stderr}");
+    }
+    assert_eq!(
+        std::fs::read(&inrelease).unwrap(),
+        before,
+        "the archive is unchanged"
+    );
+    assert!(!data.join("ppa/ci-team/ppa_build_1/dists/trixie").exists());
 }

@@ -56,6 +56,9 @@ pub enum Command {
     /// Put, get, list and delete data store objects
     #[command(subcommand)]
     Store(crate::commands::store::StoreCommand),
+    /// Get, release and list PPAs; publish into them; print their signing key
+    #[command(subcommand)]
+    Ppa(crate::commands::ppa::PpaCommand),
     /// Run the REST API and serve the data store
     Serve(crate::commands::serve::ServeArgs),
 }

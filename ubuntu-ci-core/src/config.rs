@@ -8,11 +8,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::archive::{ArchiveOptions, ArchiveService, Archives, HttpArchives};
 use crate::error::{Error, Result};
+use crate::ppa::http::HttpPpaAssigner;
+use crate::ppa::sql::SqlPpaPool;
+use crate::ppa::{PoolOptions, PpaAssigner};
 use crate::store::{open_store, ObjectStore, StoreOptions};
+use crate::tickets::sql::SqlTicketSystem;
 use crate::tickets::{open_ticket_system, TicketSystem, TicketSystemOptions};
 
 /// The default address of `ubuntu-ci serve`.
@@ -39,6 +45,67 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The default ticket owner (else `DEBEMAIL`).
     pub owner: Option<String>,
+    /// The PPA pool and its archives (`[ppa]`).
+    #[serde(default)]
+    pub ppa: PpaConfig,
+}
+
+/// The `[ppa]` section: the pool of build PPAs and the archives they publish.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PpaConfig {
+    /// Owner of the pool's PPAs (`ci-team`).
+    pub owner: Option<String>,
+    /// PPAs made up front (4).
+    pub size: Option<u32>,
+    /// Most PPAs the pool grows to (16).
+    pub max: Option<u32>,
+    /// Seconds `ppa get` waits for a free PPA (600).
+    pub wait_secs: Option<u64>,
+    /// Seconds a reservation lasts unrenewed (21600).
+    pub lease_secs: Option<u64>,
+    /// The series published to when none is named (`bookworm`).
+    pub series: Option<String>,
+    /// Architectures every archive has an index for (the host's).
+    pub architectures: Option<Vec<String>>,
+}
+
+impl PpaConfig {
+    /// The pool's options: the configured values over the defaults.
+    ///
+    /// # Errors
+    /// `InvalidInput` for values [`PoolOptions::validate`] refuses.
+    pub fn pool_options(&self) -> Result<PoolOptions> {
+        let defaults = PoolOptions::default();
+        let options = PoolOptions {
+            owner: self.owner.clone().unwrap_or(defaults.owner),
+            size: self.size.unwrap_or(defaults.size),
+            max: self.max.unwrap_or(defaults.max.max(self.size.unwrap_or(0))),
+            wait: self.wait_secs.map_or(defaults.wait, Duration::from_secs),
+            lease: self.lease_secs.map_or(defaults.lease, Duration::from_secs),
+        };
+        options.validate()?;
+        Ok(options)
+    }
+
+    /// The archives' options.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed series or architecture.
+    pub fn archive_options(&self) -> Result<ArchiveOptions> {
+        let mut options = ArchiveOptions::default();
+        if let Some(series) = &self.series {
+            crate::archive::check_series(series)?;
+            options.default_series.clone_from(series);
+        }
+        if let Some(arches) = &self.architectures {
+            for arch in arches {
+                crate::archive::deb::check_architecture(arch)?;
+            }
+            options.architectures.clone_from(arches);
+        }
+        Ok(options)
+    }
 }
 
 impl Config {
@@ -254,21 +321,7 @@ impl Config {
     /// As [`open_ticket_system`] and [`open_store`].
     pub async fn connect(&self, public_url: Option<url::Url>) -> Result<Services> {
         if let Some(server) = &self.server {
-            let tickets = open_ticket_system(
-                server,
-                &TicketSystemOptions {
-                    token: self.token.clone(),
-                },
-            )
-            .await?;
-            let store = open_store(
-                server,
-                &StoreOptions {
-                    public_url: None,
-                    token: self.token.clone(),
-                },
-            )?;
-            return Ok(Services { tickets, store });
+            return self.connect_server(server).await;
         }
         // A configured public URL (the server's) names local objects too, so that files
         // stored by a local command are served at the URLs recorded for them.
@@ -276,16 +329,58 @@ impl Config {
             Some(url) => Some(url),
             None => self.store_public_url()?,
         };
-        let tickets =
-            open_ticket_system(&self.local_tickets_url()?, &TicketSystemOptions::default()).await?;
+        let tickets_url = self.local_tickets_url()?;
+        if tickets_url.starts_with("http://") || tickets_url.starts_with("https://") {
+            // Tickets on a server: the PPAs are that server's too.
+            let mut services = self.connect_server(&tickets_url).await?;
+            services.store = self.open_local_store(public_url)?;
+            return Ok(services);
+        }
+        let db = SqlTicketSystem::connect(&tickets_url).await?;
+        let archives = Archives::new(self.data_dir()?.join("ppa"), self.ppa.archive_options()?);
+        let ppas =
+            SqlPpaPool::new(&db, self.ppa.pool_options()?, Arc::new(archives.clone())).await?;
+        Ok(Services {
+            tickets: Arc::new(db),
+            store: self.open_local_store(public_url)?,
+            ppas: Arc::new(ppas),
+            archives: Arc::new(archives),
+        })
+    }
+
+    async fn connect_server(&self, server: &str) -> Result<Services> {
+        let tickets = open_ticket_system(
+            server,
+            &TicketSystemOptions {
+                token: self.token.clone(),
+            },
+        )
+        .await?;
         let store = open_store(
+            server,
+            &StoreOptions {
+                public_url: None,
+                token: self.token.clone(),
+            },
+        )?;
+        let ppas = HttpPpaAssigner::new(server, self.token.clone())?;
+        let archives = HttpArchives::new(server, self.token.clone(), Arc::clone(&store))?;
+        Ok(Services {
+            tickets,
+            store,
+            ppas: Arc::new(ppas),
+            archives: Arc::new(archives),
+        })
+    }
+
+    fn open_local_store(&self, public_url: Option<url::Url>) -> Result<Arc<dyn ObjectStore>> {
+        open_store(
             &self.local_store_url()?,
             &StoreOptions {
                 public_url,
                 token: None,
             },
-        )?;
-        Ok(Services { tickets, store })
+        )
     }
 }
 
@@ -296,6 +391,10 @@ pub struct Services {
     pub tickets: Arc<dyn TicketSystem>,
     /// The data store.
     pub store: Arc<dyn ObjectStore>,
+    /// The PPA pool.
+    pub ppas: Arc<dyn PpaAssigner>,
+    /// The PPAs' archives.
+    pub archives: Arc<dyn ArchiveService>,
 }
 
 /// The `sqlite://` URL of a database file; characters that URLs give a meaning to (`%`, `?`,

@@ -107,6 +107,148 @@ pub fn as_base(mut url: Url) -> Url {
     url
 }
 
+/// A JSON client of `ubuntu-ci serve`'s REST API: the base URL, the bearer token, and the
+/// error mapping every HTTP backend shares.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: Url,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+impl ApiClient {
+    /// A client of the server at `base` (`http://127.0.0.1:8000/`), sending `token` as a
+    /// bearer token when given.
+    ///
+    /// # Errors
+    /// As [`base_url`].
+    pub fn new(base: &str, token: Option<String>) -> Result<ApiClient> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::internal("cannot build an HTTP client").with_source(e))?;
+        Ok(ApiClient {
+            base: base_url(base)?,
+            token,
+            client,
+        })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// The absolute URL of a path on the server (`/api/v1/ticket/1/` or `api/v1/…`).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a path that does not join.
+    pub fn absolute(&self, path: &str) -> Result<Url> {
+        self.base
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| Error::invalid(format!("bad URI {path:?}: {e}")))
+    }
+
+    /// A request with the token.
+    pub fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, url);
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Sends a request and reads a successful answer, failing with the server's error.
+    ///
+    /// # Errors
+    /// The server's error with its kind; `Unavailable` when it cannot be reached.
+    pub async fn send_raw(
+        &self,
+        builder: reqwest::RequestBuilder,
+        url: &Url,
+        timeout: std::time::Duration,
+    ) -> Result<reqwest::Response> {
+        let response = builder
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| transport_error(e, url))?;
+        if !response.status().is_success() {
+            return Err(error_from_response(response).await);
+        }
+        Ok(response)
+    }
+
+    /// Sends a request and decodes its JSON answer.
+    ///
+    /// # Errors
+    /// As [`ApiClient::send_raw`]; `Internal` for an answer of another shape.
+    pub async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        builder: reqwest::RequestBuilder,
+        url: &Url,
+    ) -> Result<T> {
+        self.send_timeout(builder, url, std::time::Duration::from_secs(60))
+            .await
+    }
+
+    /// [`ApiClient::send`] with another timeout, for slow calls.
+    ///
+    /// # Errors
+    /// As [`ApiClient::send`].
+    pub async fn send_timeout<T: serde::de::DeserializeOwned>(
+        &self,
+        builder: reqwest::RequestBuilder,
+        url: &Url,
+        timeout: std::time::Duration,
+    ) -> Result<T> {
+        let response = self.send_raw(builder, url, timeout).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(e, url))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::internal("the server's answer is not what this client expects")
+                .with_resource(url.to_string())
+                .with_source(e)
+        })
+    }
+
+    /// `POST path` with a JSON body.
+    ///
+    /// # Errors
+    /// As [`ApiClient::send`].
+    pub async fn post<B: serde::Serialize + Sync, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let url = self.absolute(path)?;
+        self.send(
+            self.request(reqwest::Method::POST, url.clone()).json(body),
+            &url,
+        )
+        .await
+    }
+
+    /// `GET path?query`.
+    ///
+    /// # Errors
+    /// As [`ApiClient::send`].
+    pub async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        let url = self.absolute(path)?;
+        self.send(
+            self.request(reqwest::Method::GET, url.clone()).query(query),
+            &url,
+        )
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns its arguments into one call into the core.
 
 pub mod create_ticket;
+pub mod ppa;
 pub mod serve;
 pub mod store;
 pub mod ticket;
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CreateTicket(args) => create_ticket::run(&config, json, args).await,
         Command::Ticket(command) => ticket::run(&config, json, command).await,
         Command::Store(command) => store::run(&config, json, command).await,
+        Command::Ppa(command) => ppa::run(&config, json, command).await,
         Command::Serve(args) => serve::run(config, args).await,
     }
 }

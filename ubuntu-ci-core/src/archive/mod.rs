@@ -37,7 +37,9 @@
 //! at `<root>/<owner>/.key/`.
 
 pub mod deb;
+pub mod http;
 pub mod index;
+pub mod service;
 pub mod signing;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -54,7 +56,9 @@ use crate::error::{Error, Result};
 use crate::ppa::{PpaCleaner, PpaName};
 use crate::upload::checksums::{self, FileDigests};
 use crate::upload::ValidatedUpload;
+pub use http::HttpArchives;
 use index::{Entry, SeriesIndex, SourceFile, COMPONENT};
+pub use service::ArchiveService;
 use signing::SigningKey;
 
 /// The series archives publish to unless told otherwise.
@@ -118,6 +122,25 @@ pub fn check_series(series: &str) -> Result<()> {
             "invalid series {series:?}: 1 to 64 of a-z 0-9 . + -, starting with a letter or digit"
         )))
     }
+}
+
+/// Where the sources line expects `ppa`'s key: `/etc/apt/keyrings/<owner>-<name>.asc`.
+pub fn key_file(ppa: &PpaName) -> String {
+    format!(
+        "/etc/apt/keyrings/ubuntu-ci-{}-{}.asc",
+        ppa.owner(),
+        ppa.name()
+    )
+}
+
+/// The line a user puts in `/etc/apt/sources.list.d/` for `ppa` at `location` (its
+/// `http://…/ppa/<owner>/<name>/` URL or `file:` path), with its key saved at
+/// [`key_file`].
+pub fn sources_line(ppa: &PpaName, location: &str, series: &str) -> String {
+    format!(
+        "deb [signed-by={}] {location} {series} {COMPONENT}",
+        key_file(ppa)
+    )
 }
 
 /// Something to publish.
@@ -348,12 +371,6 @@ impl Archives {
         let this = self.clone();
         let owner = owner.to_owned();
         blocking(move || Ok(this.signing_key(&owner)?.public_armored().to_owned())).await
-    }
-
-    /// The line a user puts in `/etc/apt/sources.list` for `ppa` at `base` (an `http://…/ppa/
-    /// <owner>/<name>` or `file:` URL), with the key saved at `key_path`.
-    pub fn sources_line(&self, base: &str, series: &str, key_path: &str) -> String {
-        format!("deb [signed-by={key_path}] {base} {series} {COMPONENT}")
     }
 
     // ---- the blocking work, under the PPA's lock ----

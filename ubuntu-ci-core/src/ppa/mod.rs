@@ -10,6 +10,7 @@
 //! is the suite every backend runs.
 
 pub mod conformance;
+pub mod http;
 pub mod sql;
 
 use std::fmt;

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod error;
 pub mod openapi;
+pub mod ppa_api;
 pub mod store_api;
 
 use std::path::Path;
@@ -118,7 +119,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The whole application: the REST API under `/api/v1/` and the data store under `/store/`.
 pub fn router(state: ServerState) -> Router {
-    let api = api::routes().layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+    let api = api::routes()
+        .merge(ppa_api::routes())
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
     Router::new()
         .merge(api)
         .merge(store_api::routes())

@@ -21,14 +21,12 @@ use crate::model::{
     SpuFilter, Subticket, SubticketFilter, Ticket, TicketDetail, TicketEvent, TicketFilter,
     Transition, TransitionFilter,
 };
-use crate::wire::{base_url, error_from_response, transport_error, WireError};
+use crate::wire::{error_from_response, transport_error, ApiClient, WireError};
 
 /// A client of a ticket system served by `ubuntu-ci serve`.
 #[derive(Debug, Clone)]
 pub struct HttpTicketSystem {
-    base: Url,
-    token: Option<String>,
-    client: reqwest::Client,
+    api: ApiClient,
 }
 
 impl HttpTicketSystem {
@@ -38,59 +36,26 @@ impl HttpTicketSystem {
     /// # Errors
     /// `InvalidInput` when `base` is not an http(s) URL.
     pub fn new(base: &str, token: Option<String>) -> Result<HttpTicketSystem> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::internal("cannot build an HTTP client").with_source(e))?;
         Ok(HttpTicketSystem {
-            base: base_url(base)?,
-            token,
-            client,
+            api: ApiClient::new(base, token)?,
         })
     }
 
     /// The server's base URL.
     pub fn base(&self) -> &Url {
-        &self.base
+        self.api.base()
     }
 
     /// The absolute URL of a resource URI (`/api/v1/ticket/1/` → `http://host/api/v1/ticket/1/`).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a URI that does not join.
     pub fn absolute(&self, uri: &str) -> Result<Url> {
-        self.base
-            .join(uri.trim_start_matches('/'))
-            .map_err(|e| Error::invalid(format!("bad URI {uri:?}: {e}")))
+        self.api.absolute(uri)
     }
 
     fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
-        let builder = self.client.request(method, url);
-        match &self.token {
-            Some(token) => builder.bearer_auth(token),
-            None => builder,
-        }
-    }
-
-    async fn send<T: DeserializeOwned>(
-        &self,
-        builder: reqwest::RequestBuilder,
-        url: &Url,
-    ) -> Result<T> {
-        let response = builder
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .map_err(|e| transport_error(e, url))?;
-        if !response.status().is_success() {
-            return Err(error_from_response(response).await);
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(e, url))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            Error::internal("the server's answer is not what this client expects")
-                .with_resource(url.to_string())
-                .with_source(e)
-        })
+        self.api.request(method, url)
     }
 
     async fn post<B: Serialize + Sync, T: DeserializeOwned>(
@@ -98,15 +63,11 @@ impl HttpTicketSystem {
         path: &str,
         body: &B,
     ) -> Result<T> {
-        let url = self.absolute(path)?;
-        self.send(self.request(Method::POST, url.clone()).json(body), &url)
-            .await
+        self.api.post(path, body).await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
-        let url = self.absolute(path)?;
-        self.send(self.request(Method::GET, url.clone()).query(query), &url)
-            .await
+        self.api.get(path, query).await
     }
 
     async fn list<T: DeserializeOwned>(

@@ -1,0 +1,367 @@
+//! The PPA pool and archives over HTTP.
+//!
+//! - `GET /api/v1/ppa/`: every PPA of the pool with its state, ticket, archive URL and the
+//!   apt sources line to use it.
+//! - `POST /api/v1/ppa/assign/`, `/renew/`, `/release/` with `{"ticket": N}` (token).
+//! - `GET /api/v1/ppa/<owner>/<name>/packages/?series=S`: what an archive holds.
+//! - `POST /api/v1/ppa/<owner>/<name>/publish/`, `/remove/`, `/copy/` (token).
+//! - `GET /ppa/<owner>/<name>/…`: the archives themselves, for apt, without a token; the
+//!   signing key at `/ppa/<owner>/<name>/key.asc`.
+
+use std::path::{Component, Path as FsPath};
+
+use axum::body::Body as HttpBody;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, JsonBody};
+use super::ServerState;
+use crate::archive::http::{PackageList, PackageRequest, PublishRequest, UPLOAD_CONTAINER_PREFIX};
+use crate::archive::{Archives, PublishReport};
+use crate::error::{Error, Result};
+use crate::model::{Page, PageMeta};
+use crate::ppa::{Ppa, PpaName};
+use crate::store::{download, ContainerName, ObjectName};
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// Most files one publish may send.
+pub const MAX_PUBLISH_FILES: usize = 1000;
+
+/// The routes.
+pub fn routes() -> Router<ServerState> {
+    Router::new()
+        .route("/api/v1/ppa/", get(list_ppas))
+        .route("/api/v1/ppa", get(list_ppas))
+        .route("/api/v1/ppa/assign/", post(assign))
+        .route("/api/v1/ppa/renew/", post(renew))
+        .route("/api/v1/ppa/release/", post(release))
+        .route("/api/v1/ppa/{owner}/{name}/packages/", get(packages))
+        .route("/api/v1/ppa/{owner}/{name}/publish/", post(publish))
+        .route("/api/v1/ppa/{owner}/{name}/remove/", post(remove))
+        .route("/api/v1/ppa/{owner}/{name}/copy/", post(copy))
+        .route("/ppa/{owner}/{name}/{*path}", get(archive_file))
+}
+
+/// A PPA as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PpaView {
+    /// `ppa:<owner>/<name>`.
+    #[schema(value_type = String)]
+    pub name: PpaName,
+    /// free, reserved, dirty or cleaning.
+    #[schema(value_type = String)]
+    pub state: crate::ppa::PpaState,
+    /// The ticket holding it.
+    pub ticket: Option<i64>,
+    /// When its lease lapses.
+    pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When its state last changed.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Where apt finds it.
+    pub archive_url: String,
+    /// Its signing key.
+    pub key_url: String,
+    /// The line for `/etc/apt/sources.list.d/`, with the key saved at the path it names.
+    pub sources_line: String,
+}
+
+impl PpaView {
+    fn new(state: &ServerState, ppa: Ppa) -> PpaView {
+        let (archive_url, key_url) = urls(state, &ppa.name);
+        let series = state
+            .services
+            .archives
+            .local()
+            .map_or(crate::archive::DEFAULT_SERIES, |a| {
+                a.options().default_series.as_str()
+            })
+            .to_owned();
+        let sources_line = crate::archive::sources_line(&ppa.name, &archive_url, &series);
+        PpaView {
+            name: ppa.name,
+            state: ppa.state,
+            ticket: ppa.ticket,
+            lease_expires_at: ppa.lease_expires_at,
+            updated_at: ppa.updated_at,
+            archive_url,
+            key_url,
+            sources_line,
+        }
+    }
+}
+
+fn urls(state: &ServerState, ppa: &PpaName) -> (String, String) {
+    let base = format!("/ppa/{}/{}/", ppa.owner(), ppa.name());
+    (
+        state.absolute(&base),
+        state.absolute(&format!("{base}key.asc")),
+    )
+}
+
+/// `{"ticket": N}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRef {
+    /// The ticket's id.
+    pub ticket: i64,
+}
+
+async fn list_ppas(
+    State(state): State<ServerState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Page<PpaView>>> {
+    if let Some(raw) = raw.filter(|r| !r.is_empty() && r != "format=json") {
+        return Err(Error::invalid(format!("unknown parameters {raw:?}")).into());
+    }
+    let ppas = state.services.ppas.list().await?;
+    let count = ppas.len();
+    let objects: Vec<PpaView> = ppas.into_iter().map(|p| PpaView::new(&state, p)).collect();
+    Ok(Json(Page {
+        meta: PageMeta {
+            limit: u32::try_from(count).unwrap_or(u32::MAX),
+            offset: 0,
+            total_count: count as u64,
+            next: None,
+            previous: None,
+        },
+        objects,
+    }))
+}
+
+async fn assign(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<TicketRef>,
+) -> ApiResult<Json<PpaView>> {
+    state.authorise(&headers)?;
+    let ppa = state.services.ppas.get_ppa(body.ticket).await?;
+    // Readable by apt from the start, before anything is published.
+    state.services.archives.prepare(&ppa.name, None).await?;
+    Ok(Json(PpaView::new(&state, ppa)))
+}
+
+async fn renew(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<TicketRef>,
+) -> ApiResult<Json<PpaView>> {
+    state.authorise(&headers)?;
+    let ppa = state.services.ppas.renew(body.ticket).await?;
+    Ok(Json(PpaView::new(&state, ppa)))
+}
+
+async fn release(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<TicketRef>,
+) -> ApiResult<StatusCode> {
+    state.authorise(&headers)?;
+    state.services.ppas.release_ppa(body.ticket).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn ppa_name(owner: &str, name: &str) -> Result<PpaName> {
+    PpaName::new(owner, name).map_err(|e| Error::not_found(e.message().to_owned()))
+}
+
+async fn packages(
+    State(state): State<ServerState>,
+    Path((owner, name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<PackageList>> {
+    let ppa = ppa_name(&owner, &name)?;
+    let mut series = None;
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "series" => series = Some(value.into_owned()),
+            "format" if value == "json" => {}
+            other => return Err(Error::invalid(format!("unknown parameter {other:?}")).into()),
+        }
+    }
+    let objects = state
+        .services
+        .archives
+        .packages(&ppa, series.as_deref())
+        .await?;
+    Ok(Json(PackageList {
+        ppa,
+        series,
+        objects,
+    }))
+}
+
+async fn publish(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path((owner, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<PublishRequest>,
+) -> ApiResult<Json<PublishReport>> {
+    state.authorise(&headers)?;
+    let ppa = ppa_name(&owner, &name)?;
+    if !body.container.starts_with(UPLOAD_CONTAINER_PREFIX) {
+        return Err(Error::invalid(format!(
+            "container: publishes come from {UPLOAD_CONTAINER_PREFIX}<id> containers"
+        ))
+        .into());
+    }
+    let container = ContainerName::new(body.container.clone())?;
+    let store = &state.services.store;
+    let result = async {
+        if body.files.is_empty() || body.files.len() > MAX_PUBLISH_FILES {
+            return Err(Error::invalid(format!(
+                "files: name 1 to {MAX_PUBLISH_FILES} .changes or .deb files"
+            )));
+        }
+        let objects = store.list(&container).await?;
+        if objects.len() > MAX_PUBLISH_FILES {
+            return Err(Error::too_large(format!(
+                "the upload holds more than {MAX_PUBLISH_FILES} files"
+            )));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("ubuntu-ci-publish-")
+            .tempdir()?;
+        for object in &objects {
+            let name = ObjectName::new(object.name.clone())?;
+            download(&**store, &container, &name, &dir.path().join(name.as_str())).await?;
+        }
+        let mut files = Vec::with_capacity(body.files.len());
+        for file in &body.files {
+            let object = ObjectName::new(file.clone())?;
+            if !objects.iter().any(|o| o.name == object.as_str()) {
+                return Err(Error::invalid(format!("{file} is not in {container}")));
+            }
+            files.push(dir.path().join(object.as_str()));
+        }
+        state
+            .services
+            .archives
+            .publish_files(&ppa, body.series.as_deref(), &files)
+            .await
+    }
+    .await;
+    // The upload is consumed either way.
+    let _ = store.delete_container(&container, true).await;
+    Ok(Json(result?))
+}
+
+async fn remove(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path((owner, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<PackageRequest>,
+) -> ApiResult<Json<PublishReport>> {
+    state.authorise(&headers)?;
+    let ppa = ppa_name(&owner, &name)?;
+    if body.to.is_some() {
+        return Err(Error::invalid("to: only a copy names a target PPA").into());
+    }
+    let report = state
+        .services
+        .archives
+        .remove_package(
+            &ppa,
+            body.series.as_deref(),
+            &body.name,
+            body.version.as_deref(),
+        )
+        .await?;
+    Ok(Json(report))
+}
+
+async fn copy(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path((owner, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<PackageRequest>,
+) -> ApiResult<Json<PublishReport>> {
+    state.authorise(&headers)?;
+    let from = ppa_name(&owner, &name)?;
+    let to: PpaName = body
+        .to
+        .as_deref()
+        .ok_or_else(|| Error::invalid("to: the PPA to copy into is missing"))?
+        .parse()?;
+    let report = state
+        .services
+        .archives
+        .copy_package(
+            &from,
+            &to,
+            body.series.as_deref(),
+            &body.name,
+            body.version.as_deref(),
+        )
+        .await?;
+    Ok(Json(report))
+}
+
+/// Serves a file of a local archive. Hidden names (the generations behind `dists/<series>`,
+/// lock and key folders) and `..` are refused; symbolic links are followed only within the
+/// archive.
+async fn archive_file(
+    State(state): State<ServerState>,
+    Path((owner, name, path)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let not_found = || Error::not_found(format!("no such file in ppa:{owner}/{name}: {path}"));
+    let ppa = ppa_name(&owner, &name)?;
+    let archives: &Archives = state
+        .services
+        .archives
+        .local()
+        .ok_or_else(|| Error::unsupported("this server's archives are not local"))?;
+    let relative = FsPath::new(&path);
+    let plain = !path.is_empty()
+        && path.len() <= 1024
+        && relative.components().all(|c| match c {
+            Component::Normal(part) => !part.to_string_lossy().starts_with('.'),
+            _ => false,
+        });
+    if !plain {
+        return Err(not_found().into());
+    }
+    let root = archives.path(&ppa);
+    let (Ok(root), Ok(file)) = (
+        tokio::fs::canonicalize(&root).await,
+        tokio::fs::canonicalize(root.join(relative)).await,
+    ) else {
+        return Err(not_found().into());
+    };
+    if !file.starts_with(&root) {
+        return Err(not_found().into());
+    }
+    let handle = tokio::fs::File::open(&file)
+        .await
+        .map_err(|_| not_found())?;
+    let meta = handle.metadata().await.map_err(Error::from)?;
+    if !meta.is_file() {
+        return Err(not_found().into());
+    }
+    let content_type = match file.extension().and_then(|e| e.to_str()) {
+        Some("gz") => "application/gzip",
+        Some("xz") => "application/x-xz",
+        Some("deb") => "application/vnd.debian.binary-package",
+        Some("asc" | "gpg") => "application/pgp-keys",
+        _ if file.file_name().is_some_and(|n| {
+            matches!(
+                n.to_str(),
+                Some("Release" | "InRelease" | "Packages" | "Sources")
+            )
+        }) =>
+        {
+            "text/plain; charset=utf-8"
+        }
+        _ => "application/octet-stream",
+    };
+    let mut response =
+        HttpBody::from_stream(tokio_util::io::ReaderStream::new(handle)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.len()));
+    Ok(response)
+}
