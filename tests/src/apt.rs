@@ -157,3 +157,61 @@ pub fn build_deb(dir: &Path, control: &str, compression: &str) -> PathBuf {
     );
     deb
 }
+
+/// Writes a small but complete `.deb` (control and data tarballs, gzip) without running
+/// `dpkg-deb`: fast enough to fill an archive with thousands of packages.
+pub fn write_minimal_deb(dir: &Path, package: &str, version: &str, arch: &str) -> PathBuf {
+    use std::io::Write;
+    let control = format!(
+        "Package: {package}\nVersion: {version}\nArchitecture: {arch}\n\
+         Maintainer: Bench <bench@example.com>\nInstalled-Size: 1\nSection: misc\n\
+         Priority: optional\nDescription: generated package {package}\n \
+         A package made by the ubuntu-ci tests and benchmarks.\n"
+    );
+    let tar_gz = |name: &str, content: &[u8]| {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, name, content)
+            .expect("tar entry");
+        let tar = builder.into_inner().expect("tar");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).expect("gzip");
+        gz.finish().expect("gzip")
+    };
+    let members: [(&str, Vec<u8>); 3] = [
+        ("debian-binary", b"2.0\n".to_vec()),
+        ("control.tar.gz", tar_gz("./control", control.as_bytes())),
+        (
+            "data.tar.gz",
+            tar_gz(
+                &format!("./usr/share/doc/{package}/README"),
+                format!("{package} {version}\n").as_bytes(),
+            ),
+        ),
+    ];
+    let mut deb = b"!<arch>\n".to_vec();
+    for (name, data) in members {
+        let header = format!(
+            "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            name,
+            0,
+            0,
+            0,
+            "100644",
+            data.len()
+        );
+        deb.extend_from_slice(header.as_bytes());
+        deb.extend_from_slice(&data);
+        if data.len() % 2 == 1 {
+            deb.push(b'\n');
+        }
+    }
+    let path = dir.join(format!("{package}_{version}_{arch}.deb"));
+    std::fs::write(&path, deb).expect("write deb");
+    path
+}

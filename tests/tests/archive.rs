@@ -9,7 +9,7 @@ use ubuntu_ci_core::archive::{ArchiveOptions, Archives, Publishable};
 use ubuntu_ci_core::model::NewTicket;
 use ubuntu_ci_core::ppa::PpaName;
 use ubuntu_ci_core::upload::validate_changes;
-use ubuntu_ci_tests::apt::{build_deb, stanzas, PrivateApt};
+use ubuntu_ci_tests::apt::{build_deb, stanzas, write_minimal_deb, PrivateApt};
 use ubuntu_ci_tests::{build_example_package, ubuntu_ci, TestServer, TOKEN};
 
 const ALPHA: &str = "Package: ci-alpha\nVersion: 1.0-1\nArchitecture: all\nMaintainer: T <t@example.com>\nSection: misc\nPriority: optional\nMulti-Arch: foreign\nDescription: alpha test package\n Installed by the ubuntu-ci archive tests.\n .\n Second paragraph.\n";
@@ -326,4 +326,46 @@ fn ppa_publish_refuses_bad_input_and_changes_nothing() {
         "the archive is unchanged"
     );
     assert!(!data.join("ppa/ci-team/ppa_build_1/dists/trixie").exists());
+}
+
+/// Indices large enough to be compressed in many chunks read whole, through xz and gzip.
+#[tokio::test]
+async fn apt_reads_chunked_indices_whole_in_every_compression() {
+    let work = tempfile::tempdir().unwrap();
+    let archives = Archives::new(work.path().join("ppa"), ArchiveOptions::default());
+    let ppa: PpaName = "ppa:ci-team/ppa_build_1".parse().unwrap();
+    let debs = work.path().join("debs");
+    std::fs::create_dir_all(&debs).unwrap();
+    let items: Vec<Publishable> = (0..1500)
+        .map(|i| Publishable::Deb(write_minimal_deb(&debs, &format!("many{i:04}"), "1", "all")))
+        .collect();
+    archives.publish(&ppa, None, items).await.unwrap();
+    // One more, so the indices are rebuilt from cached chunks.
+    let last = write_minimal_deb(&debs, "many9999", "1", "amd64");
+    archives
+        .publish(&ppa, None, vec![Publishable::Deb(last)])
+        .await
+        .unwrap();
+    let chunks = std::fs::read_dir(
+        archives
+            .path(&ppa)
+            .join(".cache/bookworm/main_binary-amd64_Packages"),
+    )
+    .unwrap()
+    .count();
+    assert!(chunks > 10, "{chunks} cached chunk files");
+
+    let base = format!("file:{}", archives.path(&ppa).display());
+    for compression in ["xz", "gz"] {
+        let apt = PrivateApt::new("");
+        let key = apt.key_path("ppa.asc");
+        std::fs::write(&key, archives.public_key("ci-team").await.unwrap()).unwrap();
+        apt.set_sources(&apt_sources(&base, &key));
+        let order = format!("Acquire::CompressionTypes::Order::={compression}");
+        let out = apt.apt_get_ok(&["-o", &order, "update"]);
+        assert!(out.contains("Packages"), "{out}");
+        let names = apt.apt_cache(&["pkgnames", "many"]);
+        let count = String::from_utf8_lossy(&names.stdout).lines().count();
+        assert_eq!(count, 1501, "{compression}");
+    }
 }

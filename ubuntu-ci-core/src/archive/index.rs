@@ -3,11 +3,14 @@
 //!
 //! An index is kept as the text of its stanzas, keyed by package, version and
 //! architecture: publishing one package into a series of 10,000 re-renders nothing but
-//! the new stanza, and the indices are written by concatenation.
+//! the new stanza, and the indices are written by concatenation, in chunks
+//! ([`super::compress`]). Every stanza ends with a blank line, as `dpkg-scanpackages`
+//! writes them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::compress::Chunked;
 use crate::error::{Error, Result};
 use crate::upload::checksums::FileDigests;
 
@@ -51,18 +54,22 @@ pub struct SeriesIndex {
 }
 
 impl SeriesIndex {
-    /// The text of `Sources`.
-    pub fn render_sources(&self) -> String {
-        join(self.sources.values())
+    /// `Sources`, in chunks.
+    pub fn render_sources(&self) -> Chunked {
+        Chunked::new(
+            self.sources
+                .iter()
+                .map(|((name, _), entry)| (name.as_str(), entry.text.as_str())),
+        )
     }
 
-    /// The text of `binary-<arch>/Packages`: the packages of `arch` and those of `all`.
-    pub fn render_packages(&self, arch: &str) -> String {
-        join(
+    /// `binary-<arch>/Packages`, in chunks: the packages of `arch` and those of `all`.
+    pub fn render_packages(&self, arch: &str) -> Chunked {
+        Chunked::new(
             self.binaries
                 .iter()
                 .filter(|((_, _, a), _)| a == arch || a == "all")
-                .map(|(_, entry)| entry),
+                .map(|((name, _, _), entry)| (name.as_str(), entry.text.as_str())),
         )
     }
 
@@ -138,17 +145,6 @@ impl SeriesIndex {
             .chain(self.binaries.values())
             .flat_map(|entry| entry.files.iter().map(String::as_str))
     }
-}
-
-fn join<'a>(entries: impl Iterator<Item = &'a Entry>) -> String {
-    let mut out = String::new();
-    for (i, entry) in entries.enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(&entry.text);
-    }
-    out
 }
 
 /// The stanzas of an index, without their trailing newline.
@@ -397,7 +393,8 @@ mod tests {
         let entry = &index.binaries[&("tiny".into(), "1.0-1+b1".into(), "all".into())];
         assert_eq!(entry.source, "tinysrc");
         assert_eq!(entry.text, text);
-        assert_eq!(index.render_packages("amd64"), text);
+        let rendered = index.render_packages("amd64").text();
+        assert_eq!(String::from_utf8(rendered).unwrap(), format!("{text}\n"));
         assert_eq!(index.architectures().count(), 0);
     }
 
@@ -430,7 +427,8 @@ mod tests {
                 "pool/main/h/hello/hello_1.0.orig.tar.gz"
             ]
         );
-        assert_eq!(index.render_sources(), text);
+        let rendered = index.render_sources().text();
+        assert_eq!(String::from_utf8(rendered).unwrap(), format!("{text}\n"));
     }
 
     #[test]

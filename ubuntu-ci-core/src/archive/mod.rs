@@ -36,6 +36,7 @@
 //! Each owner's archives share one OpenPGP key ([`signing`]), generated on first use and kept
 //! at `<root>/<owner>/.key/`.
 
+pub mod compress;
 pub mod deb;
 pub mod http;
 pub mod index;
@@ -611,23 +612,33 @@ impl Archives {
             // configured for it.
             arches.extend(state.arches.iter().cloned());
 
-            let mut jobs: Vec<(String, Option<String>)> = Vec::new();
+            let mut jobs: Vec<IndexJob> = Vec::new();
             let changed = |what: &str| {
                 previous.is_none() || touched.contains(what) || touched.contains("all")
             };
             let source_dir = format!("{COMPONENT}/source");
-            jobs.push((
-                format!("{source_dir}/Sources"),
-                (changed("source") || !state.release_has(&source_dir))
+            let cache = |path: &str| {
+                archive
+                    .join(".cache")
+                    .join(series)
+                    .join(path.replace('/', "_"))
+            };
+            let path = format!("{source_dir}/Sources");
+            jobs.push(IndexJob {
+                cache: cache(&path),
+                path,
+                fresh: (changed("source") || !state.release_has(&source_dir))
                     .then(|| state.index.render_sources()),
-            ));
+            });
             for arch in &arches {
                 let dir = format!("{COMPONENT}/binary-{arch}");
                 let fresh = changed(arch) || !state.release_has(&dir);
-                jobs.push((
-                    format!("{dir}/Packages"),
-                    fresh.then(|| state.index.render_packages(arch)),
-                ));
+                let path = format!("{dir}/Packages");
+                jobs.push(IndexJob {
+                    cache: cache(&path),
+                    path,
+                    fresh: fresh.then(|| state.index.render_packages(arch)),
+                });
             }
             let entries =
                 write_indices(&staging, previous.as_deref(), jobs, &state.release_entries)?;
@@ -1097,21 +1108,29 @@ fn remove_unnamed(archive: &Path, dir: &Path, named: &BTreeSet<String>) -> Resul
     Ok(())
 }
 
+/// One index to write into a new generation.
+struct IndexJob {
+    /// `main/binary-amd64/Packages`.
+    path: String,
+    /// Its new content, or `None` when it did not change.
+    fresh: Option<compress::Chunked>,
+    /// Its compressed chunks.
+    cache: PathBuf,
+}
+
 /// Writes each index (`Sources`/`Packages`) with its `.gz` and `.xz` and by-hash copies into
 /// the staging generation: fresh text when given, else hard links from `previous`.
 /// Returns the Release entries of every file written.
 fn write_indices(
     staging: &Path,
     previous: Option<&Path>,
-    jobs: Vec<(String, Option<String>)>,
+    jobs: Vec<IndexJob>,
     old_entries: &BTreeMap<String, ReleaseEntry>,
 ) -> Result<BTreeMap<String, ReleaseEntry>> {
     let results: Vec<Result<Vec<(String, ReleaseEntry)>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .into_iter()
-            .map(|(path, text)| {
-                scope.spawn(move || write_index(staging, previous, &path, text, old_entries))
-            })
+            .map(|job| scope.spawn(move || write_index(staging, previous, job, old_entries)))
             .collect();
         handles
             .into_iter()
@@ -1131,10 +1150,10 @@ fn write_indices(
 fn write_index(
     staging: &Path,
     previous: Option<&Path>,
-    path: &str,
-    text: Option<String>,
+    job: IndexJob,
     old_entries: &BTreeMap<String, ReleaseEntry>,
 ) -> Result<Vec<(String, ReleaseEntry)>> {
+    let path = job.path.as_str();
     let variants = [path.to_owned(), format!("{path}.gz"), format!("{path}.xz")];
     let dir = staging
         .join(path)
@@ -1144,7 +1163,7 @@ fn write_index(
     let by_hash = dir.join("by-hash/SHA256");
     fs::create_dir_all(&by_hash)?;
     let mut entries = Vec::with_capacity(3);
-    match (text, previous) {
+    match (job.fresh, previous) {
         (None, Some(previous)) => {
             for name in &variants {
                 let entry = old_entries.get(name).cloned().ok_or_else(|| {
@@ -1159,18 +1178,11 @@ fn write_index(
                 entries.push((name.clone(), entry));
             }
         }
-        (text, _) => {
-            let plain = text.unwrap_or_default().into_bytes();
-            let (gz, xz) = std::thread::scope(|scope| {
-                let xz = scope.spawn(|| compress_xz(&plain));
-                let gz = compress_gz(&plain);
-                (
-                    gz,
-                    xz.join()
-                        .unwrap_or_else(|_| Err(io::Error::other("xz panicked"))),
-                )
-            });
-            for (name, bytes) in variants.iter().zip([plain, gz?, xz?]) {
+        (fresh, _) => {
+            let chunked = fresh.unwrap_or_default();
+            let plain = chunked.text();
+            let (gz, xz) = chunked.compress(&job.cache)?;
+            for (name, bytes) in variants.iter().zip([plain, gz, xz]) {
                 let bytes: Vec<u8> = bytes;
                 let digests = checksums::digest_bytes(&bytes);
                 let file = staging.join(name);
@@ -1223,21 +1235,6 @@ fn keep_recent_by_hash(old: &Path, new: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn compress_gz(bytes: &[u8]) -> io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(bytes.len() / 4),
-        flate2::Compression::new(6),
-    );
-    encoder.write_all(bytes)?;
-    encoder.finish()
-}
-
-fn compress_xz(bytes: &[u8]) -> io::Result<Vec<u8>> {
-    let mut encoder = xz2::write::XzEncoder::new(Vec::with_capacity(bytes.len() / 5), 1);
-    encoder.write_all(bytes)?;
-    encoder.finish()
 }
 
 fn parse_release_entries(release: &str) -> BTreeMap<String, ReleaseEntry> {
