@@ -236,7 +236,7 @@ fn xz_stream(blocks: &[XzBlock]) -> Vec<u8> {
         write_varint(&mut index, block.unpadded);
         write_varint(&mut index, block.uncompressed);
     }
-    while index.len() % 4 != 0 {
+    while !index.len().is_multiple_of(4) {
         index.push(0);
     }
     let index_crc = crc32(&index);
@@ -258,7 +258,7 @@ fn cut_after(key: &str) -> bool {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    hash % CUT_EVERY == 0
+    hash.is_multiple_of(CUT_EVERY)
 }
 
 fn store(path: &Path, bytes: &[u8]) -> Result<()> {
