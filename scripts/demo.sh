@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults: builds ubuntu-ci, builds the example source package
-# (examples/packages/hello-ci), submits it with `ubuntu-ci create-ticket` and shows the
-# ticket. State goes where ubuntu-ci keeps it by default ($XDG_DATA_HOME/ubuntu-ci), unless
+# (examples/packages/hello-ci), submits it with `ubuntu-ci create-ticket`, shows the
+# ticket, takes a PPA from the pool for it, publishes the source into that signed archive,
+# proves apt reads it (apt-get update and apt-get source with a private apt configuration,
+# signature checking on), and gives the PPA back. State goes where ubuntu-ci keeps it by default ($XDG_DATA_HOME/ubuntu-ci), unless
 # UBUNTU_CI_DATA_DIR says otherwise.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -28,3 +30,42 @@ echo "$uri"
 
 step "ubuntu-ci ticket show"
 "$ubuntu_ci" ticket show "$uri"
+
+ticket=$(basename "$uri")
+
+step "ubuntu-ci ppa get --ticket $ticket"
+"$ubuntu_ci" ppa get --ticket "$ticket"
+got=$("$ubuntu_ci" --json ppa get --ticket "$ticket")
+ppa=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])' <<<"$got")
+archive=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["archive_url"])' <<<"$got")
+# Whatever happens next, the PPA goes back to the pool.
+trap 'rm -rf -- "$out"; "$ubuntu_ci" ppa release --ticket "$ticket" >/dev/null || true' EXIT
+
+step "ubuntu-ci ppa publish $ppa"
+"$ubuntu_ci" ppa publish "$ppa" "$changes"
+"$ubuntu_ci" ppa packages "$ppa"
+
+step "apt-get update and apt-get source from $ppa (private apt configuration, signed-by its key)"
+apt_root="$out/apt"
+mkdir -p "$apt_root"/etc/apt/apt.conf.d "$apt_root"/etc/apt/preferences.d \
+    "$apt_root"/etc/apt/sources.list.d "$apt_root"/var/lib/apt/lists/partial \
+    "$apt_root"/var/cache/apt/archives/partial "$apt_root"/var/lib/dpkg \
+    "$apt_root"/var/log/apt "$apt_root"/work
+touch "$apt_root/var/lib/dpkg/status"
+"$ubuntu_ci" ppa key "$ppa" >"$apt_root/ppa.asc"
+printf 'deb-src [signed-by=%s] %s bookworm main\n' "$apt_root/ppa.asc" "$archive" \
+    >"$apt_root/etc/apt/sources.list"
+printf '%s\n' \
+    "Dir \"$apt_root/\";" \
+    "Dir::State::status \"$apt_root/var/lib/dpkg/status\";" \
+    "Dir::Etc::Parts \"$apt_root/etc/apt/apt.conf.d\";" \
+    "Dir::Etc::Main \"$apt_root/etc/apt/apt.conf\";" \
+    "APT::Sandbox::User \"root\";" \
+    "Debug::NoLocking \"true\";" >"$apt_root/apt.conf"
+cat "$apt_root/etc/apt/sources.list"
+APT_CONFIG="$apt_root/apt.conf" apt-get update
+(cd "$apt_root/work" && APT_CONFIG="$apt_root/apt.conf" apt-get source --download-only hello-ci && ls -l)
+
+step "ubuntu-ci ppa release --ticket $ticket"
+"$ubuntu_ci" ppa release --ticket "$ticket"
+"$ubuntu_ci" ppa list

@@ -8,8 +8,11 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Debian packages the tests and the main job need (dpkg-source, dpkg-genchanges, …).
-DEBIAN_PACKAGES=(dpkg-dev time)
+# Debian packages the tests and the main job need: dpkg-source, dpkg-genchanges,
+# dpkg-scanpackages (dpkg-dev); apt-get with its gpgv for the archive proofs (apt, gpgv);
+# gpg for the signed-upload tests (gnupg); apt-ftparchive for the archive benchmark
+# (apt-utils); xz for the compression checks (xz-utils).
+DEBIAN_PACKAGES=(dpkg-dev time apt gpgv gnupg apt-utils xz-utils)
 
 install_debian_packages() {
     local missing=() pkg

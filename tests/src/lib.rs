@@ -2,6 +2,7 @@
 //! `ubuntu-ci` binary, the example package built into a temporary folder.
 
 pub mod apt;
+pub mod gpg;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

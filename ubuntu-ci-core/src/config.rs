@@ -20,6 +20,7 @@ use crate::ppa::{PoolOptions, PpaAssigner};
 use crate::store::{open_store, ObjectStore, StoreOptions};
 use crate::tickets::sql::SqlTicketSystem;
 use crate::tickets::{open_ticket_system, TicketSystem, TicketSystemOptions};
+use crate::upload::signature::{Keyring, SignaturePolicy, UploadPolicy};
 
 /// The default address of `ubuntu-ci serve`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -48,6 +49,37 @@ pub struct Config {
     /// The PPA pool and its archives (`[ppa]`).
     #[serde(default)]
     pub ppa: PpaConfig,
+    /// Signatures of uploads (`[uploads]`).
+    #[serde(default)]
+    pub uploads: UploadsConfig,
+}
+
+/// The `[uploads]` section: whether source uploads must be signed, and by whom.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadsConfig {
+    /// `require` or `allow-unsigned`; the default is `require` for `ubuntu-ci serve` and
+    /// `allow-unsigned` for the local CLI.
+    pub signatures: Option<SignaturePolicy>,
+    /// Keyring files (`gpg --export [--armor]`) of the allowed uploaders.
+    pub keyring: Option<Vec<PathBuf>>,
+}
+
+impl UploadsConfig {
+    /// The policy: the configured one, else `default`, with the keyring loaded.
+    ///
+    /// # Errors
+    /// What reading a keyring file reports.
+    pub fn policy(&self, default: SignaturePolicy) -> Result<UploadPolicy> {
+        let keyring = match &self.keyring {
+            Some(paths) if !paths.is_empty() => Some(Keyring::load_all(paths)?),
+            _ => None,
+        };
+        Ok(UploadPolicy {
+            policy: self.signatures.unwrap_or(default),
+            keyring,
+        })
+    }
 }
 
 /// The `[ppa]` section: the pool of build PPAs and the archives they publish.
@@ -337,7 +369,9 @@ impl Config {
             return Ok(services);
         }
         let db = SqlTicketSystem::connect(&tickets_url).await?;
-        let archives = Archives::new(self.data_dir()?.join("ppa"), self.ppa.archive_options()?);
+        let uploads = self.uploads.policy(SignaturePolicy::AllowUnsigned)?;
+        let archives = Archives::new(self.data_dir()?.join("ppa"), self.ppa.archive_options()?)
+            .with_upload_policy(uploads.clone());
         let ppas =
             SqlPpaPool::new(&db, self.ppa.pool_options()?, Arc::new(archives.clone())).await?;
         Ok(Services {
@@ -345,6 +379,7 @@ impl Config {
             store: self.open_local_store(public_url)?,
             ppas: Arc::new(ppas),
             archives: Arc::new(archives),
+            uploads,
         })
     }
 
@@ -370,6 +405,9 @@ impl Config {
             store,
             ppas: Arc::new(ppas),
             archives: Arc::new(archives),
+            // The client checks what it can; the server applies its own policy to what it
+            // publishes.
+            uploads: self.uploads.policy(SignaturePolicy::AllowUnsigned)?,
         })
     }
 
@@ -395,6 +433,8 @@ pub struct Services {
     pub ppas: Arc<dyn PpaAssigner>,
     /// The PPAs' archives.
     pub archives: Arc<dyn ArchiveService>,
+    /// The signature rule source uploads are held to.
+    pub uploads: UploadPolicy,
 }
 
 /// The `sqlite://` URL of a database file; characters that URLs give a meaning to (`%`, `?`,

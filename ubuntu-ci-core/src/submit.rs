@@ -115,9 +115,17 @@ impl CreateTicket {
             ));
         }
         let mut uploads = Vec::with_capacity(self.uploads.len());
+        let mut notes = Vec::with_capacity(self.uploads.len());
         for path in &self.uploads {
             progress.validating(path);
-            uploads.push(validate_changes(path).await?);
+            let upload = validate_changes(path).await?;
+            let signature = services
+                .uploads
+                .check(&upload)
+                .await
+                .map_err(|e| e.with_resource(path.display().to_string()))?;
+            notes.push(signature.describe(&upload, services.uploads.policy));
+            uploads.push(upload);
         }
         check_no_clashes(&uploads)?;
         let mut existing = Vec::with_capacity(uploads.len());
@@ -131,6 +139,20 @@ impl CreateTicket {
                 services, &progress, ticket.id, &uploads, existing, &assignee,
             )
             .await;
+        let result = match result {
+            // Who signed the uploads (or that nobody did) is part of the ticket's record.
+            Ok(()) => services
+                .tickets
+                .record_transition(NewTransition {
+                    ticket: ticket.resource_uri,
+                    step: WorkflowStep::New,
+                    status: StepStatus::Pending,
+                    message: notes.join("\n"),
+                })
+                .await
+                .map(drop),
+            Err(err) => Err(err),
+        };
         match result {
             Ok(()) => services.tickets.get_ticket(ticket.id).await,
             Err(err) => {

@@ -30,12 +30,20 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(url) = args.public_url {
         config.public_url = Some(url);
     }
+    // A server takes uploads from others: signatures are required unless configured off.
+    config
+        .uploads
+        .signatures
+        .get_or_insert(ubuntu_ci_core::upload::signature::SignaturePolicy::Require);
     let listener = tokio::net::TcpListener::bind(config.listen())
         .await
         .map_err(|e| Error::from(e).with_resource(format!("listen {}", config.listen())))?;
     let address = listener.local_addr()?;
     let public_url = config.serve_url(address)?;
     let services = config.connect(Some(public_url.join("store/")?)).await?;
+    if let Some(problem) = services.uploads.problem() {
+        eprintln!("ubuntu-ci serve: warning: {problem}");
+    }
     let data_dir = config.data_dir()?;
     let (token, created) = server::load_or_create_token(&data_dir, config.token.as_deref())?;
     if created {

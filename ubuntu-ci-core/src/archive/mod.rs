@@ -56,6 +56,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::ppa::{PpaCleaner, PpaName};
 use crate::upload::checksums::{self, FileDigests};
+use crate::upload::signature::UploadPolicy;
 use crate::upload::ValidatedUpload;
 pub use http::HttpArchives;
 use index::{Entry, SeriesIndex, SourceFile, COMPONENT};
@@ -190,6 +191,7 @@ struct Inner {
     root: PathBuf,
     options: ArchiveOptions,
     keys: Mutex<HashMap<String, Arc<SigningKey>>>,
+    uploads: UploadPolicy,
 }
 
 impl Archives {
@@ -200,8 +202,29 @@ impl Archives {
                 root,
                 options,
                 keys: Mutex::new(HashMap::new()),
+                uploads: UploadPolicy::allow_unsigned(),
             }),
         }
+    }
+
+    /// These archives holding published `.changes` to `policy` (by default, unsigned
+    /// uploads pass).
+    #[must_use]
+    pub fn with_upload_policy(self, policy: UploadPolicy) -> Archives {
+        let inner = Inner {
+            root: self.inner.root.clone(),
+            options: self.inner.options.clone(),
+            keys: Mutex::new(HashMap::new()),
+            uploads: policy,
+        };
+        Archives {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The signature rule for published `.changes`.
+    pub fn upload_policy(&self) -> &UploadPolicy {
+        &self.inner.uploads
     }
 
     /// The root folder.
@@ -1184,21 +1207,14 @@ fn write_index(
             let (gz, xz) = chunked.compress(&job.cache)?;
             for (name, bytes) in variants.iter().zip([plain, gz, xz]) {
                 let bytes: Vec<u8> = bytes;
-                let digests = checksums::digest_bytes(&bytes);
+                let entry = release_digests(&bytes);
                 let file = staging.join(name);
                 fs::write(&file, &bytes)?;
-                let hashed = by_hash.join(&digests.sha256);
+                let hashed = by_hash.join(&entry.sha256);
                 if !hashed.exists() {
                     fs::hard_link(&file, &hashed)?;
                 }
-                entries.push((
-                    name.clone(),
-                    ReleaseEntry {
-                        size: digests.size,
-                        md5: digests.md5,
-                        sha256: digests.sha256,
-                    },
-                ));
+                entries.push((name.clone(), entry));
             }
         }
     }
@@ -1235,6 +1251,22 @@ fn keep_recent_by_hash(old: &Path, new: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a Release lists of a file: size, MD5 and SHA-256 (no SHA-1), the two hashes on two
+/// threads.
+fn release_digests(bytes: &[u8]) -> ReleaseEntry {
+    use sha2::Digest as _;
+    let (md5, sha256) = std::thread::scope(|scope| {
+        let md5 = scope.spawn(|| hex::encode(md5::Md5::digest(bytes)));
+        let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+        (md5.join().unwrap_or_default(), sha256)
+    });
+    ReleaseEntry {
+        size: bytes.len() as u64,
+        md5,
+        sha256,
+    }
 }
 
 fn parse_release_entries(release: &str) -> BTreeMap<String, ReleaseEntry> {

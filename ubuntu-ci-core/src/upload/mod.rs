@@ -15,6 +15,7 @@
 pub mod checksums;
 pub mod deb822;
 mod directory;
+pub mod signature;
 pub mod version;
 
 use std::collections::{HashMap, HashSet};
