@@ -369,3 +369,35 @@ async fn apt_reads_chunked_indices_whole_in_every_compression() {
         assert_eq!(count, 1501, "{compression}");
     }
 }
+
+/// Publishes from several processes at once into one PPA: they take turns on the PPA's lock
+/// and every package lands.
+#[test]
+fn publishes_from_many_processes_serialise_per_ppa() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let debs = work.path().join("debs");
+    std::fs::create_dir_all(&debs).unwrap();
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let deb = write_minimal_deb(&debs, &format!("proc{i}"), "1", "amd64");
+            ubuntu_ci(&data)
+                .args(["ppa", "publish", "ppa:ci-team/ppa_build_1"])
+                .arg(deb)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let listed = run_ok(ubuntu_ci(&data).args(["ppa", "packages", "ppa:ci-team/ppa_build_1"]));
+    assert_eq!(listed.lines().count(), 6, "{listed}");
+}

@@ -65,7 +65,6 @@ pub struct PackageList {
     /// The series listed.
     pub series: Option<String>,
     /// Its packages.
-    #[schema(value_type = Vec<Object>)]
     pub objects: Vec<PublishedPackage>,
 }
 

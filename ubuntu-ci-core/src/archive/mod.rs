@@ -155,7 +155,9 @@ pub enum Publishable {
 }
 
 /// A package in an archive.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct PublishedPackage {
     /// Package name.
     pub name: String,
@@ -166,9 +168,10 @@ pub struct PublishedPackage {
 }
 
 /// What a change did to an archive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublishReport {
     /// The archive.
+    #[schema(value_type = String)]
     pub ppa: PpaName,
     /// The series changed.
     pub series: String,
@@ -742,7 +745,17 @@ impl PpaCleaner for Archives {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(Error::from(e)),
             }
-            .map_err(|e| e.with_resource(dir.display().to_string()))
+            .map_err(|e| e.with_resource(dir.display().to_string()))?;
+            // What an earlier cleaning left when its process died between rename and delete.
+            let prefix = format!("{}.cleaning-", ppa.name());
+            if let Some(Ok(entries)) = dir.parent().map(fs::read_dir) {
+                for entry in entries.flatten() {
+                    if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                        let _ = fs::remove_dir_all(entry.path());
+                    }
+                }
+            }
+            Ok(())
         })
         .await
     }

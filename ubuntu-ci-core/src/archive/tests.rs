@@ -447,3 +447,36 @@ async fn cleaning_empties_the_archive() {
     // The key survives cleaning: apt users keep trusting the pool.
     assert!(archives.root().join("ci-team/.key").exists());
 }
+
+#[tokio::test]
+async fn leftovers_of_a_crashed_change_or_cleaning_are_cleared() {
+    let (dir, archives) = archives();
+    let ppa = ppa("ppa_build_1");
+    archives.ensure(&ppa, None).await.unwrap();
+    let root = archives.path(&ppa);
+    // A change that died while building its generation, and a cleaning that died between
+    // its rename and its delete.
+    let staging = root.join("dists/.bookworm.g2.tmp-0badf00d");
+    std::fs::create_dir_all(staging.join("main")).unwrap();
+    let next = root.join("dists/.bookworm.g2");
+    std::fs::create_dir_all(&next).unwrap();
+    std::fs::write(next.join("Release"), "half-written").unwrap();
+    let dead_cleaning = archives
+        .root()
+        .join("ci-team/ppa_build_1.cleaning-0badf00d");
+    std::fs::create_dir_all(dead_cleaning.join("pool")).unwrap();
+
+    let deb = write_deb(dir.path(), "alpha", "1", "amd64", "a");
+    archives
+        .publish(&ppa, None, vec![Publishable::Deb(deb)])
+        .await
+        .unwrap();
+    assert!(!staging.exists(), "the dead staging folder is gone");
+    assert_eq!(
+        generation(&archives, &ppa, "bookworm"),
+        PathBuf::from(".bookworm.g2")
+    );
+    verified_release(&archives, &ppa, "bookworm");
+    archives.clean(&ppa).await.unwrap();
+    assert!(!dead_cleaning.exists(), "the dead cleaning is finished");
+}

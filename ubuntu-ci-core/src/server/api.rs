@@ -82,6 +82,7 @@ async fn index(State(state): State<ServerState>) -> Json<serde_json::Value> {
         "subticket",
         "artifact",
         "progress",
+        "ppa",
     ] {
         resources.insert(
             name.to_owned(),

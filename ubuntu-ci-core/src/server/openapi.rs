@@ -3,9 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::api;
 use super::error::ErrorBody;
-use crate::model;
+use super::{api, ppa_api};
+use crate::{archive, model};
 
 /// The API's description, served at `/api/v1/openapi.json`.
 #[derive(OpenApi)]
@@ -18,6 +18,8 @@ use crate::model;
         api::create_subticket, api::list_subtickets, api::get_subticket,
         api::create_artifact, api::list_artifacts, api::get_artifact,
         api::create_transition, api::list_transitions, api::get_transition,
+        ppa_api::list_ppas, ppa_api::assign, ppa_api::renew, ppa_api::release,
+        ppa_api::packages, ppa_api::publish, ppa_api::remove, ppa_api::copy,
     ),
     components(schemas(
         ErrorBody, model::Ticket, model::TicketDetail, model::SourcePackage,
@@ -25,7 +27,9 @@ use crate::model;
         model::NewTicket, model::NewSourcePackage, model::NewSourcePackageUpload,
         model::NewSubticket, model::NewArtifact, model::NewTransition, model::TicketEvent,
         model::EventKind, model::WorkflowStep, model::StepStatus, model::TicketState,
-        model::ArtifactType, model::PageMeta,
+        model::ArtifactType, model::PageMeta, ppa_api::PpaView, ppa_api::TicketRef,
+        archive::http::PublishRequest, archive::http::PackageRequest,
+        archive::http::PackageList, archive::PublishReport, archive::PublishedPackage,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -35,6 +39,7 @@ use crate::model;
         (name = "subticket", description = "One upload of a ticket"),
         (name = "artifact", description = "Files of a ticket, in the data store"),
         (name = "progress", description = "The ticket's workflow transitions"),
+        (name = "ppa", description = "The PPA pool and the archives"),
     )
 )]
 pub struct ApiDoc;
@@ -71,6 +76,9 @@ mod tests {
             "/api/v1/subticket/",
             "/api/v1/artifact/",
             "/api/v1/progress/",
+            "/api/v1/ppa/",
+            "/api/v1/ppa/assign/",
+            "/api/v1/ppa/{owner}/{name}/publish/",
         ] {
             assert!(paths.contains_key(path), "{path} missing");
         }

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, JsonBody};
+use super::error::{ApiError, ErrorBody, JsonBody};
 use super::ServerState;
 use crate::archive::http::{PackageList, PackageRequest, PublishRequest, UPLOAD_CONTAINER_PREFIX};
 use crate::archive::{Archives, PublishReport};
@@ -111,7 +111,10 @@ pub struct TicketRef {
     pub ticket: i64,
 }
 
-async fn list_ppas(
+/// Every PPA of the pool with its state, ticket, archive URL and apt sources line.
+#[utoipa::path(get, path = "/api/v1/ppa/", tag = "ppa",
+    responses((status = 200, body = Page<PpaView>), (status = 400, body = ErrorBody)))]
+pub async fn list_ppas(
     State(state): State<ServerState>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<PpaView>>> {
@@ -133,7 +136,13 @@ async fn list_ppas(
     }))
 }
 
-async fn assign(
+/// The PPA of a ticket: the one it holds, else a free one (waits up to the pool's wait).
+#[utoipa::path(post, path = "/api/v1/ppa/assign/", tag = "ppa", request_body = TicketRef,
+    security(("bearer" = [])),
+    responses((status = 200, body = PpaView), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "no such ticket"),
+              (status = 503, body = ErrorBody, description = "no PPA came free in time; retry")))]
+pub async fn assign(
     State(state): State<ServerState>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<TicketRef>,
@@ -145,7 +154,12 @@ async fn assign(
     Ok(Json(PpaView::new(&state, ppa)))
 }
 
-async fn renew(
+/// Extends a ticket's lease of its PPA.
+#[utoipa::path(post, path = "/api/v1/ppa/renew/", tag = "ppa", request_body = TicketRef,
+    security(("bearer" = [])),
+    responses((status = 200, body = PpaView), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "the ticket holds no PPA")))]
+pub async fn renew(
     State(state): State<ServerState>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<TicketRef>,
@@ -155,7 +169,12 @@ async fn renew(
     Ok(Json(PpaView::new(&state, ppa)))
 }
 
-async fn release(
+/// Gives back a ticket's PPA: it is emptied and free again.
+#[utoipa::path(post, path = "/api/v1/ppa/release/", tag = "ppa", request_body = TicketRef,
+    security(("bearer" = [])),
+    responses((status = 204, description = "released (or nothing held)"),
+              (status = 401, body = ErrorBody)))]
+pub async fn release(
     State(state): State<ServerState>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<TicketRef>,
@@ -169,7 +188,11 @@ fn ppa_name(owner: &str, name: &str) -> Result<PpaName> {
     PpaName::new(owner, name).map_err(|e| Error::not_found(e.message().to_owned()))
 }
 
-async fn packages(
+/// The packages an archive holds.
+#[utoipa::path(get, path = "/api/v1/ppa/{owner}/{name}/packages/", tag = "ppa",
+    params(("owner" = String, Path), ("name" = String, Path), ("series" = Option<String>, Query)),
+    responses((status = 200, body = PackageList), (status = 400, body = ErrorBody)))]
+pub async fn packages(
     State(state): State<ServerState>,
     Path((owner, name)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
@@ -195,7 +218,14 @@ async fn packages(
     }))
 }
 
-async fn publish(
+/// Publishes the `.changes` and `.deb` files of an upload container, all or none.
+#[utoipa::path(post, path = "/api/v1/ppa/{owner}/{name}/publish/", tag = "ppa",
+    params(("owner" = String, Path), ("name" = String, Path)),
+    request_body = PublishRequest, security(("bearer" = [])),
+    responses((status = 200, body = PublishReport), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody, description = "no token, or a refused signature"),
+              (status = 409, body = ErrorBody, description = "other content under a published name")))]
+pub async fn publish(
     State(state): State<ServerState>,
     headers: HeaderMap,
     Path((owner, name)): Path<(String, String)>,
@@ -250,7 +280,12 @@ async fn publish(
     Ok(Json(result?))
 }
 
-async fn remove(
+/// Removes a source with its binaries, or binaries of that name.
+#[utoipa::path(post, path = "/api/v1/ppa/{owner}/{name}/remove/", tag = "ppa",
+    params(("owner" = String, Path), ("name" = String, Path)),
+    request_body = PackageRequest, security(("bearer" = [])),
+    responses((status = 200, body = PublishReport), (status = 404, body = ErrorBody)))]
+pub async fn remove(
     State(state): State<ServerState>,
     headers: HeaderMap,
     Path((owner, name)): Path<(String, String)>,
@@ -274,7 +309,13 @@ async fn remove(
     Ok(Json(report))
 }
 
-async fn copy(
+/// Copies a source with its binaries into the PPA named by `to`.
+#[utoipa::path(post, path = "/api/v1/ppa/{owner}/{name}/copy/", tag = "ppa",
+    params(("owner" = String, Path), ("name" = String, Path)),
+    request_body = PackageRequest, security(("bearer" = [])),
+    responses((status = 200, body = PublishReport), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn copy(
     State(state): State<ServerState>,
     headers: HeaderMap,
     Path((owner, name)): Path<(String, String)>,
