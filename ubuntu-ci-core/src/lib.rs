@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod model;
 pub mod ppa;
+pub mod queue;
 pub mod server;
 pub mod store;
 pub mod submit;
