@@ -59,6 +59,9 @@ pub enum Command {
     /// Get, release and list PPAs; publish into them; print their signing key
     #[command(subcommand)]
     Ppa(crate::commands::ppa::PpaCommand),
+    /// Check this machine's prerequisites (Debian tools, subordinate ids, state) and say how
+    /// to fix what is missing
+    Doctor,
     /// Run the REST API and serve the data store
     Serve(crate::commands::serve::ServeArgs),
 }

@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod model;
 pub mod ppa;

@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns its arguments into one call into the core.
 
 pub mod create_ticket;
+pub mod doctor;
 pub mod ppa;
 pub mod serve;
 pub mod store;
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ticket(command) => ticket::run(&config, json, command).await,
         Command::Store(command) => store::run(&config, json, command).await,
         Command::Ppa(command) => ppa::run(&config, json, command).await,
+        Command::Doctor => doctor::run(&config, json).await,
         Command::Serve(args) => serve::run(config, args).await,
     }
 }

@@ -1,0 +1,319 @@
+//! `ubuntu-ci doctor`: whether this machine has what ubuntu-ci needs, and how to fix what
+//! it lacks.
+//!
+//! Each [`Check`] looks at one prerequisite without changing anything: the Debian tools the
+//! steps run (dpkg-dev for sources, apt and gpgv for archives, sbuild, mmdebstrap and
+//! uidmap for builds), the subordinate ids unshare-mode builds need, user namespaces, and
+//! the configured state (data dir, ticket system, data store).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// One prerequisite and what was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What is checked (`sbuild`).
+    pub name: String,
+    /// What it is needed for.
+    pub needed_for: &'static str,
+    /// Whether it is there.
+    pub ok: bool,
+    /// What was found, or what is wrong.
+    pub detail: String,
+    /// How to fix it, when it is wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// The programs each step runs, with the Debian package that has them.
+const PROGRAMS: &[(&str, &str, &str)] = &[
+    (
+        "dpkg-source",
+        "dpkg-dev",
+        "building and checking source packages",
+    ),
+    ("dpkg-scanpackages", "dpkg-dev", "the archive tests"),
+    ("apt-get", "apt", "reading archives"),
+    ("gpgv", "gpgv", "apt's signature checks"),
+    (
+        "gpg",
+        "gnupg",
+        "signing uploads (debsign) and the signature tests",
+    ),
+    ("sbuild", "sbuild", "building binary packages"),
+    ("mmdebstrap", "mmdebstrap", "making build chroots"),
+    ("newuidmap", "uidmap", "unshare-mode builds"),
+    ("newgidmap", "uidmap", "unshare-mode builds"),
+];
+
+/// Runs every check for `config`.
+pub async fn run(config: &Config) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for (program, package, needed_for) in PROGRAMS {
+        checks.push(program_check(program, package, needed_for));
+    }
+    let user = current_user();
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        checks.push(subordinate_ids(Path::new(file), &user));
+    }
+    checks.push(user_namespaces());
+    checks.push(data_dir(config));
+    checks.push(services(config).await);
+    checks
+}
+
+fn program_check(program: &str, package: &str, needed_for: &'static str) -> Check {
+    match find_program(program) {
+        Some(path) => Check {
+            name: program.to_owned(),
+            needed_for,
+            ok: true,
+            detail: path.display().to_string(),
+            fix: None,
+        },
+        None => Check {
+            name: program.to_owned(),
+            needed_for,
+            ok: false,
+            detail: "not found on PATH".to_owned(),
+            fix: Some(format!(
+                "sudo apt-get install --no-install-recommends {package}"
+            )),
+        },
+    }
+}
+
+/// Where `program` is on `PATH`.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+}
+
+fn current_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            // No USER (as in some containers): root when the effective uid is 0.
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|status| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|ids| ids.split_whitespace().nth(1).map(str::to_owned))
+                        .filter(|uid| uid == "0")
+                        .map(|_| "root".to_owned())
+                })
+        })
+        .unwrap_or_else(|| "root".to_owned())
+}
+
+/// Ids a user needs in `/etc/subuid` and `/etc/subgid` for unshare-mode builds.
+pub const SUBORDINATE_IDS: u64 = 65536;
+
+/// Whether `file` gives `user` at least [`SUBORDINATE_IDS`] ids.
+pub fn subordinate_ids(file: &Path, user: &str) -> Check {
+    let needed_for = "unshare-mode builds (sbuild, mmdebstrap)";
+    let fix = Some(format!(
+        "echo '{user}:100000:{SUBORDINATE_IDS}' | sudo tee -a {}",
+        file.display()
+    ));
+    let name = file.display().to_string();
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            return Check {
+                name,
+                needed_for,
+                ok: false,
+                detail: format!("cannot read it: {e}"),
+                fix,
+            }
+        }
+    };
+    let count: u64 = text
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.trim().split(':');
+            let (who, _start, count) = (parts.next()?, parts.next()?, parts.next()?);
+            (who == user)
+                .then(|| count.trim().parse::<u64>().ok())
+                .flatten()
+        })
+        .sum();
+    if count >= SUBORDINATE_IDS {
+        Check {
+            name,
+            needed_for,
+            ok: true,
+            detail: format!("{user} has {count} subordinate ids"),
+            fix: None,
+        }
+    } else {
+        Check {
+            name,
+            needed_for,
+            ok: false,
+            detail: format!("{user} has {count} subordinate ids, {SUBORDINATE_IDS} are needed"),
+            fix,
+        }
+    }
+}
+
+fn user_namespaces() -> Check {
+    let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    let debian_switch = std::fs::read_to_string("/proc/sys/kernel/unprivileged_userns_clone")
+        .ok()
+        .map(|t| t.trim() == "1");
+    let (ok, detail, fix) = match (max, debian_switch) {
+        (Some(0), _) => (
+            false,
+            "user namespaces are disabled (user.max_user_namespaces = 0)".to_owned(),
+            Some("sudo sysctl -w user.max_user_namespaces=15000".to_owned()),
+        ),
+        (_, Some(false)) => (
+            false,
+            "unprivileged user namespaces are disabled".to_owned(),
+            Some("sudo sysctl -w kernel.unprivileged_userns_clone=1".to_owned()),
+        ),
+        (Some(n), _) => (true, format!("up to {n} user namespaces"), None),
+        (None, _) => (
+            false,
+            "cannot read /proc/sys/user/max_user_namespaces".to_owned(),
+            Some("run on Linux with user namespaces enabled".to_owned()),
+        ),
+    };
+    Check {
+        name: "user namespaces".to_owned(),
+        needed_for: "unshare-mode builds (sbuild, mmdebstrap)",
+        ok,
+        detail,
+        fix,
+    }
+}
+
+fn data_dir(config: &Config) -> Check {
+    let needed_for = "local state (tickets, store, PPAs, build chroots)";
+    let dir = match config.data_dir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            return Check {
+                name: "data dir".to_owned(),
+                needed_for,
+                ok: false,
+                detail: e.to_string(),
+                fix: Some("set --data-dir or UBUNTU_CI_DATA_DIR".to_owned()),
+            }
+        }
+    };
+    let writable = std::fs::create_dir_all(&dir)
+        .and_then(|()| tempfile::tempfile_in(&dir).map(drop))
+        .map_err(|e| e.to_string());
+    Check {
+        name: "data dir".to_owned(),
+        needed_for,
+        ok: writable.is_ok(),
+        detail: match &writable {
+            Ok(()) => format!("{} is writable", dir.display()),
+            Err(e) => format!("{}: {e}", dir.display()),
+        },
+        fix: writable.is_err().then(|| {
+            format!(
+                "make {} writable, or choose another with --data-dir",
+                dir.display()
+            )
+        }),
+    }
+}
+
+async fn services(config: &Config) -> Check {
+    let needed_for = "everything: the ticket system and the data store";
+    let target = config
+        .server
+        .clone()
+        .unwrap_or_else(|| "local state".to_owned());
+    let result = async {
+        let services = config.connect(None).await?;
+        services
+            .tickets
+            .list_tickets(Default::default(), crate::model::PageRequest::default())
+            .await?;
+        services.store.list_containers(Some("ticket.")).await?;
+        Ok::<(), crate::Error>(())
+    }
+    .await;
+    Check {
+        name: "services".to_owned(),
+        needed_for,
+        ok: result.is_ok(),
+        detail: match &result {
+            Ok(()) => format!("{target}: tickets and store answer"),
+            Err(e) => format!("{target}: {e}"),
+        },
+        fix: result.is_err().then(|| {
+            "check --server/--token or tickets_url/store_url in the configuration".to_owned()
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subordinate_ids_are_counted_for_the_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("subuid");
+        std::fs::write(
+            &file,
+            "dev:100000:65536\nroot:200000:1000\nroot:300000:70000\n",
+        )
+        .unwrap();
+        assert!(subordinate_ids(&file, "dev").ok);
+        let root = subordinate_ids(&file, "root");
+        assert!(root.ok, "{root:?}");
+        let nobody = subordinate_ids(&file, "nobody");
+        assert!(!nobody.ok);
+        assert!(nobody.fix.unwrap().contains("nobody:100000:65536"));
+        let missing = subordinate_ids(&dir.path().join("absent"), "root");
+        assert!(!missing.ok && missing.detail.contains("cannot read"));
+    }
+
+    #[test]
+    fn programs_are_found_on_the_path() {
+        assert!(find_program("sh").is_some());
+        assert!(find_program("surely-not-a-program-xyz").is_none());
+        let check = program_check("surely-not-a-program-xyz", "xyz", "tests");
+        assert!(!check.ok);
+        assert_eq!(
+            check.fix.as_deref(),
+            Some("sudo apt-get install --no-install-recommends xyz")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fresh_data_dir_passes_the_state_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Config::default()
+        };
+        let checks = run(&config).await;
+        for name in ["data dir", "services"] {
+            let check = checks.iter().find(|c| c.name == name).unwrap();
+            assert!(check.ok, "{check:?}");
+        }
+    }
+}
