@@ -13,7 +13,12 @@ fn doctor_names_missing_tools_with_their_fix_and_fails() {
         .env("PATH", &bin)
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(9), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let checks: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let sbuild = checks
         .as_array()
@@ -22,7 +27,10 @@ fn doctor_names_missing_tools_with_their_fix_and_fails() {
         .find(|c| c["name"] == "sbuild")
         .unwrap();
     assert_eq!(sbuild["ok"], false);
-    assert_eq!(sbuild["fix"], "sudo apt-get install --no-install-recommends sbuild");
+    assert_eq!(
+        sbuild["fix"],
+        "sudo apt-get install --no-install-recommends sbuild"
+    );
     let data = checks
         .as_array()
         .unwrap()
