@@ -59,6 +59,8 @@ pub enum Command {
     /// Get, release and list PPAs; publish into them; print their signing key
     #[command(subcommand)]
     Ppa(crate::commands::ppa::PpaCommand),
+    /// Build a source upload into a PPA with sbuild, showing the build log live
+    Build(crate::commands::build::BuildArgs),
     /// Check this machine's prerequisites (Debian tools, subordinate ids, state) and say how
     /// to fix what is missing
     Doctor,

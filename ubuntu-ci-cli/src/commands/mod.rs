@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns its arguments into one call into the core.
 
+pub mod build;
 pub mod create_ticket;
 pub mod doctor;
 pub mod ppa;
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store(command) => store::run(&config, json, command).await,
         Command::Ppa(command) => ppa::run(&config, json, command).await,
         Command::Doctor => doctor::run(&config, json).await,
+        Command::Build(args) => build::run(&config, json, args).await,
         Command::Serve(args) => serve::run(config, args).await,
     }
 }

@@ -1,0 +1,627 @@
+//! The local source builder: sbuild in unshare mode, in a chroot tarball made by mmdebstrap.
+//!
+//! One build:
+//!
+//! 1. `fetch`: the sources from the data store, validated again ([`super::fetch`]);
+//! 2. `chroot`: the series' build chroot tarball, `<chroots>/<series>-<arch>.tar.zst`, made
+//!    by `mmdebstrap --variant=buildd` when missing or older than the configured age; a lock
+//!    file makes concurrent requests make it once;
+//! 3. `build`: `sbuild --chroot-mode=unshare` with the PPA as an extra repository (its
+//!    folder bind-mounted into the chroot, its key named by `signed-by`), so a source can
+//!    build-depend on binaries built before it into the same PPA;
+//! 4. `store`: the `.deb`s, `.buildinfo`, binary `.changes` and the build log into the data
+//!    store (container `ticket.<id>.builds`), recorded as artifacts on the upload's subticket;
+//! 5. `publish`: the `.deb`s into the PPA.
+//!
+//! Everything runs in a temporary folder of its own, removed at the end whatever happens;
+//! sbuild's own unpacked chroot lives inside it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use super::fetch::fetch_sources;
+use super::process::{run, Ending, Outcome, Reporter, Supervision};
+use super::{BuildSource, SourceBuilder};
+use crate::archive::{Archives, Publishable};
+use crate::error::{Error, Result};
+use crate::model::{ArtifactType, NewArtifact, PageRequest, SubticketFilter, Uri};
+use crate::ppa::PpaName;
+use crate::queue::{Done, ProgressMessage, ProgressQueues, QueueName};
+use crate::store::{DataStore, ObjectStore};
+use crate::tickets::TicketSystem;
+use crate::upload::ValidatedUpload;
+
+/// How the local builder builds.
+#[derive(Debug, Clone)]
+pub struct SbuildOptions {
+    /// Where chroot tarballs are kept (`<data dir>/chroots`).
+    pub chroot_dir: PathBuf,
+    /// The Debian mirror chroots are made from and builds fetch build-dependencies from.
+    pub mirror: String,
+    /// A chroot older than this is made again.
+    pub chroot_max_age: Duration,
+    /// A build (sbuild alone) running longer is ended.
+    pub timeout: Duration,
+    /// Making a chroot taking longer is ended.
+    pub chroot_timeout: Duration,
+    /// Where each build's temporary folder goes (it must be reachable from the build's user
+    /// namespace; the data dir under a private home may not be).
+    pub work_dir: PathBuf,
+}
+
+impl SbuildOptions {
+    /// The defaults for a data dir.
+    pub fn new(data_dir: &Path) -> SbuildOptions {
+        SbuildOptions {
+            chroot_dir: data_dir.join("chroots"),
+            mirror: "http://deb.debian.org/debian".to_owned(),
+            chroot_max_age: Duration::from_secs(7 * 24 * 3600),
+            timeout: Duration::from_secs(3 * 3600),
+            chroot_timeout: Duration::from_secs(3600),
+            work_dir: std::env::temp_dir(),
+        }
+    }
+}
+
+/// Builds with sbuild on this machine.
+pub struct SbuildBuilder {
+    store: Arc<dyn ObjectStore>,
+    tickets: Option<Arc<dyn TicketSystem>>,
+    archives: Archives,
+    queues: Arc<dyn ProgressQueues>,
+    options: SbuildOptions,
+}
+
+impl fmt::Debug for SbuildBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SbuildBuilder")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SbuildBuilder {
+    /// A builder taking sources from `store`, publishing into `archives`, reporting on
+    /// `queues`, and recording artifacts in `tickets` when given.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        tickets: Option<Arc<dyn TicketSystem>>,
+        archives: Archives,
+        queues: Arc<dyn ProgressQueues>,
+        options: SbuildOptions,
+    ) -> SbuildBuilder {
+        SbuildBuilder {
+            store,
+            tickets,
+            archives,
+            queues,
+            options,
+        }
+    }
+}
+
+/// What a successful build made, as stored.
+#[derive(Debug, Default)]
+struct Built {
+    binaries: Vec<String>,
+    files: Vec<String>,
+    log: Option<String>,
+}
+
+#[async_trait]
+impl SourceBuilder for SbuildBuilder {
+    async fn build_source(&self, request: BuildSource, cancel: CancellationToken) -> Result<Done> {
+        let queue = QueueName::new(request.progress_queue.clone())?;
+        let reporter = Reporter {
+            queues: &*self.queues,
+            queue: &queue,
+        };
+        let result = self.build(&request, &reporter, &cancel).await;
+        let message = match result {
+            Ok(built) => {
+                let mut results = serde_json::Map::new();
+                results.insert("ppa".into(), request.ppa.clone().into());
+                results.insert("binaries".into(), built.binaries.into());
+                results.insert("files".into(), built.files.into());
+                if let Some(log) = built.log {
+                    results.insert("build_log".into(), log.into());
+                }
+                ProgressMessage::completed(results)
+            }
+            Err(failure) => {
+                let mut message = ProgressMessage::failed(failure.reason);
+                if let (ProgressMessage::Done(done), Some(log)) = (&mut message, failure.log) {
+                    done.results.insert("build_log".into(), log.into());
+                }
+                message
+            }
+        };
+        reporter.send(&message).await?;
+        match message {
+            ProgressMessage::Done(done) => Ok(done),
+            _ => Err(Error::internal("a build ended without a final message")),
+        }
+    }
+}
+
+/// Why a build failed, and its log when there is one.
+struct Failure {
+    reason: String,
+    log: Option<String>,
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Failure {
+        Failure {
+            reason: err.to_string(),
+            log: None,
+        }
+    }
+}
+
+impl SbuildBuilder {
+    async fn build(
+        &self,
+        request: &BuildSource,
+        reporter: &Reporter<'_>,
+        cancel: &CancellationToken,
+    ) -> std::result::Result<Built, Failure> {
+        let ppa: PpaName = request.ppa.parse()?;
+        let series = self.archives.series(request.series.as_deref())?;
+        let arch = request
+            .architecture
+            .clone()
+            .unwrap_or_else(|| crate::archive::host_architecture().to_owned());
+        crate::archive::deb::check_architecture(&arch)?;
+
+        let work = tempfile::Builder::new()
+            .prefix("ubuntu-ci-build-")
+            .tempdir_in(&self.options.work_dir)
+            .map_err(Error::from)?;
+        set_mode(work.path(), 0o755)?;
+        let sources = work.path().join("sources");
+        let output = work.path().join("output");
+        for dir in [&sources, &output] {
+            std::fs::create_dir_all(dir).map_err(Error::from)?;
+            set_mode(dir, 0o777)?;
+        }
+
+        phase(
+            reporter,
+            "fetch",
+            format!("fetching {} source files", request.source_packages.len()),
+        )
+        .await?;
+        let upload = fetch_sources(&*self.store, &request.source_packages, &sources).await?;
+        let what = format!("{} {}", upload.changes.source, upload.changes.version);
+
+        phase(
+            reporter,
+            "chroot",
+            format!("preparing the {series}-{arch} build chroot"),
+        )
+        .await?;
+        let chroot = self.ensure_chroot(&series, &arch, reporter, cancel).await?;
+
+        phase(
+            reporter,
+            "build",
+            format!("building {what} for {series}/{arch} with sbuild"),
+        )
+        .await?;
+        self.archives.ensure(&ppa, Some(&series)).await?;
+        let log = work.path().join("console.log");
+        let outcome = self
+            .run_sbuild(
+                &upload, &ppa, &series, &arch, &chroot, &output, &log, reporter, cancel,
+            )
+            .await?;
+        let sbuild_log = find_suffix(&output, ".build").unwrap_or(log);
+
+        phase(reporter, "store", format!("storing the results of {what}")).await?;
+        let container = match request.ticket_id {
+            Some(id) => format!("ticket.{id}"),
+            None => format!("build.{}", reporter.queue),
+        };
+        let store = DataStore::open(self.store.clone(), &container, "builds", true).await?;
+        let subticket = self.subticket_of(request.ticket_id, &upload).await;
+        let log_url = self
+            .keep(&store, subticket, &sbuild_log, ArtifactType::BuildLog)
+            .await?;
+        if !outcome.succeeded() {
+            return Err(Failure {
+                reason: failure_reason(&outcome, &what),
+                log: Some(log_url),
+            });
+        }
+        let mut built = Built {
+            log: Some(log_url),
+            ..Built::default()
+        };
+        let mut debs = Vec::new();
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&output)
+            .map_err(Error::from)?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        names.sort();
+        for path in names {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            let kind = if name.ends_with(".deb") {
+                ArtifactType::Binary
+            } else if name.ends_with(".buildinfo") || name.ends_with(".changes") {
+                ArtifactType::Log
+            } else {
+                continue;
+            };
+            let url = self.keep(&store, subticket, &path, kind).await?;
+            if kind == ArtifactType::Binary {
+                debs.push(Publishable::Deb(path.clone()));
+                built.binaries.push(url);
+            } else {
+                built.files.push(url);
+            }
+        }
+        if debs.is_empty() {
+            return Err(Failure {
+                reason: format!("sbuild built {what} but left no .deb"),
+                log: built.log,
+            });
+        }
+
+        phase(
+            reporter,
+            "publish",
+            format!("publishing {} binaries into {ppa}", debs.len()),
+        )
+        .await?;
+        self.archives.publish(&ppa, Some(&series), debs).await?;
+        Ok(built)
+    }
+
+    async fn keep(
+        &self,
+        store: &DataStore,
+        subticket: Option<i64>,
+        path: &Path,
+        kind: ArtifactType,
+    ) -> Result<String> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::internal("a build output without a name"))?
+            .to_owned();
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::from(e).with_resource(path.display().to_string()))?;
+        let url = store
+            .put_file(&name, crate::store::Body::File(file))
+            .await?;
+        if let (Some(tickets), Some(subticket)) = (&self.tickets, subticket) {
+            tickets
+                .create_artifact(NewArtifact {
+                    name,
+                    subticket: Some(Uri::new(subticket)),
+                    ticket: None,
+                    reference: url.to_string(),
+                    artifact_type: kind,
+                })
+                .await?;
+        }
+        Ok(url.to_string())
+    }
+
+    /// The subticket of `upload` in ticket `ticket`: the one whose SPU has its fingerprint.
+    async fn subticket_of(&self, ticket: Option<i64>, upload: &ValidatedUpload) -> Option<i64> {
+        let (tickets, ticket) = (self.tickets.as_ref()?, ticket?);
+        let page = tickets
+            .list_subtickets(
+                SubticketFilter {
+                    ticket: Some(Uri::new(ticket)),
+                    source_package_upload: None,
+                },
+                PageRequest {
+                    limit: PageRequest::MAX_LIMIT,
+                    offset: 0,
+                },
+            )
+            .await
+            .ok()?;
+        for subticket in page.objects {
+            let spu = tickets
+                .get_spu(subticket.source_package_upload.id())
+                .await
+                .ok()?;
+            if spu.fingerprint == upload.fingerprint {
+                return Some(subticket.id);
+            }
+        }
+        None
+    }
+
+    /// The chroot tarball of `series`/`arch`, made when missing or too old.
+    async fn ensure_chroot(
+        &self,
+        series: &str,
+        arch: &str,
+        reporter: &Reporter<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<PathBuf> {
+        let dir = self.options.chroot_dir.clone();
+        std::fs::create_dir_all(&dir)?;
+        let tarball = dir.join(format!("{series}-{arch}.tar.zst"));
+        let lock_path = dir.join(format!(".{series}-{arch}.lock"));
+        let lock = tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
+            let file = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| Error::internal("the chroot lock task failed").with_source(e))??;
+        let fresh = std::fs::metadata(&tarball)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < self.options.chroot_max_age);
+        if !fresh {
+            let tmp = dir.join(format!(
+                ".{series}-{arch}.{:08x}.tar.zst",
+                rand::random::<u32>()
+            ));
+            let mut command = Command::new("mmdebstrap");
+            command
+                .arg("--variant=buildd")
+                .arg(format!("--architectures={arch}"))
+                .arg("--include=ca-certificates")
+                .arg(series)
+                .arg(&tmp)
+                .arg(&self.options.mirror);
+            let log = dir.join(format!("{series}-{arch}.mmdebstrap.log"));
+            let supervision = Supervision {
+                phase: "chroot".to_owned(),
+                timeout: self.options.chroot_timeout,
+                ..Supervision::default()
+            };
+            let outcome = run(command, &log, reporter, &supervision, cancel).await;
+            let made = matches!(&outcome, Ok(o) if o.succeeded());
+            if !made {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(match outcome {
+                    Ok(o) => Error::unavailable(format!(
+                        "mmdebstrap could not make the {series}-{arch} chroot ({}): {}",
+                        describe(&o.ending),
+                        o.tail.last().cloned().unwrap_or_default()
+                    )),
+                    Err(e) => e,
+                });
+            }
+            std::fs::rename(&tmp, &tarball)?;
+        }
+        drop(lock);
+        Ok(tarball)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_sbuild(
+        &self,
+        upload: &ValidatedUpload,
+        ppa: &PpaName,
+        series: &str,
+        arch: &str,
+        chroot: &Path,
+        output: &Path,
+        log: &Path,
+        reporter: &Reporter<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome> {
+        let work = output
+            .parent()
+            .ok_or_else(|| Error::internal("a build folder without a parent"))?;
+        let unpack = work.join("chroot");
+        std::fs::create_dir_all(&unpack)?;
+        set_mode(&unpack, 0o777)?;
+        // The PPA's folder is bind-mounted into the chroot; its key.asc comes with it.
+        let archive = self.archives.path(ppa);
+        let config = work.join("sbuild.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "$unshare_tmpdir_template = '{}/tmp.sbuild.XXXXXXXXXX';\n\
+                 $unshare_bind_mounts = [ {{ directory => '{}', mountpoint => '/srv/ubuntu-ci-ppa' }} ];\n\
+                 1;\n",
+                perl_quote(&unpack)?,
+                perl_quote(&archive)?,
+            ),
+        )?;
+        let dsc = upload
+            .files
+            .iter()
+            .find(|f| f.name.ends_with(".dsc"))
+            .ok_or_else(|| Error::internal("a validated upload without a .dsc"))?;
+        let mut command = Command::new("sbuild");
+        command
+            .env("SBUILD_CONFIG", &config)
+            .arg("--chroot-mode=unshare")
+            .arg(format!("--chroot={}", chroot.display()))
+            .arg(format!("--dist={series}"))
+            .arg(format!("--arch={arch}"))
+            .arg("--no-run-lintian")
+            .arg("--no-run-piuparts")
+            .arg("--no-run-autopkgtest")
+            .arg("--nolog")
+            .arg(format!(
+                "--extra-repository=deb [signed-by=/srv/ubuntu-ci-ppa/key.asc] file:/srv/ubuntu-ci-ppa {series} main"
+            ))
+            .arg(format!("--build-dir={}", output.display()))
+            .arg(&dsc.path)
+            .current_dir(output);
+        let supervision = Supervision {
+            phase: "build".to_owned(),
+            timeout: self.options.timeout,
+            ..Supervision::default()
+        };
+        run(command, log, reporter, &supervision, cancel).await
+    }
+}
+
+async fn phase(reporter: &Reporter<'_>, name: &str, message: String) -> Result<()> {
+    reporter
+        .send(&ProgressMessage::Phase {
+            phase: name.to_owned(),
+            message,
+        })
+        .await
+}
+
+fn describe(ending: &Ending) -> String {
+    match ending {
+        Ending::Exited(Some(code)) => format!("exit status {code}"),
+        Ending::Exited(None) => "killed by a signal".to_owned(),
+        Ending::TimedOut => "timed out".to_owned(),
+        Ending::Cancelled => "cancelled".to_owned(),
+    }
+}
+
+/// The reason of a failed build, from sbuild's exit and the end of its log.
+fn failure_reason(outcome: &Outcome, what: &str) -> String {
+    let unsatisfiable: Vec<&str> = outcome
+        .tail
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("unsat-dependency:"))
+        .map(str::trim)
+        .collect();
+    let tail_field = |name: &str| {
+        outcome
+            .tail
+            .iter()
+            .find_map(|l| l.strip_prefix(name).map(str::trim))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    match &outcome.ending {
+        Ending::TimedOut => format!("the build of {what} ran past its time limit and was ended"),
+        Ending::Cancelled => format!("the build of {what} was cancelled"),
+        _ if !unsatisfiable.is_empty() => format!(
+            "build-dependency not satisfiable for {what}: {}",
+            unsatisfiable.join(", ")
+        ),
+        ending => {
+            let stage = tail_field("Fail-Stage:");
+            let last: Vec<&str> = outcome
+                .tail
+                .iter()
+                .map(String::as_str)
+                .filter(|l| !l.trim().is_empty())
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            format!(
+                "the build of {what} failed ({}{}); the log ends:\n{}",
+                describe(ending),
+                if stage.is_empty() {
+                    String::new()
+                } else {
+                    format!(", stage {stage}")
+                },
+                last.join("\n")
+            )
+        }
+    }
+}
+
+fn find_suffix(dir: &Path, suffix: &str) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(suffix))
+                && p.is_file()
+        })
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::from(e).with_resource(path.display().to_string()))
+}
+
+/// A path for a single-quoted Perl string.
+fn perl_quote(path: &Path) -> Result<String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| Error::invalid(format!("{} is not UTF-8", path.display())))?;
+    if text.contains(['\'', '\\']) {
+        return Err(Error::invalid(format!(
+            "{text}: a path with quotes or backslashes cannot go into sbuild's configuration"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(code: i32, tail: &[&str]) -> Outcome {
+        Outcome {
+            ending: Ending::Exited(Some(code)),
+            tail: tail.iter().map(|l| (*l).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn failure_reasons_name_the_cause() {
+        let deps = outcome(
+            3,
+            &[
+                "      unsat-dependency: no-such-package-xyz:amd64",
+                "Status: given-back",
+            ],
+        );
+        assert_eq!(
+            failure_reason(&deps, "hello 1.0"),
+            "build-dependency not satisfiable for hello 1.0: no-such-package-xyz:amd64"
+        );
+        let failed = outcome(
+            2,
+            &[
+                "make: *** [debian/rules:7: build] Error 1",
+                "Fail-Stage: build",
+                "Status: attempted",
+            ],
+        );
+        let reason = failure_reason(&failed, "hello 1.0");
+        assert!(reason.contains("exit status 2, stage build"), "{reason}");
+        assert!(reason.contains("debian/rules:7"), "{reason}");
+        let timed_out = Outcome {
+            ending: Ending::TimedOut,
+            tail: vec![],
+        };
+        assert!(failure_reason(&timed_out, "x").contains("time limit"));
+    }
+
+    #[test]
+    fn hostile_paths_stay_out_of_the_perl_config() {
+        assert!(perl_quote(Path::new("/tmp/ok dir")).is_ok());
+        assert!(perl_quote(Path::new("/tmp/x'; system('rm')")).is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! `ubuntu-ci build`: one upload built into a PPA without a ticket, its progress followed
+//! live.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::sbuild::{SbuildBuilder, SbuildOptions};
+use super::{BuildSource, SourceBuilder};
+use crate::config::Services;
+use crate::error::{Error, Result};
+use crate::ppa::PpaName;
+use crate::queue::memory::MemoryQueues;
+use crate::queue::{Done, MessageStream, ProgressQueues, QueueName};
+use crate::store::DataStore;
+use crate::upload::validate_changes;
+
+/// A build under way: its queue's messages as they come, and its end.
+pub struct RunningBuild {
+    /// The progress queue.
+    pub queue: QueueName,
+    /// Every message of the build, ending with the final one.
+    pub messages: MessageStream,
+    /// The final message, when the build ends.
+    pub done: tokio::task::JoinHandle<Result<Done>>,
+}
+
+/// Validates `changes` (and its signatures, by the configured policy), stores its files in
+/// the data store (container `build.<queue>.sources`) and starts building them into `ppa`.
+///
+/// # Errors
+/// `InvalidInput` for a bad upload; `Unauthorized` for a refused signature; `Unsupported`
+/// when the archives are not local (building through a server needs workers, which come
+/// later).
+pub async fn start(
+    services: &Services,
+    changes: &Path,
+    ppa: &PpaName,
+    series: Option<&str>,
+    architecture: Option<&str>,
+    options: SbuildOptions,
+    cancel: CancellationToken,
+) -> Result<RunningBuild> {
+    let archives = services.archives.local().cloned().ok_or_else(|| {
+        Error::unsupported(
+            "ubuntu-ci build runs on local state; building through a server needs workers, \
+             which are not there yet",
+        )
+    })?;
+    let upload = validate_changes(changes).await?;
+    services.uploads.check(&upload).await?;
+    let queue = QueueName::new(format!("bsbuilder-{:08x}-exchange", rand::random::<u32>()))?;
+    let store = DataStore::open(
+        services.store.clone(),
+        &format!("build.{queue}"),
+        "sources",
+        true,
+    )
+    .await?;
+    let mut urls = Vec::new();
+    for file in upload.files.iter().chain(&upload.dsc_only_files) {
+        let handle = std::fs::File::open(&file.path)
+            .map_err(|e| Error::from(e).with_resource(file.path.display().to_string()))?;
+        urls.push(
+            store
+                .put_file(&file.name, crate::store::Body::File(handle))
+                .await?
+                .to_string(),
+        );
+    }
+    let queues: Arc<dyn ProgressQueues> = Arc::new(MemoryQueues::default());
+    let messages = queues.subscribe(&queue, None).await?;
+    let builder = SbuildBuilder::new(services.store.clone(), None, archives, queues, options);
+    let request = BuildSource {
+        source_packages: urls,
+        ppa: ppa.to_string(),
+        progress_queue: queue.to_string(),
+        ticket_id: None,
+        series: series.map(str::to_owned),
+        architecture: architecture.map(str::to_owned),
+    };
+    let done = tokio::spawn(async move { builder.build_source(request, cancel).await });
+    Ok(RunningBuild {
+        queue,
+        messages,
+        done,
+    })
+}
