@@ -10,6 +10,7 @@ cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 . scripts/lib.sh
 
 install_debian_packages
+ensure_subordinate_ids
 step "cargo build"
 cargo build -j2 -p ubuntu-ci-cli
 ubuntu_ci=target/debug/ubuntu-ci

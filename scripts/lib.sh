@@ -11,8 +11,10 @@ as_root() {
 # Debian packages the tests and the main job need: dpkg-source, dpkg-genchanges,
 # dpkg-scanpackages (dpkg-dev); apt-get with its gpgv for the archive proofs (apt, gpgv);
 # gpg for the signed-upload tests (gnupg); apt-ftparchive for the archive benchmark
-# (apt-utils); xz for the compression checks (xz-utils).
-DEBIAN_PACKAGES=(dpkg-dev time apt gpgv gnupg apt-utils xz-utils)
+# (apt-utils); xz for the compression checks (xz-utils); sbuild in unshare mode with
+# chroots made by mmdebstrap for the builds (sbuild, mmdebstrap, uidmap; zstd for the
+# chroot tarballs).
+DEBIAN_PACKAGES=(dpkg-dev time apt gpgv gnupg apt-utils xz-utils sbuild mmdebstrap uidmap zstd)
 
 install_debian_packages() {
     local missing=() pkg
@@ -24,6 +26,19 @@ install_debian_packages() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     fi
+}
+
+# Unshare-mode builds map the building user's ids to a subordinate range: give the user one
+# of 65536 ids in /etc/subuid and /etc/subgid unless it has one.
+ensure_subordinate_ids() {
+    local user file
+    user=$(id -un)
+    for file in /etc/subuid /etc/subgid; do
+        if ! grep -q "^$user:" "$file" 2>/dev/null; then
+            step "adding $user:100000:65536 to $file (for unshare-mode builds)"
+            echo "$user:100000:65536" | as_root tee -a "$file" >/dev/null
+        fi
+    done
 }
 
 start_postgres() {

@@ -7,6 +7,7 @@ cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 . scripts/lib.sh
 
 install_debian_packages
+ensure_subordinate_ids
 start_postgres
 export UBUNTU_CI_TEST_POSTGRES=${UBUNTU_CI_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
 

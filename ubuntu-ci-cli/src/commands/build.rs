@@ -76,10 +76,9 @@ pub async fn run(config: &Config, json: bool, args: BuildArgs) -> anyhow::Result
     drop(last);
     match done.state {
         DoneState::Completed => Ok(()),
-        DoneState::Failed => Err(Error::conflict(
-            done.reason.unwrap_or_else(|| "the build failed".to_owned()),
-        )
-        .into()),
+        DoneState::Failed => {
+            Err(Error::invalid(done.reason.unwrap_or_else(|| "the build failed".to_owned())).into())
+        }
     }
 }
 

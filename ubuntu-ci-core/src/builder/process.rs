@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::queue::{ProgressMessage, ProgressQueues, QueueName, LOG_BATCH_LINES, LOG_BATCH_MS};
 
 /// Lines of the end of the log kept for a failure's reason.
-pub const TAIL_LINES: usize = 40;
+pub const TAIL_LINES: usize = 300;
 
 /// How a supervised run is reported and bounded.
 #[derive(Debug, Clone)]

@@ -471,6 +471,8 @@ impl SbuildBuilder {
         let supervision = Supervision {
             phase: "build".to_owned(),
             timeout: self.options.timeout,
+            // sbuild needs some seconds after SIGTERM to end its build and clean up.
+            grace: Duration::from_secs(30),
             ..Supervision::default()
         };
         run(command, log, reporter, &supervision, cancel).await
@@ -520,29 +522,38 @@ fn failure_reason(outcome: &Outcome, what: &str) -> String {
         ),
         ending => {
             let stage = tail_field("Fail-Stage:");
-            let last: Vec<&str> = outcome
-                .tail
-                .iter()
-                .map(String::as_str)
-                .filter(|l| !l.trim().is_empty())
-                .rev()
-                .take(15)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
             format!(
-                "the build of {what} failed ({}{}); the log ends:\n{}",
+                "the build of {what} failed ({}{}); the log says:\n{}",
                 describe(ending),
                 if stage.is_empty() {
                     String::new()
                 } else {
                     format!(", stage {stage}")
                 },
-                last.join("\n")
+                error_context(&outcome.tail).join("\n")
             )
         }
     }
+}
+
+/// The lines that explain a failure: up to 15 before and including sbuild's last `E: `
+/// line before its summary, else the 15 before the summary.
+fn error_context(tail: &[String]) -> Vec<&str> {
+    // sbuild repeats its error after the summary: look before the summary.
+    let summary = tail
+        .iter()
+        .rposition(|l| l.starts_with("| Summary"))
+        .unwrap_or(tail.len());
+    let end = tail[..summary]
+        .iter()
+        .rposition(|l| l.starts_with("E: "))
+        .map_or(summary, |i| i + 1);
+    let lines: Vec<&str> = tail[..end]
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(15)..].to_vec()
 }
 
 fn find_suffix(dir: &Path, suffix: &str) -> Option<PathBuf> {
@@ -612,6 +623,7 @@ mod tests {
         let reason = failure_reason(&failed, "hello 1.0");
         assert!(reason.contains("exit status 2, stage build"), "{reason}");
         assert!(reason.contains("debian/rules:7"), "{reason}");
+        assert!(!reason.contains("Summary"), "{reason}");
         let timed_out = Outcome {
             ending: Ending::TimedOut,
             tail: vec![],

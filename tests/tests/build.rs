@@ -1,0 +1,280 @@
+//! Real sbuild builds (unshare mode, a bookworm chroot made by mmdebstrap): the example
+//! package, a package whose build fails, one with a build-dependency that does not exist,
+//! and two sources of one ticket where the second build-depends on the first.
+//!
+//! The chroot tarball is made once, into `target/test-chroots/`, and shared by the runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use ubuntu_ci_core::archive::{ArchiveOptions, Archives};
+use ubuntu_ci_core::builder::order::{build_order, BuildNode};
+use ubuntu_ci_core::builder::sbuild::{SbuildBuilder, SbuildOptions};
+use ubuntu_ci_core::builder::{BuildSource, SourceBuilder};
+use ubuntu_ci_core::ppa::PpaName;
+use ubuntu_ci_core::queue::memory::MemoryQueues;
+use ubuntu_ci_core::queue::{Done, DoneState, ProgressMessage, ProgressQueues, QueueName};
+use ubuntu_ci_core::store::{open_store, Body, ContainerName, ObjectName, ObjectStore};
+use ubuntu_ci_core::upload::validate_changes;
+use ubuntu_ci_tests::{build_example_package, repo_root};
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    work: PathBuf,
+    store: Arc<dyn ObjectStore>,
+    archives: Archives,
+    queues: Arc<MemoryQueues>,
+    builder: SbuildBuilder,
+}
+
+fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(
+        &format!("file://{}/", dir.path().join("store").display()),
+        &Default::default(),
+    )
+    .unwrap();
+    let archives = Archives::new(dir.path().join("ppa"), ArchiveOptions::default());
+    let queues = Arc::new(MemoryQueues::default());
+    let mut options = SbuildOptions::new(dir.path());
+    options.chroot_dir = repo_root().join("target/test-chroots");
+    let builder = SbuildBuilder::new(
+        store.clone(),
+        None,
+        archives.clone(),
+        queues.clone(),
+        options,
+    );
+    Rig {
+        work: dir.path().join("work"),
+        _dir: dir,
+        store,
+        archives,
+        queues,
+        builder,
+    }
+}
+
+/// A copy of the example package with `edit` applied, built into a source upload.
+fn variant(work: &Path, name: &str, edit: impl Fn(&Path)) -> PathBuf {
+    let tree = work.join(format!("{name}-tree"));
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(repo_root().join("examples/packages/hello-ci"))
+        .arg(&tree)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    edit(&tree);
+    let out = work.join(name);
+    let status = Command::new("bash")
+        .arg(repo_root().join("examples/packages/build-source.sh"))
+        .arg(&out)
+        .env("HELLO_CI_SOURCE_DIR", &tree)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("_source.changes"))
+        .unwrap()
+}
+
+fn replace_in(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} in {}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+async fn stage(rig: &Rig, changes: &Path) -> Vec<String> {
+    let upload = validate_changes(changes).await.unwrap();
+    let container =
+        ContainerName::new(format!("ticket.{:08x}.sources", rand::random::<u32>())).unwrap();
+    rig.store.ensure_container(&container, true).await.unwrap();
+    let mut urls = Vec::new();
+    for file in upload.files.iter().chain(&upload.dsc_only_files) {
+        let name = ObjectName::new(file.name.clone()).unwrap();
+        let body = Body::File(std::fs::File::open(&file.path).unwrap());
+        rig.store.put(&container, &name, body).await.unwrap();
+        urls.push(rig.store.object_url(&container, &name).to_string());
+    }
+    urls
+}
+
+/// Builds `changes` into `ppa`; returns the final message and every message.
+async fn build(rig: &Rig, changes: &Path, ppa: &PpaName) -> (Done, Vec<ProgressMessage>) {
+    let queue =
+        QueueName::new(format!("bsbuilder-{:08x}-exchange", rand::random::<u32>())).unwrap();
+    let request = BuildSource {
+        source_packages: stage(rig, changes).await,
+        ppa: ppa.to_string(),
+        progress_queue: queue.to_string(),
+        ticket_id: None,
+        series: None,
+        architecture: None,
+    };
+    let done = rig
+        .builder
+        .build_source(request, CancellationToken::new())
+        .await
+        .unwrap();
+    let messages = rig
+        .queues
+        .subscribe(&queue, None)
+        .await
+        .unwrap()
+        .map(|m| ProgressMessage::from_json(&m.unwrap().body).unwrap())
+        .collect()
+        .await;
+    (done, messages)
+}
+
+fn no_build_folders_left() {
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("ubuntu-ci-build-")
+        })
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_sbuild_builds() {
+    let rig = rig();
+    std::fs::create_dir_all(&rig.work).unwrap();
+    let ppa: PpaName = "ppa:ci-team/ppa_build_1".parse().unwrap();
+
+    // The example builds, its log streams, its .deb holds the program, the PPA serves it.
+    let changes = build_example_package(&rig.work.join("hello"));
+    let (done, messages) = build(&rig, &changes, &ppa).await;
+    assert_eq!(done.state, DoneState::Completed, "{:?}", done.reason);
+    let phases: Vec<String> = messages
+        .iter()
+        .filter_map(|m| match m {
+            ProgressMessage::Phase { phase, .. } => Some(phase.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(phases, ["fetch", "chroot", "build", "store", "publish"]);
+    let log: Vec<&String> = messages
+        .iter()
+        .filter_map(|m| match m {
+            ProgressMessage::Log { log } => Some(log),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(
+        log.iter().any(|l| l.starts_with("Status: successful")),
+        "the log streamed"
+    );
+    let packages = rig.archives.list(&ppa, None).await.unwrap();
+    assert!(packages
+        .iter()
+        .any(|p| p.name == "hello-ci" && p.architecture == "amd64"));
+    let deb = rig
+        .archives
+        .path(&ppa)
+        .join("pool/main/h/hello-ci/hello-ci_1.0-1_amd64.deb");
+    let listing = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("./usr/bin/hello-ci"), "{listing}");
+    assert!(
+        listing.contains("./usr/share/man/man1/hello-ci.1.gz"),
+        "{listing}"
+    );
+    no_build_folders_left();
+
+    // A build that fails: FAILED, with the end of the log in the reason and the log kept.
+    let failing = variant(&rig.work, "failing", |tree| {
+        let rules = tree.join("debian/rules");
+        let mut text = std::fs::read_to_string(&rules).unwrap();
+        text.push_str("\noverride_dh_auto_build:\n\techo 'deliberate build failure'; exit 1\n");
+        std::fs::write(rules, text).unwrap();
+        replace_in(&tree.join("debian/changelog"), "(1.0-1)", "(1.0-2)");
+    });
+    let (done, _) = build(&rig, &failing, &ppa).await;
+    assert_eq!(done.state, DoneState::Failed);
+    let reason = done.reason.unwrap();
+    assert!(reason.contains("deliberate build failure"), "{reason}");
+    assert!(done.results.contains_key("build_log"));
+    no_build_folders_left();
+
+    // A build-dependency that does not exist is named.
+    let missing = variant(&rig.work, "missing", |tree| {
+        replace_in(
+            &tree.join("debian/control"),
+            "Build-Depends: debhelper-compat (= 13)",
+            "Build-Depends: debhelper-compat (= 13), no-such-package-xyz",
+        );
+        replace_in(&tree.join("debian/changelog"), "(1.0-1)", "(1.0-3)");
+    });
+    let (done, _) = build(&rig, &missing, &ppa).await;
+    assert_eq!(done.state, DoneState::Failed);
+    let reason = done.reason.unwrap();
+    assert!(
+        reason.contains("build-dependency not satisfiable")
+            && reason.contains("no-such-package-xyz"),
+        "{reason}"
+    );
+
+    // Two sources of one ticket: the second build-depends on the first, which is not in
+    // Debian; ordered by their build-dependencies, the second finds it in the PPA.
+    let user = variant(&rig.work, "user", |tree| {
+        replace_in(
+            &tree.join("debian/control"),
+            "Source: hello-ci",
+            "Source: hello-ci-user",
+        );
+        replace_in(
+            &tree.join("debian/control"),
+            "Package: hello-ci",
+            "Package: hello-ci-user",
+        );
+        replace_in(
+            &tree.join("debian/control"),
+            "Build-Depends: debhelper-compat (= 13)",
+            "Build-Depends: debhelper-compat (= 13), hello-ci",
+        );
+        replace_in(
+            &tree.join("debian/changelog"),
+            "hello-ci (1.0-1)",
+            "hello-ci-user (1.0-1)",
+        );
+    });
+    let first = build_example_package(&rig.work.join("hello-again"));
+    let uploads = [user.clone(), first.clone()];
+    let mut nodes = Vec::new();
+    for changes in &uploads {
+        nodes.push(BuildNode::of(&validate_changes(changes).await.unwrap().dsc));
+    }
+    let order = build_order(&nodes).unwrap();
+    assert_eq!(order, [1, 0], "hello-ci builds before what needs it");
+    let second_ppa: PpaName = "ppa:ci-team/ppa_build_2".parse().unwrap();
+    for i in order {
+        let (done, _) = build(&rig, &uploads[i], &second_ppa).await;
+        assert_eq!(done.state, DoneState::Completed, "{:?}", done.reason);
+    }
+    let names: Vec<String> = rig
+        .archives
+        .list(&second_ppa, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert!(names.contains(&"hello-ci-user".to_owned()), "{names:?}");
+    no_build_folders_left();
+}
