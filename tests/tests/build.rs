@@ -21,6 +21,10 @@ use ubuntu_ci_core::store::{open_store, Body, ContainerName, ObjectName, ObjectS
 use ubuntu_ci_core::upload::validate_changes;
 use ubuntu_ci_tests::{build_example_package, repo_root};
 
+/// One real build test at a time: they are heavy, and the cancel test looks for stray build
+/// processes, which another test's build would be.
+static BUILDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Rig {
     _dir: tempfile::TempDir,
     work: PathBuf,
@@ -148,6 +152,7 @@ fn no_build_folders_left() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn real_sbuild_builds() {
+    let _one_at_a_time = BUILDS.lock().await;
     let rig = rig();
     std::fs::create_dir_all(&rig.work).unwrap();
     let ppa: PpaName = "ppa:ci-team/ppa_build_1".parse().unwrap();
@@ -276,5 +281,80 @@ async fn real_sbuild_builds() {
         .map(|p| p.name)
         .collect();
     assert!(names.contains(&"hello-ci-user".to_owned()), "{names:?}");
+    no_build_folders_left();
+}
+
+/// Processes running as the build's subordinate root (uid 100000) or sbuild itself.
+fn build_processes() -> Vec<String> {
+    let output = Command::new("ps")
+        .args(["-eo", "pid,uid,args", "--no-headers"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.get(1) == Some(&"100000") || l.contains("/usr/bin/sbuild")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A build cancelled while it compiles ends as FAILED (cancelled) and leaves no process and
+/// no folder behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_build_leaves_nothing_behind() {
+    let _one_at_a_time = BUILDS.lock().await;
+    let rig = rig();
+    std::fs::create_dir_all(&rig.work).unwrap();
+    let slow = variant(&rig.work, "slow", |tree| {
+        let rules = tree.join("debian/rules");
+        let mut text = std::fs::read_to_string(&rules).unwrap();
+        text.push_str(
+            "\noverride_dh_auto_build:\n\techo SLOW-BUILD-STARTED; sleep 600 & sleep 600\n",
+        );
+        std::fs::write(rules, text).unwrap();
+    });
+    let queue =
+        QueueName::new(format!("bsbuilder-{:08x}-exchange", rand::random::<u32>())).unwrap();
+    let request = BuildSource {
+        source_packages: stage(&rig, &slow).await,
+        ppa: "ppa:ci-team/ppa_build_9".into(),
+        progress_queue: queue.to_string(),
+        ticket_id: None,
+        series: None,
+        architecture: None,
+    };
+    let cancel = CancellationToken::new();
+    let mut messages = rig.queues.subscribe(&queue, None).await.unwrap();
+    let builder = Arc::new(rig.builder);
+    let build = {
+        let (builder, cancel) = (builder.clone(), cancel.clone());
+        tokio::spawn(async move { builder.build_source(request, cancel).await })
+    };
+    // Cancel once the build is compiling.
+    while let Some(message) = messages.next().await {
+        let message = ProgressMessage::from_json(&message.unwrap().body).unwrap();
+        if let ProgressMessage::Log { log } = &message {
+            if log.iter().any(|l| l == "SLOW-BUILD-STARTED") {
+                break;
+            }
+        }
+        assert!(!matches!(message, ProgressMessage::Done(_)), "{message:?}");
+    }
+    assert!(!build_processes().is_empty(), "the build is running");
+    cancel.cancel();
+    let done = tokio::time::timeout(std::time::Duration::from_secs(120), build)
+        .await
+        .expect("the cancel ends the build in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.state, DoneState::Failed);
+    assert!(done.reason.unwrap().contains("cancelled"));
+    assert!(
+        build_processes().is_empty(),
+        "left running: {:?}",
+        build_processes()
+    );
     no_build_folders_left();
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The example package built through `ubuntu-ci build`, beside sbuild run by hand on the
+# same source package with the same chroot tarball and options, in the same run.
+#
+# Usage: benches/build.sh            (RUNS=3 by default)
+# Target: ubuntu-ci adds little to sbuild's own time (fetching from the store, storing the
+# results, publishing into the PPA).
+set -euo pipefail
+cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
+runs=${RUNS:-3}
+
+cargo build -j2 --release -p ubuntu-ci-cli >/dev/null
+ubuntu_ci=$PWD/target/release/ubuntu-ci
+work=$(mktemp -d "${TMPDIR:-/tmp}/bench-build.XXXXXX")
+trap 'rm -rf -- "$work"' EXIT
+examples/packages/build-source.sh "$work/src" >/dev/null 2>&1
+changes=$(ls "$work"/src/*_source.changes)
+dsc=$(ls "$work"/src/*.dsc)
+data="$work/data"
+
+# The chroot is made once, outside the timings (a cached one is reused when given).
+mkdir -p "$data/chroots"
+if [ -n "${CHROOT_TARBALL:-}" ]; then
+    cp "$CHROOT_TARBALL" "$data/chroots/bookworm-amd64.tar.zst"
+else
+    "$ubuntu_ci" --data-dir "$data" build "$changes" --ppa ppa:ci-team/ppa_warmup >/dev/null 2>&1
+fi
+tarball="$data/chroots/bookworm-amd64.tar.zst"
+
+seconds() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+ours=() theirs=()
+for i in $(seq 1 "$runs"); do
+    start=$(seconds)
+    "$ubuntu_ci" --data-dir "$data" build "$changes" --ppa "ppa:ci-team/ppa_bench_$i" >/dev/null 2>&1
+    ours+=("$(echo "$(seconds) - $start" | bc)")
+
+    out="$work/by-hand-$i"
+    mkdir -p "$out"
+    start=$(seconds)
+    (cd "$out" && sbuild --chroot-mode=unshare --chroot="$tarball" --dist=bookworm --arch=amd64 \
+        --no-run-lintian --no-run-piuparts --no-run-autopkgtest --build-dir="$out" "$dsc" \
+        >/dev/null 2>&1)
+    theirs+=("$(echo "$(seconds) - $start" | bc)")
+done
+our=$(printf '%s\n' "${ours[@]}" | median)
+their=$(printf '%s\n' "${theirs[@]}" | median)
+printf '%-28s %10s\n' "" "median (s)"
+printf '%-28s %10.1f\n' "sbuild by hand" "$their"
+printf '%-28s %10.1f\n' "ubuntu-ci build" "$our"
+printf '%-28s %10.2fx\n' "ratio (ubuntu-ci / sbuild)" "$(echo "$our / $their" | bc -l)"
