@@ -166,3 +166,52 @@ pub fn ubuntu_ci(data_dir: &Path) -> Command {
         .env_remove("UBUNTU_CI_DATA_DIR");
     command
 }
+
+/// `ubuntu-ci serve` in a child process on a free port, killed on drop.
+pub struct ServedProcess {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its URL (`http://127.0.0.1:PORT/`).
+    pub url: String,
+    /// What it printed on stderr before listening (its warnings).
+    pub warnings: String,
+}
+
+impl Drop for ServedProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `ubuntu-ci serve` on `data_dir` with `token`; its stderr goes to
+/// `<data_dir>/serve.log`.
+pub fn serve_process(data_dir: &Path, token: &str) -> ServedProcess {
+    use std::io::BufRead;
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let log = data_dir.join("serve.log");
+    let mut child = ubuntu_ci(data_dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("UBUNTU_CI_TOKEN", token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("serve.log"))
+        .spawn()
+        .expect("spawn serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("serve prints its URL");
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .expect("URL at the end of the line")
+        .to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    let warnings = std::fs::read_to_string(&log).unwrap_or_default();
+    ServedProcess {
+        child,
+        url,
+        warnings,
+    }
+}

@@ -1,12 +1,11 @@
 //! `ubuntu-ci` as a user runs it: create-ticket on the example package, embedded and
 //! against `ubuntu-ci serve`; the bad-upload corpus; `store` round trips.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
-use ubuntu_ci_tests::{build_example_package, repo_root, ubuntu_ci};
+use ubuntu_ci_tests::{build_example_package, repo_root, serve_process, ubuntu_ci, ServedProcess};
 
 fn run(command: &mut Command) -> Output {
     command.output().expect("run ubuntu-ci")
@@ -344,39 +343,8 @@ fn store_put_get_ls_rm_round_trip() {
     assert!(stored_containers(&data).is_empty());
 }
 
-/// `ubuntu-ci serve` in a child process, killed on drop.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data_dir: &Path, token: &str) -> Served {
-    let mut child = ubuntu_ci(data_dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("UBUNTU_CI_TOKEN", token)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("serve prints its URL");
-    let url = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .expect("URL at the end of the line")
-        .to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    Served { child, url }
+fn serve(data_dir: &Path, token: &str) -> ServedProcess {
+    serve_process(data_dir, token)
 }
 
 #[test]

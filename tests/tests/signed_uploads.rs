@@ -1,12 +1,11 @@
 //! Signed uploads end to end: the policy in the configuration, keys made by real gpg, the
 //! CLI creating tickets and `ubuntu-ci serve` publishing sources.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use ubuntu_ci_tests::gpg::TestGpg;
-use ubuntu_ci_tests::{build_example_package, ubuntu_ci};
+use ubuntu_ci_tests::{build_example_package, serve_process, ubuntu_ci, ServedProcess};
 
 fn write_config(data_dir: &Path, text: &str) {
     let dir = data_dir.join("config/ubuntu-ci");
@@ -137,38 +136,10 @@ fn unsigned_uploads_pass_by_default_and_the_ticket_says_so() {
     );
 }
 
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `ubuntu-ci serve` on `data`; returns it with what it printed on stderr before
-/// listening (its warnings).
-fn serve(data: &Path) -> (Served, String) {
-    std::fs::create_dir_all(data).unwrap();
-    let log = data.join("serve.log");
-    let mut child = ubuntu_ci(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("UBUNTU_CI_TOKEN", "s3cret")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    let warnings = std::fs::read_to_string(&log).unwrap();
-    (Served { child, url }, warnings)
+fn serve(data: &Path) -> (ServedProcess, String) {
+    let served = serve_process(data, "s3cret");
+    let warnings = served.warnings.clone();
+    (served, warnings)
 }
 
 #[test]
