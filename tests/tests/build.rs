@@ -10,14 +10,17 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use ubuntu_ci_core::archive::{ArchiveOptions, Archives};
+use ubuntu_ci_core::archive::Archives;
 use ubuntu_ci_core::builder::order::{build_order, BuildNode};
 use ubuntu_ci_core::builder::sbuild::{SbuildBuilder, SbuildOptions};
 use ubuntu_ci_core::builder::{BuildSource, SourceBuilder};
+use ubuntu_ci_core::config::{Config, Services};
+use ubuntu_ci_core::model::ArtifactType;
 use ubuntu_ci_core::ppa::PpaName;
 use ubuntu_ci_core::queue::memory::MemoryQueues;
 use ubuntu_ci_core::queue::{Done, DoneState, ProgressMessage, ProgressQueues, QueueName};
-use ubuntu_ci_core::store::{open_store, Body, ContainerName, ObjectName, ObjectStore};
+use ubuntu_ci_core::store::{Body, ContainerName, ObjectName, ObjectStore};
+use ubuntu_ci_core::submit::{CreateTicket, NoProgress};
 use ubuntu_ci_core::upload::validate_changes;
 use ubuntu_ci_tests::{build_example_package, repo_root};
 
@@ -26,36 +29,46 @@ use ubuntu_ci_tests::{build_example_package, repo_root};
 static BUILDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Rig {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     work: PathBuf,
+    services: Services,
     store: Arc<dyn ObjectStore>,
     archives: Archives,
     queues: Arc<MemoryQueues>,
     builder: SbuildBuilder,
 }
 
-fn rig() -> Rig {
+async fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_store(
-        &format!("file://{}/", dir.path().join("store").display()),
-        &Default::default(),
-    )
-    .unwrap();
-    let archives = Archives::new(dir.path().join("ppa"), ArchiveOptions::default());
+    let config = Config {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Config::default()
+    };
+    let services = config.connect(None).await.unwrap();
+    let archives = services.archives.local().unwrap().clone();
     let queues = Arc::new(MemoryQueues::default());
     let mut options = SbuildOptions::new(dir.path());
     options.chroot_dir = repo_root().join("target/test-chroots");
+    // Builds work in a folder of this test's, so what they leave is theirs to see; the
+    // build's user namespace must be able to reach it.
+    options.work_dir = dir.path().join("builds");
+    std::fs::create_dir_all(&options.work_dir).unwrap();
+    for path in [dir.path(), options.work_dir.as_path()] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let builder = SbuildBuilder::new(
-        store.clone(),
-        None,
+        services.store.clone(),
+        Some(services.tickets.clone()),
         archives.clone(),
         queues.clone(),
         options,
     );
     Rig {
         work: dir.path().join("work"),
-        _dir: dir,
-        store,
+        dir,
+        store: services.store.clone(),
+        services,
         archives,
         queues,
         builder,
@@ -111,13 +124,24 @@ async fn stage(rig: &Rig, changes: &Path) -> Vec<String> {
 
 /// Builds `changes` into `ppa`; returns the final message and every message.
 async fn build(rig: &Rig, changes: &Path, ppa: &PpaName) -> (Done, Vec<ProgressMessage>) {
+    let urls = stage(rig, changes).await;
+    build_urls(rig, urls, None, ppa).await
+}
+
+/// Builds the sources at `urls` (of ticket `ticket`) into `ppa`.
+async fn build_urls(
+    rig: &Rig,
+    urls: Vec<String>,
+    ticket: Option<i64>,
+    ppa: &PpaName,
+) -> (Done, Vec<ProgressMessage>) {
     let queue =
         QueueName::new(format!("bsbuilder-{:08x}-exchange", rand::random::<u32>())).unwrap();
     let request = BuildSource {
-        source_packages: stage(rig, changes).await,
+        source_packages: urls,
         ppa: ppa.to_string(),
         progress_queue: queue.to_string(),
-        ticket_id: None,
+        ticket_id: ticket,
         series: None,
         architecture: None,
     };
@@ -137,15 +161,12 @@ async fn build(rig: &Rig, changes: &Path, ppa: &PpaName) -> (Done, Vec<ProgressM
     (done, messages)
 }
 
-fn no_build_folders_left() {
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+/// Nothing is left in the builds' work folder.
+fn no_build_folders_left(data: &Path) {
+    let left: Vec<_> = std::fs::read_dir(data.join("builds"))
         .unwrap()
         .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("ubuntu-ci-build-")
-        })
+        .map(|e| e.path())
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
@@ -153,14 +174,58 @@ fn no_build_folders_left() {
 #[tokio::test(flavor = "multi_thread")]
 async fn real_sbuild_builds() {
     let _one_at_a_time = BUILDS.lock().await;
-    let rig = rig();
+    let rig = rig().await;
     std::fs::create_dir_all(&rig.work).unwrap();
     let ppa: PpaName = "ppa:ci-team/ppa_build_1".parse().unwrap();
 
-    // The example builds, its log streams, its .deb holds the program, the PPA serves it.
+    // The seed's flow: a ticket stores the upload; the builder gets its stored files' URLs
+    // and the ticket. The example builds, its log streams, its .deb holds the program, the
+    // results are artifacts of the subticket, and the PPA serves the binaries.
     let changes = build_example_package(&rig.work.join("hello"));
-    let (done, messages) = build(&rig, &changes, &ppa).await;
+    let ticket = CreateTicket::new("dev@example.com", "build hello-ci")
+        .with_upload(&changes)
+        .run(&rig.services, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let urls: Vec<String> = ticket
+        .artifacts
+        .iter()
+        .filter(|a| a.artifact_type == ArtifactType::Spu)
+        .map(|a| a.reference.clone())
+        .collect();
+    let (done, messages) = build_urls(&rig, urls, Some(ticket.ticket.id), &ppa).await;
     assert_eq!(done.state, DoneState::Completed, "{:?}", done.reason);
+    let detail = rig
+        .services
+        .tickets
+        .get_ticket(ticket.ticket.id)
+        .await
+        .unwrap();
+    let subticket = detail.subtickets[0].resource_uri;
+    let built: Vec<(ArtifactType, &str)> = detail
+        .artifacts
+        .iter()
+        .filter(|a| a.subticket == Some(subticket) && a.artifact_type != ArtifactType::Spu)
+        .map(|a| (a.artifact_type, a.name.as_str()))
+        .collect();
+    for expected in [
+        (ArtifactType::Binary, "hello-ci_1.0-1_amd64.deb"),
+        (ArtifactType::Log, "hello-ci_1.0-1_amd64.buildinfo"),
+        (ArtifactType::Log, "hello-ci_1.0-1_amd64.changes"),
+    ] {
+        assert!(built.contains(&expected), "{expected:?} in {built:?}");
+    }
+    assert!(
+        built
+            .iter()
+            .any(|(kind, _)| *kind == ArtifactType::BuildLog),
+        "{built:?}"
+    );
+    let binaries = done.results["binaries"].as_array().unwrap();
+    assert!(binaries.iter().all(|b| b
+        .as_str()
+        .unwrap()
+        .contains(&format!("ticket.{}.builds/", ticket.ticket.id))));
     let phases: Vec<String> = messages
         .iter()
         .filter_map(|m| match m {
@@ -200,7 +265,7 @@ async fn real_sbuild_builds() {
         listing.contains("./usr/share/man/man1/hello-ci.1.gz"),
         "{listing}"
     );
-    no_build_folders_left();
+    no_build_folders_left(rig.dir.path());
 
     // A build that fails: FAILED, with the end of the log in the reason and the log kept.
     let failing = variant(&rig.work, "failing", |tree| {
@@ -215,7 +280,7 @@ async fn real_sbuild_builds() {
     let reason = done.reason.unwrap();
     assert!(reason.contains("deliberate build failure"), "{reason}");
     assert!(done.results.contains_key("build_log"));
-    no_build_folders_left();
+    no_build_folders_left(rig.dir.path());
 
     // A build-dependency that does not exist is named.
     let missing = variant(&rig.work, "missing", |tree| {
@@ -281,7 +346,7 @@ async fn real_sbuild_builds() {
         .map(|p| p.name)
         .collect();
     assert!(names.contains(&"hello-ci-user".to_owned()), "{names:?}");
-    no_build_folders_left();
+    no_build_folders_left(rig.dir.path());
 }
 
 /// Processes running as the build's subordinate root (uid 100000) or sbuild itself.
@@ -305,7 +370,7 @@ fn build_processes() -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_build_leaves_nothing_behind() {
     let _one_at_a_time = BUILDS.lock().await;
-    let rig = rig();
+    let rig = rig().await;
     std::fs::create_dir_all(&rig.work).unwrap();
     let slow = variant(&rig.work, "slow", |tree| {
         let rules = tree.join("debian/rules");
@@ -356,5 +421,5 @@ async fn a_cancelled_build_leaves_nothing_behind() {
         "left running: {:?}",
         build_processes()
     );
-    no_build_folders_left();
+    no_build_folders_left(rig.dir.path());
 }
