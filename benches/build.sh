@@ -12,6 +12,7 @@ runs=${RUNS:-3}
 cargo build -j2 --release -p ubuntu-ci-cli >/dev/null
 ubuntu_ci=$PWD/target/release/ubuntu-ci
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-build.XXXXXX")
+chmod 755 "$work"   # sbuild by hand reads its build folder from a user namespace
 trap 'rm -rf -- "$work"' EXIT
 examples/packages/build-source.sh "$work/src" >/dev/null 2>&1
 changes=$(ls "$work"/src/*_source.changes)

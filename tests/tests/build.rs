@@ -40,14 +40,22 @@ struct Rig {
 
 async fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
+    // A private data dir, as under a home of mode 0700: the builds must not need to reach
+    // into it.
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     let config = Config {
-        data_dir: Some(dir.path().to_path_buf()),
+        data_dir: Some(data.clone()),
         ..Config::default()
     };
     let services = config.connect(None).await.unwrap();
     let archives = services.archives.local().unwrap().clone();
     let queues = Arc::new(MemoryQueues::default());
-    let mut options = SbuildOptions::new(dir.path());
+    let mut options = SbuildOptions::new(&data);
     options.chroot_dir = repo_root().join("target/test-chroots");
     // Builds work in a folder of this test's, so what they leave is theirs to see; the
     // build's user namespace must be able to reach it.
