@@ -437,6 +437,19 @@ pub struct Services {
     pub uploads: UploadPolicy,
 }
 
+impl Services {
+    /// The PPA of `ticket` (see [`PpaAssigner::get_ppa`]), its archive made readable by
+    /// apt for the default series before anything is published.
+    ///
+    /// # Errors
+    /// As [`PpaAssigner::get_ppa`] and [`ArchiveService::prepare`].
+    pub async fn ready_ppa(&self, ticket: i64) -> Result<crate::ppa::Ppa> {
+        let ppa = self.ppas.get_ppa(ticket).await?;
+        self.archives.prepare(&ppa.name, None).await?;
+        Ok(ppa)
+    }
+}
+
 /// The `sqlite://` URL of a database file; characters that URLs give a meaning to (`%`, `?`,
 /// `#`) are percent-encoded, as sqlx decodes them.
 fn sqlite_url(path: &Path) -> Result<String> {

@@ -144,8 +144,7 @@ pub async fn run(config: &Config, json: bool, command: PpaCommand) -> anyhow::Re
             if !json {
                 eprintln!("Getting a PPA for ticket {ticket} (waits while all are busy)…");
             }
-            let ppa = services.ppas.get_ppa(ticket).await?;
-            services.archives.prepare(&ppa.name, None).await?;
+            let ppa = services.ready_ppa(ticket).await?;
             print_ppa(&locate(config, &services, ppa), json)
         }
         PpaCommand::Renew { ticket } => {

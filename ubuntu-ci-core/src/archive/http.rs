@@ -18,12 +18,71 @@ use super::service::{kind_of, ArchiveService, FileKind};
 use super::{PublishReport, PublishedPackage};
 use crate::error::{Error, Result};
 use crate::ppa::PpaName;
-use crate::store::{Body, ContainerName, ObjectName, ObjectStore};
+use crate::store::{download, Body, ContainerName, ObjectName, ObjectStore};
 use crate::upload::validate_changes;
 use crate::wire::ApiClient;
 
 /// The prefix of upload containers; the server publishes from no other.
 pub const UPLOAD_CONTAINER_PREFIX: &str = "ppa-upload.";
+
+/// Most files one publish may send.
+pub const MAX_PUBLISH_FILES: usize = 1000;
+
+/// The server's side of a publish: takes the files of the upload container `request`
+/// names out of `store`, publishes them into `ppa` of `archives`, and deletes the container
+/// whatever the outcome.
+///
+/// # Errors
+/// `InvalidInput` for a container that is not an upload container, a file not in it, or
+/// what publishing refuses; `TooLarge` for more than [`MAX_PUBLISH_FILES`] files.
+pub async fn publish_upload(
+    store: &dyn ObjectStore,
+    archives: &dyn ArchiveService,
+    ppa: &PpaName,
+    request: &PublishRequest,
+) -> Result<PublishReport> {
+    if !request.container.starts_with(UPLOAD_CONTAINER_PREFIX) {
+        return Err(Error::invalid(format!(
+            "container: publishes come from {UPLOAD_CONTAINER_PREFIX}<id> containers"
+        )));
+    }
+    let container = ContainerName::new(request.container.clone())?;
+    let result = async {
+        if request.files.is_empty() || request.files.len() > MAX_PUBLISH_FILES {
+            return Err(Error::invalid(format!(
+                "files: name 1 to {MAX_PUBLISH_FILES} .changes or .deb files"
+            )));
+        }
+        let objects = store.list(&container).await?;
+        if objects.len() > MAX_PUBLISH_FILES {
+            return Err(Error::too_large(format!(
+                "the upload holds more than {MAX_PUBLISH_FILES} files"
+            )));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("ubuntu-ci-publish-")
+            .tempdir()?;
+        for object in &objects {
+            let name = ObjectName::new(object.name.clone())?;
+            download(store, &container, &name, &dir.path().join(name.as_str())).await?;
+        }
+        let mut files = Vec::with_capacity(request.files.len());
+        for file in &request.files {
+            let object = ObjectName::new(file.clone())?;
+            if !objects.iter().any(|o| o.name == object.as_str()) {
+                return Err(Error::invalid(format!("{file} is not in {container}")));
+            }
+            files.push(dir.path().join(object.as_str()));
+        }
+        archives
+            .publish_files(ppa, request.series.as_deref(), &files)
+            .await
+    }
+    .await;
+    // The upload is consumed either way.
+    let _ = store.delete_container(&container, true).await;
+    result
+}
 
 /// The body of `POST /api/v1/ppa/<owner>/<name>/publish/`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -218,9 +277,10 @@ impl ArchiveService for HttpArchives {
         self.api.post(&Self::ppa_path(from, "copy"), &body).await
     }
 
-    async fn prepare(&self, ppa: &PpaName, series: Option<&str>) -> Result<()> {
-        // Listing a series makes it on the server.
-        self.packages(ppa, series).await.map(drop)
+    async fn prepare(&self, _ppa: &PpaName, _series: Option<&str>) -> Result<()> {
+        // The server makes the archives it lends ready itself (`assign` does), and makes any
+        // other on its first publish: nothing to ask from here.
+        Ok(())
     }
 
     async fn signing_key(&self, ppa: &PpaName) -> Result<String> {

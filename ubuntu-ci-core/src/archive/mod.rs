@@ -430,11 +430,7 @@ impl Archives {
                         placements.push(file);
                     }
                     PoolState::Different(found) => {
-                        return Err(Error::conflict(format!(
-                            "{} already holds other content in {ppa} (sha256 {found}, not {}): \
-                             publish it under a new version",
-                            file.pool_path, file.digests.sha256
-                        )))
+                        return Err(pool_conflict(&file.pool_path, ppa, &found, &file.digests))
                     }
                 }
             }
@@ -499,10 +495,7 @@ impl Archives {
                         links.push((src, dst));
                     }
                     PoolState::Different(found) => {
-                        return Err(Error::conflict(format!(
-                            "{file} already holds other content in {to} (sha256 {found}, not {})",
-                            digests.sha256
-                        )))
+                        return Err(pool_conflict(file, to, &found, &digests))
                     }
                 }
             }
@@ -1052,6 +1045,15 @@ fn pool_state(path: &Path, digests: &FileDigests) -> Result<PoolState> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(PoolState::Absent),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A pool name of `ppa` already taken by other content (its SHA-256 is `found`).
+fn pool_conflict(pool_path: &str, ppa: &PpaName, found: &str, wanted: &FileDigests) -> Error {
+    Error::conflict(format!(
+        "{pool_path} already holds other content in {ppa} (sha256 {found}, not {}): \
+         publish it under a new version",
+        wanted.sha256
+    ))
 }
 
 /// Copies a file into the pool under a temporary name, checks it, and renames it in place.

@@ -34,6 +34,8 @@ pub struct SqlPpaPool {
     cleaner: Arc<dyn PpaCleaner>,
     /// Woken when this process frees a PPA.
     freed: Arc<tokio::sync::Notify>,
+    /// Set once the first `size` PPAs exist.
+    seeded: Arc<tokio::sync::OnceCell<()>>,
 }
 
 fn timestamp(at: DateTime<Utc>) -> String {
@@ -64,38 +66,49 @@ fn ppa_from(row: &AnyRow) -> Result<Ppa> {
 }
 
 impl SqlPpaPool {
-    /// The pool of `options.owner` in `tickets`' database, with its first `size` PPAs made
-    /// if they do not exist yet; `cleaner` empties released archives.
+    /// The pool of `options.owner` in `tickets`' database; its first `size` PPAs are made,
+    /// if they do not exist yet, by the first call that needs them (opening the services for
+    /// a command that never touches PPAs costs no write); `cleaner` empties released
+    /// archives.
     ///
     /// # Errors
-    /// `InvalidInput` for bad options; what the database reports.
+    /// `InvalidInput` for bad options.
     pub async fn new(
         tickets: &SqlTicketSystem,
         options: PoolOptions,
         cleaner: Arc<dyn PpaCleaner>,
     ) -> Result<SqlPpaPool> {
         options.validate()?;
-        let pool = SqlPpaPool {
+        Ok(SqlPpaPool {
             db: tickets.clone(),
             options,
             cleaner,
             freed: Arc::new(tokio::sync::Notify::new()),
-        };
-        let mut tx = pool.begin_locked().await?;
-        for n in 1..=pool.options.size {
-            sqlx::query(
-                "INSERT INTO ppa (owner, name, state, updated_at) VALUES ($1, $2, 'free', $3) \
-                 ON CONFLICT (owner, name) DO NOTHING",
-            )
-            .bind(pool.options.owner.clone())
-            .bind(format!("ppa_build_{n}"))
-            .bind(now())
-            .execute(&mut **tx)
+            seeded: Arc::new(tokio::sync::OnceCell::new()),
+        })
+    }
+
+    /// Makes the pool's first `size` PPAs, once per pool handle.
+    async fn seed(&self) -> Result<()> {
+        self.seeded
+            .get_or_try_init(|| async {
+                let mut tx = self.begin_locked().await?;
+                for n in 1..=self.options.size {
+                    sqlx::query(
+                        "INSERT INTO ppa (owner, name, state, updated_at) \
+                         VALUES ($1, $2, 'free', $3) ON CONFLICT (owner, name) DO NOTHING",
+                    )
+                    .bind(self.options.owner.clone())
+                    .bind(format!("ppa_build_{n}"))
+                    .bind(now())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                tx.commit().await
+            })
             .await
-            .map_err(db_error)?;
-        }
-        tx.commit().await?;
-        Ok(pool)
+            .map(drop)
     }
 
     /// The pool's options.
@@ -282,6 +295,7 @@ impl SqlPpaPool {
 #[async_trait]
 impl PpaAssigner for SqlPpaPool {
     async fn get_ppa(&self, ticket: i64) -> Result<Ppa> {
+        self.seed().await?;
         let deadline = Instant::now() + self.options.wait;
         loop {
             // Registered before looking, so a PPA freed in between still wakes this call.
@@ -312,6 +326,7 @@ impl PpaAssigner for SqlPpaPool {
     }
 
     async fn release_ppa(&self, ticket: i64) -> Result<()> {
+        self.seed().await?;
         let mut tx = self.begin_locked().await?;
         sqlx::query(
             "UPDATE ppa SET state = 'dirty', ticket_id = NULL, lease_expires_at = NULL, \
@@ -329,6 +344,7 @@ impl PpaAssigner for SqlPpaPool {
     }
 
     async fn renew(&self, ticket: i64) -> Result<Ppa> {
+        self.seed().await?;
         let mut tx = self.begin_locked().await?;
         let held = self.extend_lease(&mut tx, ticket).await?;
         tx.commit().await?;
@@ -342,6 +358,7 @@ impl PpaAssigner for SqlPpaPool {
     }
 
     async fn list(&self) -> Result<Vec<Ppa>> {
+        self.seed().await?;
         let rows = sqlx::query("SELECT * FROM ppa WHERE owner = $1 ORDER BY id")
             .bind(self.options.owner.clone())
             .fetch_all(self.db.pool())

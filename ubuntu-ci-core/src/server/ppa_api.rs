@@ -20,17 +20,13 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ErrorBody, JsonBody};
 use super::ServerState;
-use crate::archive::http::{PackageList, PackageRequest, PublishRequest, UPLOAD_CONTAINER_PREFIX};
+use crate::archive::http::{publish_upload, PackageList, PackageRequest, PublishRequest};
 use crate::archive::{Archives, PublishReport};
 use crate::error::{Error, Result};
 use crate::model::{Page, PageMeta};
 use crate::ppa::{Ppa, PpaName};
-use crate::store::{download, ContainerName, ObjectName};
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
-
-/// Most files one publish may send.
-pub const MAX_PUBLISH_FILES: usize = 1000;
 
 /// The routes.
 pub fn routes() -> Router<ServerState> {
@@ -148,9 +144,7 @@ pub async fn assign(
     JsonBody(body): JsonBody<TicketRef>,
 ) -> ApiResult<Json<PpaView>> {
     state.authorise(&headers)?;
-    let ppa = state.services.ppas.get_ppa(body.ticket).await?;
-    // Readable by apt from the start, before anything is published.
-    state.services.archives.prepare(&ppa.name, None).await?;
+    let ppa = state.services.ready_ppa(body.ticket).await?;
     Ok(Json(PpaView::new(&state, ppa)))
 }
 
@@ -233,51 +227,14 @@ pub async fn publish(
 ) -> ApiResult<Json<PublishReport>> {
     state.authorise(&headers)?;
     let ppa = ppa_name(&owner, &name)?;
-    if !body.container.starts_with(UPLOAD_CONTAINER_PREFIX) {
-        return Err(Error::invalid(format!(
-            "container: publishes come from {UPLOAD_CONTAINER_PREFIX}<id> containers"
-        ))
-        .into());
-    }
-    let container = ContainerName::new(body.container.clone())?;
-    let store = &state.services.store;
-    let result = async {
-        if body.files.is_empty() || body.files.len() > MAX_PUBLISH_FILES {
-            return Err(Error::invalid(format!(
-                "files: name 1 to {MAX_PUBLISH_FILES} .changes or .deb files"
-            )));
-        }
-        let objects = store.list(&container).await?;
-        if objects.len() > MAX_PUBLISH_FILES {
-            return Err(Error::too_large(format!(
-                "the upload holds more than {MAX_PUBLISH_FILES} files"
-            )));
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("ubuntu-ci-publish-")
-            .tempdir()?;
-        for object in &objects {
-            let name = ObjectName::new(object.name.clone())?;
-            download(&**store, &container, &name, &dir.path().join(name.as_str())).await?;
-        }
-        let mut files = Vec::with_capacity(body.files.len());
-        for file in &body.files {
-            let object = ObjectName::new(file.clone())?;
-            if !objects.iter().any(|o| o.name == object.as_str()) {
-                return Err(Error::invalid(format!("{file} is not in {container}")));
-            }
-            files.push(dir.path().join(object.as_str()));
-        }
-        state
-            .services
-            .archives
-            .publish_files(&ppa, body.series.as_deref(), &files)
-            .await
-    }
-    .await;
-    // The upload is consumed either way.
-    let _ = store.delete_container(&container, true).await;
-    Ok(Json(result?))
+    let report = publish_upload(
+        &*state.services.store,
+        &*state.services.archives,
+        &ppa,
+        &body,
+    )
+    .await?;
+    Ok(Json(report))
 }
 
 /// Removes a source with its binaries, or binaries of that name.
