@@ -18,7 +18,9 @@ use ubuntu_ci_core::config::{Config, Services};
 use ubuntu_ci_core::model::ArtifactType;
 use ubuntu_ci_core::ppa::PpaName;
 use ubuntu_ci_core::queue::memory::MemoryQueues;
-use ubuntu_ci_core::queue::{Done, DoneState, ProgressMessage, ProgressQueues, QueueName};
+use ubuntu_ci_core::queue::{
+    Done, DoneState, MessageStream, ProgressMessage, ProgressQueues, QueueName,
+};
 use ubuntu_ci_core::store::{Body, ContainerName, ObjectName, ObjectStore};
 use ubuntu_ci_core::submit::{CreateTicket, NoProgress};
 use ubuntu_ci_core::upload::validate_changes;
@@ -39,6 +41,11 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
+    rig_with(|_| {}).await
+}
+
+/// A rig whose builder's options are edited by `edit`.
+async fn rig_with(edit: impl FnOnce(&mut SbuildOptions)) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     // A private data dir, as under a home of mode 0700: the builds must not need to reach
     // into it.
@@ -65,6 +72,7 @@ async fn rig() -> Rig {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+    edit(&mut options);
     let builder = SbuildBuilder::new(
         services.store.clone(),
         Some(services.tickets.clone()),
@@ -357,28 +365,29 @@ async fn real_sbuild_builds() {
     no_build_folders_left(rig.dir.path());
 }
 
-/// Processes running as the build's subordinate root (uid 100000) or sbuild itself.
+/// Processes running as the build's subordinate root (uid 100000) or sbuild itself; zombies
+/// (ended, waiting for their parent to collect their status) are not running and not
+/// counted.
 fn build_processes() -> Vec<String> {
     let output = Command::new("ps")
-        .args(["-eo", "pid,uid,args", "--no-headers"])
+        .args(["-eo", "pid,uid,stat,args", "--no-headers"])
         .output()
         .unwrap();
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter(|l| {
             let fields: Vec<&str> = l.split_whitespace().collect();
-            fields.get(1) == Some(&"100000") || l.contains("/usr/bin/sbuild")
+            let zombie = fields.get(2).is_some_and(|s| s.starts_with('Z'));
+            !zombie && (fields.get(1) == Some(&"100000") || l.contains("/usr/bin/sbuild"))
         })
         .map(str::to_owned)
         .collect()
 }
 
-/// A build cancelled while it compiles ends as FAILED (cancelled) and leaves no process and
-/// no folder behind.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_cancelled_build_leaves_nothing_behind() {
-    let _one_at_a_time = BUILDS.lock().await;
-    let rig = rig().await;
+/// The example package with a build step that sleeps for ten minutes (in two processes,
+/// one in the background), staged; returns the request of its build into `ppa` and the
+/// stream of its queue.
+async fn slow_build(rig: &Rig, ppa: &str) -> (BuildSource, MessageStream) {
     std::fs::create_dir_all(&rig.work).unwrap();
     let slow = variant(&rig.work, "slow", |tree| {
         let rules = tree.join("debian/rules");
@@ -391,30 +400,54 @@ async fn a_cancelled_build_leaves_nothing_behind() {
     let queue =
         QueueName::new(format!("bsbuilder-{:08x}-exchange", rand::random::<u32>())).unwrap();
     let request = BuildSource {
-        source_packages: stage(&rig, &slow).await,
-        ppa: "ppa:ci-team/ppa_build_9".into(),
+        source_packages: stage(rig, &slow).await,
+        ppa: ppa.into(),
         progress_queue: queue.to_string(),
         ticket_id: None,
         series: None,
         architecture: None,
     };
+    let messages = rig.queues.subscribe(&queue, None).await.unwrap();
+    (request, messages)
+}
+
+/// Reads `messages` until the slow build's compile step has started; returns when the
+/// `build` phase (sbuild) began, or None when the build ended first.
+async fn until_compiling(messages: &mut MessageStream) -> Option<std::time::Instant> {
+    let mut sbuild_started = None;
+    while let Some(message) = messages.next().await {
+        let message = ProgressMessage::from_json(&message.unwrap().body).unwrap();
+        match &message {
+            ProgressMessage::Phase { phase, .. } if phase == "build" => {
+                sbuild_started = Some(std::time::Instant::now());
+            }
+            ProgressMessage::Log { log } if log.iter().any(|l| l == "SLOW-BUILD-STARTED") => {
+                return sbuild_started;
+            }
+            ProgressMessage::Done(_) => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A build cancelled while it compiles ends as FAILED (cancelled) and leaves no process and
+/// no folder behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_build_leaves_nothing_behind() {
+    let _one_at_a_time = BUILDS.lock().await;
+    let rig = rig().await;
+    let (request, mut messages) = slow_build(&rig, "ppa:ci-team/ppa_build_9").await;
     let cancel = CancellationToken::new();
-    let mut messages = rig.queues.subscribe(&queue, None).await.unwrap();
     let builder = Arc::new(rig.builder);
     let build = {
         let (builder, cancel) = (builder.clone(), cancel.clone());
         tokio::spawn(async move { builder.build_source(request, cancel).await })
     };
-    // Cancel once the build is compiling.
-    while let Some(message) = messages.next().await {
-        let message = ProgressMessage::from_json(&message.unwrap().body).unwrap();
-        if let ProgressMessage::Log { log } = &message {
-            if log.iter().any(|l| l == "SLOW-BUILD-STARTED") {
-                break;
-            }
-        }
-        assert!(!matches!(message, ProgressMessage::Done(_)), "{message:?}");
-    }
+    assert!(
+        until_compiling(&mut messages).await.is_some(),
+        "the build reached its compile step"
+    );
     assert!(!build_processes().is_empty(), "the build is running");
     cancel.cancel();
     let done = tokio::time::timeout(std::time::Duration::from_secs(120), build)
@@ -424,6 +457,51 @@ async fn a_cancelled_build_leaves_nothing_behind() {
         .unwrap();
     assert_eq!(done.state, DoneState::Failed);
     assert!(done.reason.unwrap().contains("cancelled"));
+    assert!(
+        build_processes().is_empty(),
+        "left running: {:?}",
+        build_processes()
+    );
+    no_build_folders_left(rig.dir.path());
+}
+
+/// A build running past the configured time limit is ended with its whole process tree: it
+/// ends as FAILED (time limit) with its log kept, and leaves no process and no folder.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_past_its_time_limit_is_ended() {
+    let _one_at_a_time = BUILDS.lock().await;
+    // Long enough to reach the compile step (unpacking the chroot and installing the
+    // build-dependencies take about 40 s here), far shorter than the ten-minute sleep.
+    let limit = std::time::Duration::from_secs(150);
+    let rig = rig_with(|options| options.timeout = limit).await;
+    let (request, mut messages) = slow_build(&rig, "ppa:ci-team/ppa_build_10").await;
+    let builder = Arc::new(rig.builder);
+    let build = {
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            builder
+                .build_source(request, CancellationToken::new())
+                .await
+        })
+    };
+    let started = until_compiling(&mut messages)
+        .await
+        .expect("the build reached its compile step");
+    let done = tokio::time::timeout(limit + std::time::Duration::from_secs(120), build)
+        .await
+        .expect("the time limit ends the build")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(done.state, DoneState::Failed);
+    let reason = done.reason.clone().unwrap();
+    assert!(reason.contains("time limit"), "{reason}");
+    assert!(
+        took < limit + std::time::Duration::from_secs(60),
+        "took {took:?}"
+    );
+    let log = done.results["build_log"].as_str().unwrap();
+    assert!(log.contains(".builds/"), "{log}");
     assert!(
         build_processes().is_empty(),
         "left running: {:?}",

@@ -13,10 +13,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{ArchiveOptions, ArchiveService, Archives, HttpArchives};
+use crate::builder::sbuild::{SbuildBuilder, SbuildOptions};
+use crate::builder::{RemoteBuilder, SourceBuilder};
 use crate::error::{Error, Result};
 use crate::ppa::http::HttpPpaAssigner;
 use crate::ppa::sql::SqlPpaPool;
 use crate::ppa::{PoolOptions, PpaAssigner};
+use crate::queue::memory::MemoryQueues;
+use crate::queue::ProgressQueues;
 use crate::store::{open_store, ObjectStore, StoreOptions};
 use crate::tickets::sql::SqlTicketSystem;
 use crate::tickets::{open_ticket_system, TicketSystem, TicketSystemOptions};
@@ -52,6 +56,76 @@ pub struct Config {
     /// Signatures of uploads (`[uploads]`).
     #[serde(default)]
     pub uploads: UploadsConfig,
+    /// The local source builder (`[build]`).
+    #[serde(default)]
+    pub build: BuildConfig,
+}
+
+/// The `[build]` section: how the local builder builds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildConfig {
+    /// The Debian mirror chroots are made from (`http://deb.debian.org/debian`).
+    pub mirror: Option<String>,
+    /// Seconds one sbuild run may take before it is ended (10800).
+    pub timeout_secs: Option<u64>,
+    /// Seconds after which a chroot tarball is made again (604800: 7 days).
+    pub chroot_max_age_secs: Option<u64>,
+    /// Seconds making a chroot may take (3600).
+    pub chroot_timeout_secs: Option<u64>,
+    /// Where chroot tarballs are kept (`<data dir>/chroots`).
+    pub chroot_dir: Option<PathBuf>,
+    /// Where builds make their temporary folders (`$TMPDIR`); it must be reachable from the
+    /// build's user namespace.
+    pub work_dir: Option<PathBuf>,
+}
+
+impl BuildConfig {
+    /// The builder's options for `data_dir`: the configured values over the defaults.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero time or a mirror that is not an http(s) or file URL.
+    pub fn sbuild_options(&self, data_dir: &Path) -> Result<SbuildOptions> {
+        let mut options = SbuildOptions::new(data_dir);
+        if let Some(mirror) = &self.mirror {
+            let url = url::Url::parse(mirror)
+                .map_err(|e| Error::invalid(format!("[build] mirror {mirror:?}: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https" | "file") {
+                return Err(Error::invalid(format!(
+                    "[build] mirror {mirror:?}: not an http(s) or file URL"
+                )));
+            }
+            options.mirror.clone_from(mirror);
+        }
+        for (name, value, field) in [
+            ("timeout_secs", self.timeout_secs, &mut options.timeout),
+            (
+                "chroot_max_age_secs",
+                self.chroot_max_age_secs,
+                &mut options.chroot_max_age,
+            ),
+            (
+                "chroot_timeout_secs",
+                self.chroot_timeout_secs,
+                &mut options.chroot_timeout,
+            ),
+        ] {
+            match value {
+                Some(0) => {
+                    return Err(Error::invalid(format!("[build] {name} must be above 0")));
+                }
+                Some(secs) => *field = Duration::from_secs(secs),
+                None => {}
+            }
+        }
+        if let Some(dir) = &self.chroot_dir {
+            options.chroot_dir.clone_from(dir);
+        }
+        if let Some(dir) = &self.work_dir {
+            options.work_dir.clone_from(dir);
+        }
+        Ok(options)
+    }
 }
 
 /// The `[uploads]` section: whether source uploads must be signed, and by whom.
@@ -374,12 +448,24 @@ impl Config {
             .with_upload_policy(uploads.clone());
         let ppas =
             SqlPpaPool::new(&db, self.ppa.pool_options()?, Arc::new(archives.clone())).await?;
+        let tickets: Arc<dyn TicketSystem> = Arc::new(db);
+        let store = self.open_local_store(public_url)?;
+        let queues: Arc<dyn ProgressQueues> = Arc::new(MemoryQueues::default());
+        let builder = SbuildBuilder::new(
+            store.clone(),
+            Some(tickets.clone()),
+            archives.clone(),
+            queues.clone(),
+            self.build.sbuild_options(&self.data_dir()?)?,
+        );
         Ok(Services {
-            tickets: Arc::new(db),
-            store: self.open_local_store(public_url)?,
+            tickets,
+            store,
             ppas: Arc::new(ppas),
             archives: Arc::new(archives),
             uploads,
+            queues,
+            builder: Arc::new(builder),
         })
     }
 
@@ -408,6 +494,8 @@ impl Config {
             // The client checks what it can; the server applies its own policy to what it
             // publishes.
             uploads: self.uploads.policy(SignaturePolicy::AllowUnsigned)?,
+            queues: Arc::new(MemoryQueues::default()),
+            builder: Arc::new(RemoteBuilder),
         })
     }
 
@@ -435,6 +523,10 @@ pub struct Services {
     pub archives: Arc<dyn ArchiveService>,
     /// The signature rule source uploads are held to.
     pub uploads: UploadPolicy,
+    /// The progress queues the builders report on.
+    pub queues: Arc<dyn ProgressQueues>,
+    /// The source builder (sbuild on this machine; through a server: not yet).
+    pub builder: Arc<dyn SourceBuilder>,
 }
 
 impl Services {
@@ -541,6 +633,38 @@ mod tests {
     fn a_named_missing_file_is_an_error() {
         let err = Config::load(Some(Path::new("/nonexistent/ubuntu-ci.toml"))).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn the_build_section_sets_the_builders_options() {
+        let config = Config::parse(
+            "[build]\nmirror = \"http://mirror.example/debian\"\ntimeout_secs = 600\n\
+             chroot_max_age_secs = 3600\nwork_dir = \"/var/tmp\"\n",
+        )
+        .unwrap();
+        let options = config.build.sbuild_options(Path::new("/srv/ci")).unwrap();
+        assert_eq!(options.mirror, "http://mirror.example/debian");
+        assert_eq!(options.timeout, Duration::from_secs(600));
+        assert_eq!(options.chroot_max_age, Duration::from_secs(3600));
+        assert_eq!(options.chroot_timeout, Duration::from_secs(3600), "default");
+        assert_eq!(options.chroot_dir, Path::new("/srv/ci/chroots"));
+        assert_eq!(options.work_dir, Path::new("/var/tmp"));
+        for bad in [
+            "[build]\ntimeout_secs = 0\n",
+            "[build]\nmirror = \"ftp://mirror.example/debian\"\n",
+            "[build]\nmirror = \"not a url\"\n",
+        ] {
+            let config = Config::parse(bad).unwrap();
+            let err = config
+                .build
+                .sbuild_options(Path::new("/srv/ci"))
+                .unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{bad}");
+        }
+        assert!(
+            Config::parse("[build]\ntimeout = 5\n").is_err(),
+            "unknown key"
+        );
     }
 
     #[test]

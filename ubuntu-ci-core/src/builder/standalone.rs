@@ -2,17 +2,14 @@
 //! live.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::sbuild::{SbuildBuilder, SbuildOptions};
-use super::{BuildSource, SourceBuilder};
+use super::BuildSource;
 use crate::config::Services;
 use crate::error::{Error, Result};
 use crate::ppa::PpaName;
-use crate::queue::memory::MemoryQueues;
-use crate::queue::{Done, MessageStream, ProgressQueues, QueueName};
+use crate::queue::{Done, MessageStream, QueueName};
 use crate::store::DataStore;
 use crate::upload::validate_changes;
 
@@ -27,7 +24,8 @@ pub struct RunningBuild {
 }
 
 /// Validates `changes` (and its signatures, by the configured policy), stores its files in
-/// the data store (container `build.<queue>.sources`) and starts building them into `ppa`.
+/// the data store (container `build.<queue>.sources`) and starts building them into `ppa`
+/// with the services' builder, reporting on their queues.
 ///
 /// # Errors
 /// `InvalidInput` for a bad upload; `Unauthorized` for a refused signature; `Unsupported`
@@ -39,15 +37,14 @@ pub async fn start(
     ppa: &PpaName,
     series: Option<&str>,
     architecture: Option<&str>,
-    options: SbuildOptions,
     cancel: CancellationToken,
 ) -> Result<RunningBuild> {
-    let archives = services.archives.local().cloned().ok_or_else(|| {
-        Error::unsupported(
+    if services.archives.local().is_none() {
+        return Err(Error::unsupported(
             "ubuntu-ci build runs on local state; building through a server needs workers, \
              which are not there yet",
-        )
-    })?;
+        ));
+    }
     let upload = validate_changes(changes).await?;
     services.uploads.check(&upload).await?;
     let queue = QueueName::new(format!("bsbuilder-{:08x}-exchange", rand::random::<u32>()))?;
@@ -69,9 +66,8 @@ pub async fn start(
                 .to_string(),
         );
     }
-    let queues: Arc<dyn ProgressQueues> = Arc::new(MemoryQueues::default());
-    let messages = queues.subscribe(&queue, None).await?;
-    let builder = SbuildBuilder::new(services.store.clone(), None, archives, queues, options);
+    let messages = services.queues.subscribe(&queue, None).await?;
+    let builder = services.builder.clone();
     let request = BuildSource {
         source_packages: urls,
         ppa: ppa.to_string(),
