@@ -61,6 +61,9 @@ pub enum Command {
     Ppa(crate::commands::ppa::PpaCommand),
     /// Build a source upload into a PPA with sbuild, showing the build log live
     Build(crate::commands::build::BuildArgs),
+    /// Make base images, and images with a PPA's packages installed
+    #[command(subcommand)]
+    Image(crate::commands::image::ImageCommand),
     /// Check this machine's prerequisites (Debian tools, subordinate ids, state) and say how
     /// to fix what is missing
     Doctor,

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod exit;
+mod follow;
 mod output;
 mod progress;
 

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::{ArchiveOptions, ArchiveService, Archives, HttpArchives};
 use crate::builder::sbuild::{SbuildBuilder, SbuildOptions};
-use crate::builder::{RemoteBuilder, SourceBuilder};
+use crate::builder::SourceBuilder;
 use crate::error::{Error, Result};
+use crate::image::rootfs::{ImageOptions, RootfsImageBuilder};
+use crate::image::ImageBuilder;
 use crate::ppa::http::HttpPpaAssigner;
 use crate::ppa::sql::SqlPpaPool;
 use crate::ppa::{PoolOptions, PpaAssigner};
@@ -25,6 +27,7 @@ use crate::store::{open_store, ObjectStore, StoreOptions};
 use crate::tickets::sql::SqlTicketSystem;
 use crate::tickets::{open_ticket_system, TicketSystem, TicketSystemOptions};
 use crate::upload::signature::{Keyring, SignaturePolicy, UploadPolicy};
+use crate::workers::ThroughServer;
 
 /// The default address of `ubuntu-ci serve`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -78,6 +81,8 @@ pub struct BuildConfig {
     /// Where builds make their temporary folders (`$TMPDIR`); it must be reachable from the
     /// build's user namespace.
     pub work_dir: Option<PathBuf>,
+    /// Seconds one image build (or base image bootstrap) may take (3600).
+    pub image_timeout_secs: Option<u64>,
 }
 
 impl BuildConfig {
@@ -123,6 +128,24 @@ impl BuildConfig {
         }
         if let Some(dir) = &self.work_dir {
             options.work_dir.clone_from(dir);
+        }
+        Ok(options)
+    }
+
+    /// The image builder's options for `data_dir`: the mirror and work folder of the
+    /// builder, and `image_timeout_secs`.
+    ///
+    /// # Errors
+    /// As [`BuildConfig::sbuild_options`]; `InvalidInput` for a zero timeout.
+    pub fn image_options(&self, data_dir: &Path) -> Result<ImageOptions> {
+        let build = self.sbuild_options(data_dir)?;
+        let mut options = ImageOptions::new(data_dir);
+        options.mirror = build.mirror;
+        options.work_dir = build.work_dir;
+        match self.image_timeout_secs {
+            Some(0) => return Err(Error::invalid("[build] image_timeout_secs must be above 0")),
+            Some(secs) => options.timeout = Duration::from_secs(secs),
+            None => {}
         }
         Ok(options)
     }
@@ -451,12 +474,20 @@ impl Config {
         let tickets: Arc<dyn TicketSystem> = Arc::new(db);
         let store = self.open_local_store(public_url)?;
         let queues: Arc<dyn ProgressQueues> = Arc::new(MemoryQueues::default());
+        let data_dir = self.data_dir()?;
         let builder = SbuildBuilder::new(
             store.clone(),
             Some(tickets.clone()),
             archives.clone(),
             queues.clone(),
-            self.build.sbuild_options(&self.data_dir()?)?,
+            self.build.sbuild_options(&data_dir)?,
+        );
+        let images = RootfsImageBuilder::new(
+            store.clone(),
+            Some(tickets.clone()),
+            archives.clone(),
+            queues.clone(),
+            self.build.image_options(&data_dir)?,
         );
         Ok(Services {
             tickets,
@@ -466,6 +497,7 @@ impl Config {
             uploads,
             queues,
             builder: Arc::new(builder),
+            images: Arc::new(images),
         })
     }
 
@@ -495,7 +527,8 @@ impl Config {
             // publishes.
             uploads: self.uploads.policy(SignaturePolicy::AllowUnsigned)?,
             queues: Arc::new(MemoryQueues::default()),
-            builder: Arc::new(RemoteBuilder),
+            builder: Arc::new(ThroughServer),
+            images: Arc::new(ThroughServer),
         })
     }
 
@@ -527,6 +560,8 @@ pub struct Services {
     pub queues: Arc<dyn ProgressQueues>,
     /// The source builder (sbuild on this machine; through a server: not yet).
     pub builder: Arc<dyn SourceBuilder>,
+    /// The image builder (mmdebstrap on this machine; through a server: not yet).
+    pub images: Arc<dyn ImageBuilder>,
 }
 
 impl Services {

@@ -12,6 +12,7 @@ pub mod builder;
 pub mod config;
 pub mod doctor;
 pub mod error;
+pub mod image;
 pub mod model;
 pub mod ppa;
 pub mod queue;
@@ -21,5 +22,6 @@ pub mod submit;
 pub mod tickets;
 pub mod upload;
 pub mod wire;
+pub mod workers;
 
 pub use error::{Error, ErrorKind, Result};

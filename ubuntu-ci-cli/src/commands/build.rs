@@ -4,15 +4,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use ubuntu_ci_core::builder::standalone;
 use ubuntu_ci_core::config::Config;
 use ubuntu_ci_core::ppa::PpaName;
-use ubuntu_ci_core::queue::{DoneState, ProgressMessage};
-use ubuntu_ci_core::Error;
 
-use crate::output;
+use crate::follow::{follow, outcome};
 
 /// Arguments of `build`.
 #[derive(Debug, Args)]
@@ -73,70 +70,8 @@ pub async fn run(config: &Config, json: bool, args: BuildArgs) -> anyhow::Result
         cancel.clone(),
     )
     .await?;
-    let mut messages = running.messages;
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    let mut last = None;
-    loop {
-        tokio::select! {
-            message = messages.next() => match message {
-                Some(message) => {
-                    let message = message?;
-                    if json {
-                        output::json(&message)?;
-                    } else {
-                        show(&ProgressMessage::from_json(&message.body)?);
-                    }
-                    last = Some(message);
-                }
-                None => break,
-            },
-            _ = &mut interrupted => {
-                eprintln!("ubuntu-ci build: interrupted; ending the build…");
-                cancel.cancel();
-            }
-        }
-    }
-    let done = running
-        .done
-        .await
-        .map_err(|e| Error::internal("the build task failed").with_source(e))??;
-    drop(last);
-    match done.state {
-        DoneState::Completed => Ok(()),
-        DoneState::Failed => {
-            Err(Error::invalid(done.reason.unwrap_or_else(|| "the build failed".to_owned())).into())
-        }
-    }
-}
-
-fn show(message: &ProgressMessage) {
-    match message {
-        ProgressMessage::Phase { phase, message } => eprintln!("==> {phase}: {message}"),
-        ProgressMessage::Log { log } => {
-            for line in log {
-                println!("{line}");
-            }
-        }
-        ProgressMessage::Heartbeat { heartbeat, phase } => {
-            eprintln!("... {phase} still running ({heartbeat} s)");
-        }
-        ProgressMessage::Done(done) => match done.state {
-            DoneState::Completed => {
-                eprintln!("==> done: built and published");
-                for url in done
-                    .results
-                    .get("binaries")
-                    .and_then(|b| b.as_array())
-                    .into_iter()
-                    .flatten()
-                {
-                    eprintln!("    {}", url.as_str().unwrap_or_default());
-                }
-            }
-            DoneState::Failed => eprintln!("==> FAILED"),
-        },
-    }
+    let done = follow("build", running.messages, running.done, &cancel, json).await?;
+    outcome(&done, "build")
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod create_ticket;
 pub mod doctor;
+pub mod image;
 pub mod ppa;
 pub mod serve;
 pub mod store;
@@ -38,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ppa(command) => ppa::run(&config, json, command).await,
         Command::Doctor => doctor::run(&config, json).await,
         Command::Build(args) => build::run(&config, json, args).await,
+        Command::Image(command) => image::run(&config, json, command).await,
         Command::Serve(args) => serve::run(config, args).await,
     }
 }

@@ -1354,5 +1354,43 @@ fn release_text(
     out
 }
 
+/// Copies the tree `from` into `to` as hard links (copies across file systems), symbolic
+/// links as they are, leaving out hidden caches; folders are made world-readable. A build
+/// or an image build bind-mounts such a snapshot: it cannot change while they read it, and
+/// it is reachable from their user namespace when the data dir is not.
+///
+/// # Errors
+/// What reading `from` or writing `to` reports.
+pub fn snapshot(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    snapshot_mode(to, 0o755)?;
+    for entry in std::fs::read_dir(from)
+        .map_err(|e| Error::from(e).with_resource(from.display().to_string()))?
+    {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == ".cache" {
+            continue;
+        }
+        let (source, target) = (entry.path(), to.join(&name));
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
+        } else if kind.is_dir() {
+            snapshot(&source, &target)?;
+        } else if std::fs::hard_link(&source, &target).is_err() {
+            std::fs::copy(&source, &target)?;
+            snapshot_mode(&target, 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+fn snapshot_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::from(e).with_resource(path.display().to_string()))
+}
+
 #[cfg(test)]
 mod tests;

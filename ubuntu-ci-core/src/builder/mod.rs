@@ -54,19 +54,3 @@ pub trait SourceBuilder: Send + Sync + fmt::Debug {
     /// Only when nothing can be reported: a malformed queue name, a broken queue.
     async fn build_source(&self, request: BuildSource, cancel: CancellationToken) -> Result<Done>;
 }
-
-/// The builder of services reached through a server: building there needs build workers
-/// fed through the server's queues, which are not there yet, so every build is refused with
-/// `Unsupported` (and nothing is started).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RemoteBuilder;
-
-#[async_trait]
-impl SourceBuilder for RemoteBuilder {
-    async fn build_source(&self, _: BuildSource, _: CancellationToken) -> Result<Done> {
-        Err(crate::Error::unsupported(
-            "building through a server needs build workers, which are not there yet; \
-             build on the server's machine (ubuntu-ci build) instead",
-        ))
-    }
-}

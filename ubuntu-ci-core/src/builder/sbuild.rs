@@ -437,7 +437,7 @@ impl SbuildBuilder {
         // the chroot, key.asc with it: the data dir may be private (under a 0700 home), out of
         // reach of the build's user namespace, and the snapshot cannot change mid-build.
         let archive = work.join("ppa");
-        snapshot(&self.archives.path(ppa), &archive)?;
+        crate::archive::snapshot(&self.archives.path(ppa), &archive)?;
         let config = work.join("sbuild.conf");
         std::fs::write(
             &config,
@@ -570,33 +570,6 @@ fn find_suffix(dir: &Path, suffix: &str) -> Option<PathBuf> {
                 .is_some_and(|n| n.ends_with(suffix))
                 && p.is_file()
         })
-}
-
-/// Copies the tree `from` into `to` as hard links (copies across file systems), symbolic
-/// links as they are, leaving out hidden caches; folders are made world-readable.
-fn snapshot(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    set_mode(to, 0o755)?;
-    for entry in std::fs::read_dir(from)
-        .map_err(|e| Error::from(e).with_resource(from.display().to_string()))?
-    {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == ".cache" {
-            continue;
-        }
-        let (source, target) = (entry.path(), to.join(&name));
-        let kind = entry.file_type()?;
-        if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
-        } else if kind.is_dir() {
-            snapshot(&source, &target)?;
-        } else if std::fs::hard_link(&source, &target).is_err() {
-            std::fs::copy(&source, &target)?;
-            set_mode(&target, 0o644)?;
-        }
-    }
-    Ok(())
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {

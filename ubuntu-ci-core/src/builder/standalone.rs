@@ -47,7 +47,7 @@ pub async fn start(
     }
     let upload = validate_changes(changes).await?;
     services.uploads.check(&upload).await?;
-    let queue = QueueName::new(format!("bsbuilder-{:08x}-exchange", rand::random::<u32>()))?;
+    let queue = QueueName::fresh("bsbuilder")?;
     let store = DataStore::open(
         services.store.clone(),
         &format!("build.{queue}"),

@@ -57,6 +57,15 @@ impl QueueName {
         }
     }
 
+    /// A new queue of a worker kind, as the seed names them: `<kind>-<8 hex digits>-exchange`
+    /// (`bsbuilder-1a2b3c4d-exchange`).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a `kind` a queue name cannot start with.
+    pub fn fresh(kind: &str) -> Result<QueueName> {
+        QueueName::new(format!("{kind}-{:08x}-exchange", rand::random::<u32>()))
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0

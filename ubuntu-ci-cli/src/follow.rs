@@ -1,0 +1,94 @@
+//! Following a worker's progress queue live: phases and heartbeats on stderr, log lines on
+//! stdout (every message as JSON with `--json`), Ctrl-C cancelling the work.
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use ubuntu_ci_core::queue::{Done, DoneState, MessageStream, ProgressMessage};
+use ubuntu_ci_core::{Error, Result};
+
+use crate::output;
+
+/// Shows `messages` until the queue ends, cancels on Ctrl-C, and returns what `done` ends
+/// with. `command` names the command in the interruption notice.
+///
+/// # Errors
+/// What the queue or the work report.
+pub async fn follow(
+    command: &str,
+    mut messages: MessageStream,
+    done: tokio::task::JoinHandle<Result<Done>>,
+    cancel: &CancellationToken,
+    json: bool,
+) -> anyhow::Result<Done> {
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        tokio::select! {
+            message = messages.next() => match message {
+                Some(message) => {
+                    let message = message?;
+                    if json {
+                        output::json(&message)?;
+                    } else {
+                        show(&ProgressMessage::from_json(&message.body)?);
+                    }
+                }
+                None => break,
+            },
+            _ = &mut interrupted, if !cancel.is_cancelled() => {
+                eprintln!("ubuntu-ci {command}: interrupted; ending the work…");
+                cancel.cancel();
+            }
+        }
+    }
+    Ok(done
+        .await
+        .map_err(|e| Error::internal(format!("the {command} task failed")).with_source(e))??)
+}
+
+/// The failure of `done` as an error (exit status 3), or nothing when it completed.
+///
+/// # Errors
+/// `InvalidInput` with the reason when `done` failed.
+pub fn outcome(done: &Done, what: &str) -> anyhow::Result<()> {
+    match done.state {
+        DoneState::Completed => Ok(()),
+        DoneState::Failed => Err(Error::invalid(
+            done.reason
+                .clone()
+                .unwrap_or_else(|| format!("the {what} failed")),
+        )
+        .into()),
+    }
+}
+
+fn show(message: &ProgressMessage) {
+    match message {
+        ProgressMessage::Phase { phase, message } => eprintln!("==> {phase}: {message}"),
+        ProgressMessage::Log { log } => {
+            for line in log {
+                println!("{line}");
+            }
+        }
+        ProgressMessage::Heartbeat { heartbeat, phase } => {
+            eprintln!("... {phase} still running ({heartbeat} s)");
+        }
+        ProgressMessage::Done(done) => match done.state {
+            DoneState::Completed => {
+                eprintln!("==> done");
+                for key in ["binaries", "url_list"] {
+                    for url in done
+                        .results
+                        .get(key)
+                        .and_then(|b| b.as_array())
+                        .into_iter()
+                        .flatten()
+                    {
+                        eprintln!("    {}", url.as_str().unwrap_or_default());
+                    }
+                }
+            }
+            DoneState::Failed => eprintln!("==> FAILED"),
+        },
+    }
+}

@@ -1,0 +1,879 @@
+//! The local image builder: root filesystem tarballs made and changed by `mmdebstrap` in
+//! unshare mode (user namespaces; no root privileges, nothing of the host changed).
+//!
+//! **Bootstrap**: `mmdebstrap --variant=minbase --include=ca-certificates,gpgv` of a series,
+//! keeping apt's package lists, stored as `images/<series>-<arch>.rootfs.<recipe>.tar.zst`,
+//! where `<recipe>` is a digest of everything that made it (series, architecture, mirror,
+//! options): asking again for the same recipe reuses the stored image.
+//!
+//! **Build**, one image:
+//!
+//! 1. `fetch`: the base image from the data store (never any other URL), kept in a local
+//!    cache by its SHA-256, so a second build on the same base does not fetch it again;
+//! 2. `prepare`: a hard-link snapshot of each PPA, its key, one apt source per PPA
+//!    (`deb [signed-by=/etc/apt/keyrings/ubuntu-ci-<owner>-<name>.asc]
+//!    file:/srv/ubuntu-ci-ppa/<owner>/<name> <series> main`), and the packages to install,
+//!    pinned to the version the first PPA of `ppa_list` carrying them has;
+//! 3. `install`: `mmdebstrap --variant=custom` unpacks the base (setup hook), and in a
+//!    customize hook bind-mounts the snapshots, runs `apt-get update` and
+//!    `apt-get install`, writes the installed-packages manifest and cleans apt's cache;
+//! 4. `verify`: each requested package must be installed at the PPA's version;
+//! 5. `store`: the image and its manifest (and its description, `<image>.json`) go into
+//!    `ticket.<id>.images` and become artifacts of the ticket.
+//!
+//! The image keeps the PPAs' apt sources and keys; the PPAs' folders are bind-mounted at
+//! `/srv/ubuntu-ci-ppa/<owner>/<name>` by whoever uses the image (the test runner reads
+//! which from the description).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use super::{check_package_name, Bootstrap, BuildImage, ImageBuilder, ImageType};
+use crate::archive::{check_series, key_file, sources_line, Archives};
+use crate::builder::process::{run, Ending, Outcome, Reporter, Supervision};
+use crate::error::{Error, Result};
+use crate::model::{ArtifactType, NewArtifact, Uri};
+use crate::ppa::PpaName;
+use crate::queue::{Done, ProgressMessage, ProgressQueues, QueueName};
+use crate::store::{download, ContainerName, DataStore, ObjectName, ObjectStore};
+use crate::tickets::TicketSystem;
+
+/// The container of base images.
+pub const IMAGES_CONTAINER: &str = "images";
+
+/// Where the PPAs' folders are bind-mounted in an image.
+pub const PPA_MOUNT_ROOT: &str = "/srv/ubuntu-ci-ppa";
+
+/// How the local image builder works.
+#[derive(Debug, Clone)]
+pub struct ImageOptions {
+    /// The Debian mirror base images are made from.
+    pub mirror: String,
+    /// The local cache of base images (`<data dir>/images`).
+    pub cache_dir: PathBuf,
+    /// Where each build's temporary folder goes (reachable from the user namespace).
+    pub work_dir: PathBuf,
+    /// An image build (or a bootstrap) running longer is ended.
+    pub timeout: Duration,
+}
+
+impl ImageOptions {
+    /// The defaults for a data dir.
+    pub fn new(data_dir: &Path) -> ImageOptions {
+        ImageOptions {
+            mirror: "http://deb.debian.org/debian".to_owned(),
+            cache_dir: data_dir.join("images"),
+            work_dir: std::env::temp_dir(),
+            timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What an image holds, stored beside it as `<image>.json` and inside it as
+/// `/etc/ubuntu-ci/image.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageDescription {
+    /// `ROOTFS`.
+    pub image_type: ImageType,
+    /// The series.
+    pub series: String,
+    /// The architecture.
+    pub architecture: String,
+    /// The base image it was made from, and the base's SHA-256.
+    pub base_image: String,
+    /// SHA-256 of the base image.
+    pub base_sha256: String,
+    /// The PPAs whose apt sources it has (to bind-mount at
+    /// `/srv/ubuntu-ci-ppa/<owner>/<name>`).
+    pub ppa_list: Vec<String>,
+    /// The requested packages and the versions installed.
+    pub packages: BTreeMap<String, String>,
+}
+
+/// Builds images on this machine with mmdebstrap.
+pub struct RootfsImageBuilder {
+    store: Arc<dyn ObjectStore>,
+    tickets: Option<Arc<dyn TicketSystem>>,
+    archives: Archives,
+    queues: Arc<dyn ProgressQueues>,
+    options: ImageOptions,
+}
+
+impl fmt::Debug for RootfsImageBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RootfsImageBuilder")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RootfsImageBuilder {
+    /// A builder taking base images from and storing images into `store`, reading PPAs
+    /// from `archives`, reporting on `queues`, and recording artifacts in `tickets` when
+    /// given.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        tickets: Option<Arc<dyn TicketSystem>>,
+        archives: Archives,
+        queues: Arc<dyn ProgressQueues>,
+        options: ImageOptions,
+    ) -> RootfsImageBuilder {
+        RootfsImageBuilder {
+            store,
+            tickets,
+            archives,
+            queues,
+            options,
+        }
+    }
+}
+
+/// Why an image build failed, with its log when there is one.
+struct Failure {
+    reason: String,
+    log: Option<String>,
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Failure {
+        Failure {
+            reason: err.to_string(),
+            log: None,
+        }
+    }
+}
+
+type Results = serde_json::Map<String, serde_json::Value>;
+
+/// Sends the final message of `result` and returns it.
+async fn finish(
+    reporter: &Reporter<'_>,
+    result: std::result::Result<Results, Failure>,
+) -> Result<Done> {
+    let message = match result {
+        Ok(results) => ProgressMessage::completed(results),
+        Err(failure) => {
+            let mut message = ProgressMessage::failed(failure.reason);
+            if let (ProgressMessage::Done(done), Some(log)) = (&mut message, failure.log) {
+                done.results.insert("log".into(), log.into());
+            }
+            message
+        }
+    };
+    reporter.send(&message).await?;
+    match message {
+        ProgressMessage::Done(done) => Ok(done),
+        _ => Err(Error::internal(
+            "an image build ended without a final message",
+        )),
+    }
+}
+
+async fn phase(reporter: &Reporter<'_>, name: &str, message: String) -> Result<()> {
+    reporter
+        .send(&ProgressMessage::Phase {
+            phase: name.to_owned(),
+            message,
+        })
+        .await
+}
+
+fn cloud_unsupported() -> Failure {
+    Failure {
+        reason: "CLOUD (qcow2) images are not supported here: making a bootable disk image \
+                 needs root and loop devices (vmdb2), which this builder does not use; \
+                 use ROOTFS images"
+            .to_owned(),
+        log: None,
+    }
+}
+
+#[async_trait]
+impl ImageBuilder for RootfsImageBuilder {
+    async fn bootstrap(&self, request: Bootstrap, cancel: CancellationToken) -> Result<Done> {
+        let queue = QueueName::new(request.progress_queue.clone())?;
+        let reporter = Reporter {
+            queues: &*self.queues,
+            queue: &queue,
+        };
+        let result = self.make_base(&request, &reporter, &cancel).await;
+        finish(&reporter, result).await
+    }
+
+    async fn build_image(&self, request: BuildImage, cancel: CancellationToken) -> Result<Done> {
+        let queue = QueueName::new(request.progress_queue.clone())?;
+        let reporter = Reporter {
+            queues: &*self.queues,
+            queue: &queue,
+        };
+        let result = self.build(&request, &reporter, &cancel).await;
+        finish(&reporter, result).await
+    }
+}
+
+impl RootfsImageBuilder {
+    fn architecture(requested: Option<&str>) -> Result<String> {
+        let arch = requested
+            .map(str::to_owned)
+            .unwrap_or_else(|| crate::archive::host_architecture().to_owned());
+        crate::archive::deb::check_architecture(&arch)?;
+        Ok(arch)
+    }
+
+    async fn make_base(
+        &self,
+        request: &Bootstrap,
+        reporter: &Reporter<'_>,
+        cancel: &CancellationToken,
+    ) -> std::result::Result<Results, Failure> {
+        if request.image_type == ImageType::Cloud {
+            return Err(cloud_unsupported());
+        }
+        check_series(&request.series)?;
+        let arch = Self::architecture(request.architecture.as_deref())?;
+        let options = [
+            "--mode=unshare".to_owned(),
+            "--variant=minbase".to_owned(),
+            "--include=ca-certificates,gpgv".to_owned(),
+            "--skip=cleanup/apt/lists".to_owned(),
+            format!("--architectures={arch}"),
+        ];
+        let recipe = format!(
+            "mmdebstrap {} {} {}",
+            options.join(" "),
+            request.series,
+            self.options.mirror
+        );
+        let digest = hex::encode(Sha256::digest(recipe.as_bytes()));
+        let name = ObjectName::new(format!(
+            "{}-{arch}.rootfs.{}.tar.zst",
+            request.series,
+            &digest[..12]
+        ))?;
+        let container = ContainerName::new(IMAGES_CONTAINER)?;
+        self.store.ensure_container(&container, true).await?;
+
+        // One bootstrap of a recipe at a time; the others then find its image.
+        std::fs::create_dir_all(&self.options.cache_dir).map_err(Error::from)?;
+        let lock = lock_file(self.options.cache_dir.join(format!(".{name}.lock"))).await?;
+        if !request.refresh {
+            if let Ok(info) = self.store.head(&container, &name).await {
+                let mut results = Results::new();
+                results.insert("url_list".into(), vec![info.url].into());
+                results.insert("reused".into(), true.into());
+                return Ok(results);
+            }
+        }
+        phase(
+            reporter,
+            "bootstrap",
+            format!(
+                "making a {} {arch} base image with mmdebstrap",
+                request.series
+            ),
+        )
+        .await?;
+        let work = self.work_dir()?;
+        let tarball = work.path().join(name.as_str());
+        let log = work.path().join("bootstrap.log");
+        let mut command = Command::new("mmdebstrap");
+        command
+            .args(&options)
+            .arg(&request.series)
+            .arg(&tarball)
+            .arg(&self.options.mirror);
+        let outcome = self
+            .supervised(command, &log, "bootstrap", reporter, cancel)
+            .await?;
+        if !outcome.succeeded() {
+            return Err(Failure {
+                reason: format!(
+                    "mmdebstrap could not make the {} {arch} base image ({}): {}",
+                    request.series,
+                    describe(&outcome.ending),
+                    last_lines(&outcome, 10)
+                ),
+                log: None,
+            });
+        }
+        phase(reporter, "store", format!("storing {name}")).await?;
+        let file = std::fs::File::open(&tarball).map_err(Error::from)?;
+        let info = self
+            .store
+            .put(&container, &name, crate::store::Body::File(file))
+            .await?;
+        drop(lock);
+        let mut results = Results::new();
+        results.insert("url_list".into(), vec![info.url].into());
+        results.insert("reused".into(), false.into());
+        Ok(results)
+    }
+
+    fn work_dir(&self) -> Result<tempfile::TempDir> {
+        let work = tempfile::Builder::new()
+            .prefix("ubuntu-ci-image-")
+            .tempdir_in(&self.options.work_dir)?;
+        set_mode(work.path(), 0o755)?;
+        Ok(work)
+    }
+
+    async fn supervised(
+        &self,
+        command: Command,
+        log: &Path,
+        phase: &str,
+        reporter: &Reporter<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome> {
+        let supervision = Supervision {
+            phase: phase.to_owned(),
+            timeout: self.options.timeout,
+            grace: Duration::from_secs(15),
+            ..Supervision::default()
+        };
+        run(command, log, reporter, &supervision, cancel).await
+    }
+
+    async fn build(
+        &self,
+        request: &BuildImage,
+        reporter: &Reporter<'_>,
+        cancel: &CancellationToken,
+    ) -> std::result::Result<Results, Failure> {
+        // Everything in the request is checked before anything is done.
+        let base = &request.base_image;
+        if base.image_type == ImageType::Cloud {
+            return Err(cloud_unsupported());
+        }
+        check_series(&base.series)?;
+        let series = base.series.clone();
+        let arch = Self::architecture(request.architecture.as_deref())?;
+        let base_url = match base.url_list.as_slice() {
+            [one] => one.clone(),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "base_image.url_list: give one URL of the data store, not {}",
+                    base.url_list.len()
+                ))
+                .into())
+            }
+        };
+        let base_object = self.resolve(&base_url)?;
+        let mut ppas = Vec::new();
+        for text in &request.ppa_list {
+            let ppa: PpaName = text.parse()?;
+            if !ppas.contains(&ppa) {
+                ppas.push(ppa);
+            }
+        }
+        let mut wanted: Vec<String> = Vec::new();
+        for name in &request.package_list {
+            check_package_name(name)?;
+            if !wanted.contains(name) {
+                wanted.push(name.clone());
+            }
+        }
+
+        let work = self.work_dir()?;
+        let w = work.path();
+        let out = w.join("out");
+        std::fs::create_dir_all(&out).map_err(Error::from)?;
+        set_mode(&out, 0o777)?;
+
+        phase(
+            reporter,
+            "fetch",
+            format!("fetching the base image {base_url}"),
+        )
+        .await?;
+        let (base_path, base_sha256) = self.fetch_base(&base_object.0, &base_object.1).await?;
+
+        phase(
+            reporter,
+            "prepare",
+            format!("adding {} PPAs as apt sources", ppas.len()),
+        )
+        .await?;
+        // The version each PPA-carried package is pinned to: the first PPA carrying it.
+        let mut pinned: BTreeMap<String, (String, PpaName)> = BTreeMap::new();
+        for ppa in &ppas {
+            let path = self.archives.path(ppa);
+            if !path.join("dists").join(&series).exists() {
+                return Err(Error::not_found(format!(
+                    "{ppa} has no {series} archive here (nothing published for {series})"
+                ))
+                .into());
+            }
+            for package in self.archives.list(ppa, Some(&series)).await? {
+                if (package.architecture == arch || package.architecture == "all")
+                    && wanted.contains(&package.name)
+                {
+                    pinned
+                        .entry(package.name.clone())
+                        .or_insert((package.version.clone(), ppa.clone()));
+                }
+            }
+            let snapshot = w.join("ppa").join(ppa.owner()).join(ppa.name());
+            crate::archive::snapshot(&path, &snapshot)?;
+            let key = self.archives.public_key(ppa.owner()).await?;
+            write_file(
+                &w.join("apt/keyrings").join(file_name(&key_file(ppa))),
+                &key,
+            )?;
+            let location = format!("file:{PPA_MOUNT_ROOT}/{}/{}", ppa.owner(), ppa.name());
+            write_file(
+                &w.join("apt/sources").join(format!(
+                    "ubuntu-ci-{}-{}.list",
+                    ppa.owner(),
+                    ppa.name()
+                )),
+                &format!("{}\n", sources_line(ppa, &location, &series)),
+            )?;
+        }
+        let install: Vec<String> = wanted
+            .iter()
+            .map(|name| match pinned.get(name) {
+                Some((version, _)) => format!("{name}={version}"),
+                None => name.clone(),
+            })
+            .collect();
+        write_file(&w.join("packages"), &lines(&install))?;
+        let mut description = ImageDescription {
+            image_type: ImageType::Rootfs,
+            series: series.clone(),
+            architecture: arch.clone(),
+            base_image: base_url.clone(),
+            base_sha256: base_sha256.clone(),
+            ppa_list: ppas.iter().map(ToString::to_string).collect(),
+            packages: BTreeMap::new(),
+        };
+        write_file(&w.join("setup.sh"), SETUP_HOOK)?;
+        write_file(&w.join("customize.sh"), CUSTOMIZE_HOOK)?;
+        for hook in ["setup.sh", "customize.sh"] {
+            set_mode(&w.join(hook), 0o755)?;
+        }
+
+        phase(
+            reporter,
+            "install",
+            format!(
+                "installing {} into a {series} {arch} image",
+                if wanted.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    wanted.join(", ")
+                }
+            ),
+        )
+        .await?;
+        let image_name = match request.ticket_id {
+            Some(id) => format!("ticket.{id}.{series}-{arch}.rootfs.tar.zst"),
+            None => format!("{}.{series}-{arch}.rootfs.tar.zst", reporter.queue),
+        };
+        let image = out.join(&image_name);
+        let log = w.join("image-build.log");
+        let mut command = Command::new("mmdebstrap");
+        command
+            .env("UBUNTU_CI_WORK", w)
+            .env("TMPDIR", w)
+            .env("UBUNTU_CI_BASE", &base_path)
+            .arg("--mode=unshare")
+            .arg("--variant=custom")
+            .arg(format!("--architectures={arch}"))
+            .arg("--skip=update")
+            .arg("--skip=cleanup/apt/lists")
+            .arg(format!("--setup-hook={}", w.join("setup.sh").display()))
+            .arg(format!(
+                "--customize-hook={}",
+                w.join("customize.sh").display()
+            ))
+            .arg("")
+            .arg(&image);
+        let outcome = self
+            .supervised(command, &log, "install", reporter, cancel)
+            .await?;
+
+        let container = match request.ticket_id {
+            Some(id) => format!("ticket.{id}"),
+            None => format!("image.{}", reporter.queue),
+        };
+        let store = DataStore::open(self.store.clone(), &container, "images", true).await?;
+        let log_url = self
+            .keep(
+                &store,
+                request.ticket_id,
+                &format!("{image_name}.log"),
+                &log,
+                ArtifactType::Log,
+            )
+            .await?;
+        if !outcome.succeeded() {
+            return Err(Failure {
+                reason: install_failure(&outcome, &wanted),
+                log: Some(log_url),
+            });
+        }
+
+        phase(
+            reporter,
+            "verify",
+            "checking the installed versions".to_owned(),
+        )
+        .await?;
+        let manifest_path = out.join("manifest");
+        let manifest = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| Error::internal("the image build wrote no manifest").with_source(e))?;
+        let installed = parse_manifest(&manifest);
+        for name in &wanted {
+            let Some(version) = installed.get(name) else {
+                return Err(Failure {
+                    reason: format!("{name} is not installed in the image"),
+                    log: Some(log_url),
+                });
+            };
+            if let Some((expected, ppa)) = pinned.get(name) {
+                if version != expected {
+                    return Err(Failure {
+                        reason: format!(
+                            "{name} {version} is installed, but {ppa} carries {expected}"
+                        ),
+                        log: Some(log_url),
+                    });
+                }
+            }
+            description.packages.insert(name.clone(), version.clone());
+        }
+
+        phase(reporter, "store", format!("storing {image_name}")).await?;
+        let image_url = self
+            .keep(
+                &store,
+                request.ticket_id,
+                &image_name,
+                &image,
+                ArtifactType::Image,
+            )
+            .await?;
+        let manifest_url = self
+            .keep(
+                &store,
+                request.ticket_id,
+                &format!("{image_name}.manifest"),
+                &manifest_path,
+                ArtifactType::Log,
+            )
+            .await?;
+        let description_path = w.join("description.json");
+        write_file(
+            &description_path,
+            &serde_json::to_string_pretty(&description).map_err(|e| {
+                Error::internal("an image description could not be written").with_source(e)
+            })?,
+        )?;
+        store
+            .put_file(
+                &format!("{image_name}.json"),
+                crate::store::Body::File(
+                    std::fs::File::open(&description_path).map_err(Error::from)?,
+                ),
+            )
+            .await?;
+        let mut results = Results::new();
+        results.insert("url_list".into(), vec![image_url].into());
+        results.insert("manifest".into(), manifest_url.into());
+        results.insert("log".into(), log_url.into());
+        results.insert(
+            "packages".into(),
+            serde_json::to_value(&description.packages).unwrap_or_default(),
+        );
+        Ok(results)
+    }
+
+    /// The container and object of a URL of the data store.
+    fn resolve(&self, text: &str) -> Result<(ContainerName, ObjectName)> {
+        let url = url::Url::parse(text)
+            .map_err(|e| Error::invalid(format!("base_image: bad URL {text:?}: {e}")))?;
+        self.store.resolve_url(&url).map_err(|e| {
+            Error::invalid(format!(
+                "base_image: {text} is not in the configured data store: {}",
+                e.message()
+            ))
+        })
+    }
+
+    /// The base image in the local cache (`<cache>/base/<sha256>.<ext>`), fetched when
+    /// missing; returns its path and SHA-256.
+    async fn fetch_base(
+        &self,
+        container: &ContainerName,
+        object: &ObjectName,
+    ) -> Result<(PathBuf, String)> {
+        let name = object.as_str();
+        let ext = [".tar.zst", ".tar.xz", ".tar.gz", ".tar"]
+            .into_iter()
+            .find(|ext| name.ends_with(ext))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "base_image: {name} is not a root filesystem tarball (.tar, .tar.gz, \
+                     .tar.xz or .tar.zst)"
+                ))
+            })?;
+        let info = self.store.head(container, object).await.map_err(|e| {
+            if e.kind() == crate::ErrorKind::NotFound {
+                Error::not_found(format!(
+                    "base_image: {container}/{name} not found in the data store"
+                ))
+            } else {
+                e
+            }
+        })?;
+        let dir = self.options.cache_dir.join("base");
+        std::fs::create_dir_all(&dir)?;
+        if let Some(sha256) = &info.sha256 {
+            let cached = dir.join(format!("{sha256}{ext}"));
+            if cached.exists() {
+                return Ok((cached, sha256.clone()));
+            }
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".fetch-")
+            .tempfile_in(&dir)?
+            .into_temp_path();
+        download(&*self.store, container, object, &tmp).await?;
+        let path = tmp.to_path_buf();
+        let sha256 = tokio::task::spawn_blocking(move || sha256_file(&path))
+            .await
+            .map_err(|e| Error::internal("hashing the base image failed").with_source(e))??;
+        if let Some(expected) = &info.sha256 {
+            if expected != &sha256 {
+                return Err(Error::invalid(format!(
+                    "base_image: {name} changed while it was fetched (SHA-256 {sha256}, \
+                     expected {expected})"
+                )));
+            }
+        }
+        let cached = dir.join(format!("{sha256}{ext}"));
+        tmp.persist(&cached)
+            .map_err(|e| Error::from(e.error).with_resource(cached.display().to_string()))?;
+        set_mode(&cached, 0o644)?;
+        Ok((cached, sha256))
+    }
+
+    async fn keep(
+        &self,
+        store: &DataStore,
+        ticket: Option<i64>,
+        name: &str,
+        path: &Path,
+        kind: ArtifactType,
+    ) -> Result<String> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::from(e).with_resource(path.display().to_string()))?;
+        let url = store.put_file(name, crate::store::Body::File(file)).await?;
+        if let (Some(tickets), Some(ticket)) = (&self.tickets, ticket) {
+            tickets
+                .create_artifact(NewArtifact {
+                    name: name.to_owned(),
+                    subticket: None,
+                    ticket: Some(Uri::new(ticket)),
+                    reference: url.to_string(),
+                    artifact_type: kind,
+                })
+                .await?;
+        }
+        Ok(url.to_string())
+    }
+}
+
+/// The setup hook: unpacks the base image (`$UBUNTU_CI_BASE`) into the new root, leaving
+/// out what is in `/dev` (mmdebstrap makes it; device files cannot be made here).
+const SETUP_HOOK: &str = r#"#!/bin/sh
+set -eu
+tar --exclude='./dev/*' --directory "$1" --extract --file "$UBUNTU_CI_BASE"
+"#;
+
+/// The customize hook: the PPAs' keys and sources, their folders bind-mounted, the
+/// packages installed, the manifest written, apt's cache cleaned.
+const CUSTOMIZE_HOOK: &str = r#"#!/bin/sh
+set -eu
+root="$1"
+work="$UBUNTU_CI_WORK"
+mkdir -p "$root/etc/apt/keyrings" "$root/etc/apt/sources.list.d" "$root/srv/ubuntu-ci-ppa"
+if [ -d "$work/apt/keyrings" ]; then
+    cp "$work"/apt/keyrings/* "$root/etc/apt/keyrings/"
+    cp "$work"/apt/sources/* "$root/etc/apt/sources.list.d/"
+fi
+mounted=""
+cleanup() {
+    for dir in $mounted; do umount "$dir" || true; done
+}
+trap cleanup EXIT
+if [ -d "$work/ppa" ]; then
+    for owner in $(ls "$work/ppa"); do
+        for name in $(ls "$work/ppa/$owner"); do
+            target="$root/srv/ubuntu-ci-ppa/$owner/$name"
+            mkdir -p "$target"
+            mount -o bind,ro "$work/ppa/$owner/$name" "$target"
+            mounted="$target $mounted"
+        done
+    done
+fi
+export DEBIAN_FRONTEND=noninteractive
+chroot "$root" apt-get update
+set -f
+packages=$(cat "$work/packages")
+if [ -n "$packages" ]; then
+    chroot "$root" apt-get install --yes --no-install-recommends $packages
+fi
+chroot "$root" dpkg-query --show --showformat '${binary:Package}\t${Version}\t${db:Status-Abbrev}\n' > "$work/out/manifest"
+chroot "$root" apt-get clean
+"#;
+
+/// `name → version` of the installed packages of a manifest (`package[:arch]\tversion\tii `).
+fn parse_manifest(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            let name = fields.next()?;
+            let version = fields.next()?;
+            let status = fields.next()?;
+            status.starts_with("ii").then(|| {
+                let name = name.split(':').next().unwrap_or(name);
+                (name.to_owned(), version.to_owned())
+            })
+        })
+        .collect()
+}
+
+/// The reason of a failed install, from the end of mmdebstrap's log.
+fn install_failure(outcome: &Outcome, wanted: &[String]) -> String {
+    match &outcome.ending {
+        Ending::TimedOut => "the image build ran past its time limit and was ended".to_owned(),
+        Ending::Cancelled => "the image build was cancelled".to_owned(),
+        ending => {
+            let missing: Vec<&str> = outcome
+                .tail
+                .iter()
+                .filter_map(|l| l.strip_prefix("E: Unable to locate package "))
+                .map(str::trim)
+                .collect();
+            if missing.is_empty() {
+                format!(
+                    "the image build failed ({}); the log says:\n{}",
+                    describe(ending),
+                    last_lines(outcome, 15)
+                )
+            } else {
+                format!(
+                    "no such package in the image's apt sources: {} (asked for {})",
+                    missing.join(", "),
+                    wanted.join(", ")
+                )
+            }
+        }
+    }
+}
+
+fn describe(ending: &Ending) -> String {
+    match ending {
+        Ending::Exited(Some(code)) => format!("exit status {code}"),
+        Ending::Exited(None) => "killed by a signal".to_owned(),
+        Ending::TimedOut => "timed out".to_owned(),
+        Ending::Cancelled => "cancelled".to_owned(),
+    }
+}
+
+fn last_lines(outcome: &Outcome, count: usize) -> String {
+    let lines: Vec<&str> = outcome
+        .tail
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
+}
+
+fn lines(items: &[String]) -> String {
+    items.iter().map(|i| format!("{i}\n")).collect()
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::File::create(path)
+        .map_err(|e| Error::from(e).with_resource(path.display().to_string()))?;
+    file.write_all(text.as_bytes())?;
+    set_mode(path, 0o644)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::from(e).with_resource(path.display().to_string()))
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+async fn lock_file(path: PathBuf) -> Result<std::fs::File> {
+    tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| Error::internal("a lock task failed").with_source(e))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_list_installed_packages() {
+        let text = "hello-ci\t1.0-1\tii \nlibc6:amd64\t2.36-9\tii \ngone\t1\trc \n";
+        let installed = parse_manifest(text);
+        assert_eq!(installed.get("hello-ci").map(String::as_str), Some("1.0-1"));
+        assert_eq!(installed.get("libc6").map(String::as_str), Some("2.36-9"));
+        assert!(!installed.contains_key("gone"), "removed, config left");
+    }
+
+    #[test]
+    fn a_missing_package_is_named() {
+        let outcome = Outcome {
+            ending: Ending::Exited(Some(1)),
+            tail: vec![
+                "Reading package lists...".to_owned(),
+                "E: Unable to locate package no-such-pkg".to_owned(),
+            ],
+        };
+        let reason = install_failure(&outcome, &["no-such-pkg".to_owned()]);
+        assert!(
+            reason.starts_with("no such package in the image's apt sources: no-such-pkg"),
+            "{reason}"
+        );
+    }
+}
