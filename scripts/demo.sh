@@ -2,9 +2,12 @@
 # The main job on embedded defaults: builds ubuntu-ci, builds the example source package
 # (examples/packages/hello-ci), submits it with `ubuntu-ci create-ticket`, shows the
 # ticket, takes a PPA from the pool for it, publishes the source into that signed archive,
-# proves apt reads it (apt-get update and apt-get source with a private apt configuration,
-# signature checking on), and gives the PPA back. State goes where ubuntu-ci keeps it by default ($XDG_DATA_HOME/ubuntu-ci), unless
-# UBUNTU_CI_DATA_DIR says otherwise.
+# builds it there with sbuild (`ubuntu-ci build`, the build log live), makes a bookworm
+# base image and an image with the PPA's hello-ci installed (`ubuntu-ci image`), proves
+# apt reads the archive (apt-get update, apt-get source and apt-get download with a private
+# apt configuration, signature checking on), and gives the PPA back. State goes where
+# ubuntu-ci keeps it by default ($XDG_DATA_HOME/ubuntu-ci), unless UBUNTU_CI_DATA_DIR says
+# otherwise.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 . scripts/lib.sh
@@ -46,7 +49,19 @@ step "ubuntu-ci ppa publish $ppa"
 "$ubuntu_ci" ppa publish "$ppa" "$changes"
 "$ubuntu_ci" ppa packages "$ppa"
 
-step "apt-get update and apt-get source from $ppa (private apt configuration, signed-by its key)"
+step "ubuntu-ci build $(basename "$changes") --ppa $ppa"
+"$ubuntu_ci" build "$changes" --ppa "$ppa"
+"$ubuntu_ci" ppa packages "$ppa"
+
+step "ubuntu-ci image bootstrap (a bookworm base image, made once and reused)"
+base=$("$ubuntu_ci" image bootstrap)
+echo "$base"
+
+step "ubuntu-ci image build: the base with $ppa's hello-ci installed"
+"$ubuntu_ci" image build --base "$base" --ppa "$ppa" --package hello-ci --ticket "$ticket" >/dev/null
+"$ubuntu_ci" ticket show "$ticket"
+
+step "apt-get update, apt-get source and apt-get download from $ppa (private apt configuration, signed-by its key)"
 apt_root="$out/apt"
 mkdir -p "$apt_root"/etc/apt/apt.conf.d "$apt_root"/etc/apt/preferences.d \
     "$apt_root"/etc/apt/sources.list.d "$apt_root"/var/lib/apt/lists/partial \
@@ -54,8 +69,8 @@ mkdir -p "$apt_root"/etc/apt/apt.conf.d "$apt_root"/etc/apt/preferences.d \
     "$apt_root"/var/log/apt "$apt_root"/work
 touch "$apt_root/var/lib/dpkg/status"
 "$ubuntu_ci" ppa key "$ppa" >"$apt_root/ppa.asc"
-printf 'deb-src [signed-by=%s] %s bookworm main\n' "$apt_root/ppa.asc" "$archive" \
-    >"$apt_root/etc/apt/sources.list"
+printf 'deb [signed-by=%s] %s bookworm main\ndeb-src [signed-by=%s] %s bookworm main\n' \
+    "$apt_root/ppa.asc" "$archive" "$apt_root/ppa.asc" "$archive" >"$apt_root/etc/apt/sources.list"
 printf '%s\n' \
     "Dir \"$apt_root/\";" \
     "Dir::State::status \"$apt_root/var/lib/dpkg/status\";" \
@@ -65,7 +80,8 @@ printf '%s\n' \
     "Debug::NoLocking \"true\";" >"$apt_root/apt.conf"
 cat "$apt_root/etc/apt/sources.list"
 APT_CONFIG="$apt_root/apt.conf" apt-get update
-(cd "$apt_root/work" && APT_CONFIG="$apt_root/apt.conf" apt-get source --download-only hello-ci && ls -l)
+(cd "$apt_root/work" && APT_CONFIG="$apt_root/apt.conf" apt-get source --download-only hello-ci &&
+    APT_CONFIG="$apt_root/apt.conf" apt-get download hello-ci && ls -l)
 
 step "ubuntu-ci ppa release --ticket $ticket"
 "$ubuntu_ci" ppa release --ticket "$ticket"

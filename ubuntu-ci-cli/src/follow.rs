@@ -1,5 +1,5 @@
 //! Following a worker's progress queue live: phases and heartbeats on stderr, log lines on
-//! stdout (every message as JSON with `--json`), Ctrl-C cancelling the work.
+//! stdout or stderr (every message as JSON with `--json`), Ctrl-C cancelling the work.
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -7,6 +7,15 @@ use ubuntu_ci_core::queue::{Done, DoneState, MessageStream, ProgressMessage};
 use ubuntu_ci_core::{Error, Result};
 
 use crate::output;
+
+/// Where a followed work's log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTo {
+    /// Standard output: the log is the command's output (`build`).
+    Stdout,
+    /// Standard error: the command prints its result on standard output (`image`).
+    Stderr,
+}
 
 /// Shows `messages` until the queue ends, cancels on Ctrl-C, and returns what `done` ends
 /// with. `command` names the command in the interruption notice.
@@ -19,6 +28,7 @@ pub async fn follow(
     done: tokio::task::JoinHandle<Result<Done>>,
     cancel: &CancellationToken,
     json: bool,
+    log_to: LogTo,
 ) -> anyhow::Result<Done> {
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
@@ -30,7 +40,7 @@ pub async fn follow(
                     if json {
                         output::json(&message)?;
                     } else {
-                        show(&ProgressMessage::from_json(&message.body)?);
+                        show(&ProgressMessage::from_json(&message.body)?, log_to);
                     }
                 }
                 None => break,
@@ -62,12 +72,15 @@ pub fn outcome(done: &Done, what: &str) -> anyhow::Result<()> {
     }
 }
 
-fn show(message: &ProgressMessage) {
+fn show(message: &ProgressMessage, log_to: LogTo) {
     match message {
         ProgressMessage::Phase { phase, message } => eprintln!("==> {phase}: {message}"),
         ProgressMessage::Log { log } => {
             for line in log {
-                println!("{line}");
+                match log_to {
+                    LogTo::Stdout => println!("{line}"),
+                    LogTo::Stderr => eprintln!("{line}"),
+                }
             }
         }
         ProgressMessage::Heartbeat { heartbeat, phase } => {

@@ -9,7 +9,7 @@ use ubuntu_ci_core::builder::standalone;
 use ubuntu_ci_core::config::Config;
 use ubuntu_ci_core::ppa::PpaName;
 
-use crate::follow::{follow, outcome};
+use crate::follow::{follow, outcome, LogTo};
 
 /// Arguments of `build`.
 #[derive(Debug, Args)]
@@ -70,7 +70,7 @@ pub async fn run(config: &Config, json: bool, args: BuildArgs) -> anyhow::Result
         cancel.clone(),
     )
     .await?;
-    let done = follow("build", running.messages, running.done, &cancel, json).await?;
+    let done = follow("build", running.messages, running.done, &cancel, json, LogTo::Stdout).await?;
     outcome(&done, "build")
 }
 

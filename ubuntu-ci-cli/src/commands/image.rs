@@ -7,7 +7,7 @@ use ubuntu_ci_core::image::{BaseImage, Bootstrap, BuildImage, ImageType};
 use ubuntu_ci_core::ppa::PpaName;
 use ubuntu_ci_core::queue::QueueName;
 
-use crate::follow::{follow, outcome};
+use crate::follow::{follow, outcome, LogTo};
 
 /// `image` subcommands.
 #[derive(Debug, Subcommand)]
@@ -104,7 +104,7 @@ pub async fn run(config: &Config, json: bool, command: ImageCommand) -> anyhow::
             )
         }
     };
-    let done = follow(what, messages, done, &cancel, json).await?;
+    let done = follow(what, messages, done, &cancel, json, LogTo::Stderr).await?;
     outcome(&done, what)?;
     if !json {
         for url in done

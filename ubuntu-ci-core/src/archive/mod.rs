@@ -370,6 +370,53 @@ impl Archives {
         .await
     }
 
+    /// The source package that built `binary` (for `arch`, or `all`) in `series` of `ppa`,
+    /// when that source is published there too: its name, version and `.dsc` file.
+    ///
+    /// # Errors
+    /// I/O errors reading the archive.
+    pub async fn source_of(
+        &self,
+        ppa: &PpaName,
+        series: Option<&str>,
+        binary: &str,
+        arch: &str,
+    ) -> Result<Option<(String, String, PathBuf)>> {
+        let series = self.series(series)?;
+        let this = self.clone();
+        let (ppa, binary, arch) = (ppa.clone(), binary.to_owned(), arch.to_owned());
+        blocking(move || {
+            let state = this.read_state(&ppa, &series)?;
+            let Some(((_, version, _), entry)) = state
+                .index
+                .binaries
+                .iter()
+                .rev()
+                .find(|((name, _, a), _)| *name == binary && (*a == arch || a == "all"))
+            else {
+                return Ok(None);
+            };
+            // `Source: name (version)` when the source's version differs from the binary's.
+            let source_version = entry
+                .text
+                .lines()
+                .find_map(|l| l.strip_prefix("Source:"))
+                .and_then(|v| v.split_once('('))
+                .and_then(|(_, v)| v.strip_suffix(')'))
+                .map_or_else(|| version.clone(), |v| v.trim().to_owned());
+            let key = (entry.source.clone(), source_version);
+            let Some(source) = state.index.sources.get(&key) else {
+                return Ok(None);
+            };
+            Ok(source
+                .files
+                .iter()
+                .find(|f| f.ends_with(".dsc"))
+                .map(|dsc| (key.0.clone(), key.1.clone(), this.path(&ppa).join(dsc))))
+        })
+        .await
+    }
+
     /// Makes `series` of `ppa` a valid, empty archive if it is not one yet, so apt can read
     /// it before anything is published.
     ///
@@ -1363,7 +1410,7 @@ fn release_text(
 /// What reading `from` or writing `to` reports.
 pub fn snapshot(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
-    snapshot_mode(to, 0o755)?;
+    crate::fsutil::set_mode(to, 0o755)?;
     for entry in std::fs::read_dir(from)
         .map_err(|e| Error::from(e).with_resource(from.display().to_string()))?
     {
@@ -1380,17 +1427,12 @@ pub fn snapshot(from: &Path, to: &Path) -> Result<()> {
             snapshot(&source, &target)?;
         } else if std::fs::hard_link(&source, &target).is_err() {
             std::fs::copy(&source, &target)?;
-            snapshot_mode(&target, 0o644)?;
+            crate::fsutil::set_mode(&target, 0o644)?;
         }
     }
     Ok(())
 }
 
-fn snapshot_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::from(e).with_resource(path.display().to_string()))
-}
 
 #[cfg(test)]
 mod tests;

@@ -34,6 +34,9 @@ pub struct Supervision {
     pub heartbeat: Duration,
     /// Between `SIGTERM` and `SIGKILL`.
     pub grace: Duration,
+    /// Where every output line also goes, with when it came (for a caller that follows the
+    /// tool's progress, like the test runner counting tests).
+    pub lines: Option<tokio::sync::mpsc::UnboundedSender<(Instant, String)>>,
 }
 
 impl Default for Supervision {
@@ -43,6 +46,7 @@ impl Default for Supervision {
             timeout: Duration::from_secs(3 * 3600),
             heartbeat: Duration::from_secs(30),
             grace: Duration::from_secs(10),
+            lines: None,
         }
     }
 }
@@ -177,6 +181,9 @@ pub async fn run(
                         tail.pop_front();
                     }
                     tail.push_back(line.clone());
+                    if let Some(watcher) = &supervision.lines {
+                        let _ = watcher.send((Instant::now(), line.clone()));
+                    }
                     if batch.is_empty() {
                         batch_started = Instant::now();
                     }

@@ -30,6 +30,7 @@ use super::process::{run, Ending, Outcome, Reporter, Supervision};
 use super::{BuildSource, SourceBuilder};
 use crate::archive::{Archives, Publishable};
 use crate::error::{Error, Result};
+use crate::fsutil::set_mode;
 use crate::model::{ArtifactType, NewArtifact, PageRequest, SubticketFilter, Uri};
 use crate::ppa::PpaName;
 use crate::queue::{Done, ProgressMessage, ProgressQueues, QueueName};
@@ -279,12 +280,22 @@ impl SbuildBuilder {
             });
         }
 
+        // The source goes in too when it targets this series, so the PPA serves it
+        // (`apt-get source`) and the test runner finds the tests of what it built.
+        let with_source = upload.changes.distribution.as_deref() == Some(series.as_str());
         phase(
             reporter,
             "publish",
-            format!("publishing {} binaries into {ppa}", debs.len()),
+            format!(
+                "publishing {} binaries{} into {ppa}",
+                debs.len(),
+                if with_source { " and their source" } else { "" }
+            ),
         )
         .await?;
+        if with_source {
+            debs.insert(0, Publishable::Source(Box::new(upload.clone())));
+        }
         self.archives.publish(&ppa, Some(&series), debs).await?;
         Ok(built)
     }
@@ -572,11 +583,6 @@ fn find_suffix(dir: &Path, suffix: &str) -> Option<PathBuf> {
         })
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::from(e).with_resource(path.display().to_string()))
-}
 
 /// A path for a single-quoted Perl string.
 fn perl_quote(path: &Path) -> Result<String> {

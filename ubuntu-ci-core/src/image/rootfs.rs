@@ -27,7 +27,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +41,7 @@ use super::{check_package_name, Bootstrap, BuildImage, ImageBuilder, ImageType};
 use crate::archive::{check_series, key_file, sources_line, Archives};
 use crate::builder::process::{run, Ending, Outcome, Reporter, Supervision};
 use crate::error::{Error, Result};
+use crate::fsutil::{set_mode, write_readable};
 use crate::model::{ArtifactType, NewArtifact, Uri};
 use crate::ppa::PpaName;
 use crate::queue::{Done, ProgressMessage, ProgressQueues, QueueName};
@@ -426,12 +426,12 @@ impl RootfsImageBuilder {
             let snapshot = w.join("ppa").join(ppa.owner()).join(ppa.name());
             crate::archive::snapshot(&path, &snapshot)?;
             let key = self.archives.public_key(ppa.owner()).await?;
-            write_file(
+            write_readable(
                 &w.join("apt/keyrings").join(file_name(&key_file(ppa))),
                 &key,
             )?;
             let location = format!("file:{PPA_MOUNT_ROOT}/{}/{}", ppa.owner(), ppa.name());
-            write_file(
+            write_readable(
                 &w.join("apt/sources").join(format!(
                     "ubuntu-ci-{}-{}.list",
                     ppa.owner(),
@@ -447,7 +447,7 @@ impl RootfsImageBuilder {
                 None => name.clone(),
             })
             .collect();
-        write_file(&w.join("packages"), &lines(&install))?;
+        write_readable(&w.join("packages"), &lines(&install))?;
         let mut description = ImageDescription {
             image_type: ImageType::Rootfs,
             series: series.clone(),
@@ -457,8 +457,8 @@ impl RootfsImageBuilder {
             ppa_list: ppas.iter().map(ToString::to_string).collect(),
             packages: BTreeMap::new(),
         };
-        write_file(&w.join("setup.sh"), SETUP_HOOK)?;
-        write_file(&w.join("customize.sh"), CUSTOMIZE_HOOK)?;
+        write_readable(&w.join("setup.sh"), SETUP_HOOK)?;
+        write_readable(&w.join("customize.sh"), CUSTOMIZE_HOOK)?;
         for hook in ["setup.sh", "customize.sh"] {
             set_mode(&w.join(hook), 0o755)?;
         }
@@ -574,7 +574,7 @@ impl RootfsImageBuilder {
             )
             .await?;
         let description_path = w.join("description.json");
-        write_file(
+        write_readable(
             &description_path,
             &serde_json::to_string_pretty(&description).map_err(|e| {
                 Error::internal("an image description could not be written").with_source(e)
@@ -811,21 +811,7 @@ fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-fn write_file(path: &Path, text: &str) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut file = std::fs::File::create(path)
-        .map_err(|e| Error::from(e).with_resource(path.display().to_string()))?;
-    file.write_all(text.as_bytes())?;
-    set_mode(path, 0o644)
-}
 
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::from(e).with_resource(path.display().to_string()))
-}
 
 fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path)?;

@@ -154,6 +154,9 @@ pub trait ProgressQueues: Send + Sync + fmt::Debug {
 ///
 /// - `{"phase": "build", "message": "building hello 2.10-3 in bookworm-amd64"}` — a new
 ///   phase of the work began;
+/// - `{"test_request_id": "1", "message": "50%", "current": "1", "total": "2"}` — the test
+///   runner started test `current` of `total` (the seed's test progress, numbers as
+///   strings as the seed writes them);
 /// - `{"log": ["line", …]}` — lines of a log, batched (a batch goes out when it holds
 ///   [`LOG_BATCH_LINES`] lines or has waited [`LOG_BATCH_MS`] milliseconds);
 /// - `{"heartbeat": 120, "phase": "build"}` — the worker is alive, this many seconds into
@@ -165,6 +168,17 @@ pub trait ProgressQueues: Send + Sync + fmt::Debug {
 pub enum ProgressMessage {
     /// The end of the work.
     Done(Done),
+    /// Test `current` of `total` began.
+    Tests {
+        /// The test request.
+        test_request_id: String,
+        /// How far, for people (`50%`).
+        message: String,
+        /// Tests begun so far.
+        current: String,
+        /// Tests to run.
+        total: String,
+    },
     /// A phase began.
     Phase {
         /// Its name (`fetch`, `chroot`, `build`, `publish`, …).
@@ -271,6 +285,15 @@ mod tests {
                     message: "building".into(),
                 },
                 json!({"phase": "build", "message": "building"}),
+            ),
+            (
+                ProgressMessage::Tests {
+                    test_request_id: "1".into(),
+                    message: "10%".into(),
+                    current: "1".into(),
+                    total: "10".into(),
+                },
+                json!({"test_request_id": "1", "message": "10%", "current": "1", "total": "10"}),
             ),
             (
                 ProgressMessage::Log {
