@@ -64,6 +64,8 @@ pub enum Command {
     /// Make base images, and images with a PPA's packages installed
     #[command(subcommand)]
     Image(crate::commands::image::ImageCommand),
+    /// Run a package's DEP-8 tests in an image with autopkgtest, showing them live
+    Test(crate::commands::test::TestArgs),
     /// Check this machine's prerequisites (Debian tools, subordinate ids, state) and say how
     /// to fix what is missing
     Doctor,

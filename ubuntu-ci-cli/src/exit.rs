@@ -12,14 +12,36 @@
 //! | 7 | unavailable: a service cannot be reached; try again later |
 //! | 8 | too large |
 //! | 9 | unsupported: not implemented or not in this build |
+//! | 10 | the tests ran and did not pass (`test`: FAILED, or no tests to run) |
 
 use ubuntu_ci_core::{Error, ErrorKind};
 
 /// Exit status of an internal error.
 pub const INTERNAL: u8 = 1;
 
+/// Exit status of tests that ran and did not pass.
+pub const TESTS_DID_NOT_PASS: u8 = 10;
+
+/// Tests ran and did not pass: the test result (`FAILED`, `NO_TESTS`).
+#[derive(Debug)]
+pub struct TestsDidNotPass(pub String);
+
+impl std::fmt::Display for TestsDidNotPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_str() {
+            "NO_TESTS" => f.write_str("no tests to run"),
+            other => write!(f, "the tests did not pass: {other}"),
+        }
+    }
+}
+
+impl std::error::Error for TestsDidNotPass {}
+
 /// The exit status for an error.
 pub fn code_of(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<TestsDidNotPass>().is_some() {
+        return TESTS_DID_NOT_PASS;
+    }
     match err.downcast_ref::<Error>().map(Error::kind) {
         Some(ErrorKind::InvalidInput) => 3,
         Some(ErrorKind::NotFound) => 4,

@@ -83,13 +83,25 @@ fn show(message: &ProgressMessage, log_to: LogTo) {
                 }
             }
         }
+        ProgressMessage::Tests {
+            current,
+            total,
+            message,
+            ..
+        } => eprintln!("==> test {current}/{total} ({message})"),
         ProgressMessage::Heartbeat { heartbeat, phase } => {
             eprintln!("... {phase} still running ({heartbeat} s)");
         }
         ProgressMessage::Done(done) => match done.state {
             DoneState::Completed => {
-                eprintln!("==> done");
-                for key in ["binaries", "url_list"] {
+                match (
+                    done.results.get("status").and_then(|s| s.as_str()),
+                    done.results.get("test_result").and_then(|s| s.as_str()),
+                ) {
+                    (Some(status), Some(result)) => eprintln!("==> done: {result} ({status})"),
+                    _ => eprintln!("==> done"),
+                }
+                for key in ["binaries", "url_list", "artifacts"] {
                     for url in done
                         .results
                         .get(key)

@@ -23,6 +23,8 @@ use crate::ppa::sql::SqlPpaPool;
 use crate::ppa::{PoolOptions, PpaAssigner};
 use crate::queue::memory::MemoryQueues;
 use crate::queue::ProgressQueues;
+use crate::runner::autopkgtest::{AutopkgtestRunner, RunnerOptions};
+use crate::runner::TestRunner;
 use crate::store::{open_store, ObjectStore, StoreOptions};
 use crate::tickets::sql::SqlTicketSystem;
 use crate::tickets::{open_ticket_system, TicketSystem, TicketSystemOptions};
@@ -83,6 +85,8 @@ pub struct BuildConfig {
     pub work_dir: Option<PathBuf>,
     /// Seconds one image build (or base image bootstrap) may take (3600).
     pub image_timeout_secs: Option<u64>,
+    /// Seconds one test run (autopkgtest as a whole) may take (10800).
+    pub test_timeout_secs: Option<u64>,
 }
 
 impl BuildConfig {
@@ -144,6 +148,24 @@ impl BuildConfig {
         options.work_dir = build.work_dir;
         match self.image_timeout_secs {
             Some(0) => return Err(Error::invalid("[build] image_timeout_secs must be above 0")),
+            Some(secs) => options.timeout = Duration::from_secs(secs),
+            None => {}
+        }
+        Ok(options)
+    }
+
+    /// The test runner's options: the builder's work folder, and `test_timeout_secs`.
+    ///
+    /// # Errors
+    /// As [`BuildConfig::sbuild_options`]; `InvalidInput` for a zero timeout.
+    pub fn runner_options(&self, data_dir: &Path) -> Result<RunnerOptions> {
+        let build = self.sbuild_options(data_dir)?;
+        let mut options = RunnerOptions {
+            work_dir: build.work_dir,
+            ..RunnerOptions::default()
+        };
+        match self.test_timeout_secs {
+            Some(0) => return Err(Error::invalid("[build] test_timeout_secs must be above 0")),
             Some(secs) => options.timeout = Duration::from_secs(secs),
             None => {}
         }
@@ -489,6 +511,13 @@ impl Config {
             queues.clone(),
             self.build.image_options(&data_dir)?,
         );
+        let tests = AutopkgtestRunner::new(
+            store.clone(),
+            Some(tickets.clone()),
+            archives.clone(),
+            queues.clone(),
+            self.build.runner_options(&data_dir)?,
+        );
         Ok(Services {
             tickets,
             store,
@@ -498,6 +527,7 @@ impl Config {
             queues,
             builder: Arc::new(builder),
             images: Arc::new(images),
+            tests: Arc::new(tests),
         })
     }
 
@@ -529,6 +559,7 @@ impl Config {
             queues: Arc::new(MemoryQueues::default()),
             builder: Arc::new(ThroughServer),
             images: Arc::new(ThroughServer),
+            tests: Arc::new(ThroughServer),
         })
     }
 
@@ -562,6 +593,8 @@ pub struct Services {
     pub builder: Arc<dyn SourceBuilder>,
     /// The image builder (mmdebstrap on this machine; through a server: not yet).
     pub images: Arc<dyn ImageBuilder>,
+    /// The test runner (autopkgtest on this machine; through a server: not yet).
+    pub tests: Arc<dyn TestRunner>,
 }
 
 impl Services {

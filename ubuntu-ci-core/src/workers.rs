@@ -12,6 +12,7 @@ use crate::builder::{BuildSource, SourceBuilder};
 use crate::error::{Error, Result};
 use crate::image::{Bootstrap, BuildImage, ImageBuilder};
 use crate::queue::Done;
+use crate::runner::{TestImage, TestRunner};
 
 /// The workers of a client of a server: not there yet.
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,6 +40,13 @@ impl ImageBuilder for ThroughServer {
 
     async fn build_image(&self, _: BuildImage, _: CancellationToken) -> Result<Done> {
         Err(unsupported("building an image"))
+    }
+}
+
+#[async_trait]
+impl TestRunner for ThroughServer {
+    async fn test_image(&self, _: TestImage, _: CancellationToken) -> Result<Done> {
+        Err(unsupported("running tests"))
     }
 }
 

@@ -70,7 +70,15 @@ pub async fn run(config: &Config, json: bool, args: BuildArgs) -> anyhow::Result
         cancel.clone(),
     )
     .await?;
-    let done = follow("build", running.messages, running.done, &cancel, json, LogTo::Stdout).await?;
+    let done = follow(
+        "build",
+        running.messages,
+        running.done,
+        &cancel,
+        json,
+        LogTo::Stdout,
+    )
+    .await?;
     outcome(&done, "build")
 }
 

@@ -7,6 +7,7 @@ pub mod image;
 pub mod ppa;
 pub mod serve;
 pub mod store;
+pub mod test;
 pub mod ticket;
 
 use ubuntu_ci_core::config::Config;
@@ -40,6 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor => doctor::run(&config, json).await,
         Command::Build(args) => build::run(&config, json, args).await,
         Command::Image(command) => image::run(&config, json, command).await,
+        Command::Test(args) => test::run(&config, json, args).await,
         Command::Serve(args) => serve::run(config, args).await,
     }
 }

@@ -1433,6 +1433,5 @@ pub fn snapshot(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests;

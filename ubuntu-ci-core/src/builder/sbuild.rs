@@ -583,7 +583,6 @@ fn find_suffix(dir: &Path, suffix: &str) -> Option<PathBuf> {
         })
 }
 
-
 /// A path for a single-quoted Perl string.
 fn perl_quote(path: &Path) -> Result<String> {
     let text = path

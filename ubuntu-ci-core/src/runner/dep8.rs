@@ -250,7 +250,10 @@ mod tests {
                        Test-Command: hello\nRestrictions: needs-root, isolation-machine\n";
         let tests = declared_tests(control).unwrap();
         let names: Vec<&str> = tests.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["smoke", "greeting", "extra", "command1", "command2"]);
+        assert_eq!(
+            names,
+            ["smoke", "greeting", "extra", "command1", "command2"]
+        );
         assert_eq!(tests[0].restrictions, ["superficial"]);
         assert_eq!(tests[4].restrictions, ["needs-root", "isolation-machine"]);
         assert!(declared_tests("Depends: @\n").is_err());
@@ -293,7 +296,9 @@ mod tests {
                 case("skipped", Verdict::Skip, ""),
             ],
         );
-        assert!(xml.contains("tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\" time=\"4.500\""));
+        assert!(
+            xml.contains("tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\" time=\"4.500\"")
+        );
         assert!(xml.contains("<testcase classname=\"hello-ci\" name=\"greeting\" time=\"1.500\"><failure message=\"non-zero exit status 1\"/>"));
         assert!(xml.contains("<system-out>Hello &lt;world&gt; &amp; [0m</system-out>"));
         assert!(xml.contains("<skipped message="));
