@@ -60,7 +60,9 @@ tar -C "$package_dir" --exclude-backups --exclude="debian/$source_name" \
     --exclude=debian/debhelper-build-stamp -cf - debian | tar -C "$work/$tree" -xf -
 # Executable bits are easily lost on the way (checkouts, copies); dpkg-source keeps them.
 chmod 0755 "$work/$tree/debian/rules"
-find "$work/$tree/debian/tests" -type f ! -name control -exec chmod 0755 {} +
+if [ -d "$work/$tree/debian/tests" ]; then
+    find "$work/$tree/debian/tests" -type f ! -name control -exec chmod 0755 {} +
+fi
 find "$work/$tree/debian" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 (cd "$work" && dpkg-source --build "$tree")

@@ -123,9 +123,11 @@ pub struct TestResult {
     pub detail: String,
 }
 
-/// The results of autopkgtest's summary file (`name VERDICT [detail]` per line); lines it
-/// cannot read (a `*` line for the whole run, say) are left out.
+/// The results of autopkgtest's summary file (`name VERDICT [detail]` per line), one per
+/// test (autopkgtest 5.28 writes a test skipped for a restriction twice); lines it cannot
+/// read (a `*` line for the whole run, say) are left out.
 pub fn parse_summary(text: &str) -> Vec<TestResult> {
+    let mut seen = std::collections::HashSet::new();
     text.lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
@@ -143,6 +145,7 @@ pub fn parse_summary(text: &str) -> Vec<TestResult> {
                 detail: words.collect::<Vec<_>>().join(" "),
             })
         })
+        .filter(|result| seen.insert(result.name.clone()))
         .collect()
 }
 
@@ -265,6 +268,7 @@ mod tests {
     fn summaries_give_each_verdict() {
         let summary = "smoke                PASS (superficial)\n\
                        greeting             FAIL non-zero exit status 1\n\
+                       reboot               SKIP Test needs-reboot but testbed does not provide it\n\
                        reboot               SKIP Test needs-reboot but testbed does not provide it\n\
                        flaky                FLAKY non-zero exit status 1\n\
                        *                    SOMETHING\n";
