@@ -408,13 +408,10 @@ async fn real_dep8_runs() {
     assert!(!testcase(&junit, "wobbly").contains("<failure"));
     assert!(testcase(&junit, "wobbly").contains("flaky test failed"));
     assert!(testcase(&junit, "command1").contains("Hello, Command"));
-    let last = messages
-        .iter()
-        .filter_map(|m| match m {
-            ProgressMessage::Tests { current, total, .. } => Some((current.clone(), total.clone())),
-            _ => None,
-        })
-        .last();
+    let last = messages.iter().rev().find_map(|m| match m {
+        ProgressMessage::Tests { current, total, .. } => Some((current.clone(), total.clone())),
+        _ => None,
+    });
     assert_eq!(
         last,
         Some(("5".to_owned(), "6".to_owned())),
