@@ -3,7 +3,8 @@
 # (examples/packages/hello-ci), submits it with `ubuntu-ci create-ticket`, shows the
 # ticket, takes a PPA from the pool for it, publishes the source into that signed archive,
 # builds it there with sbuild (`ubuntu-ci build`, the build log live), makes a bookworm
-# base image and an image with the PPA's hello-ci installed (`ubuntu-ci image`), proves
+# base image and an image with the PPA's hello-ci installed (`ubuntu-ci image`), runs
+# hello-ci's DEP-8 tests in that image (`ubuntu-ci test`, autopkgtest), proves
 # apt reads the archive (apt-get update, apt-get source and apt-get download with a private
 # apt configuration, signature checking on), and gives the PPA back. State goes where
 # ubuntu-ci keeps it by default ($XDG_DATA_HOME/ubuntu-ci), unless UBUNTU_CI_DATA_DIR says
@@ -58,7 +59,11 @@ base=$("$ubuntu_ci" image bootstrap)
 echo "$base"
 
 step "ubuntu-ci image build: the base with $ppa's hello-ci installed"
-"$ubuntu_ci" image build --base "$base" --ppa "$ppa" --package hello-ci --ticket "$ticket" >/dev/null
+image=$("$ubuntu_ci" image build --base "$base" --ppa "$ppa" --package hello-ci --ticket "$ticket")
+echo "$image"
+
+step "ubuntu-ci test: hello-ci's DEP-8 tests in that image (autopkgtest, unshare test bed)"
+"$ubuntu_ci" test "$image" hello-ci --ticket "$ticket"
 "$ubuntu_ci" ticket show "$ticket"
 
 step "apt-get update, apt-get source and apt-get download from $ppa (private apt configuration, signed-by its key)"

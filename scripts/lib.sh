@@ -13,8 +13,8 @@ as_root() {
 # gpg for the signed-upload tests (gnupg); apt-ftparchive for the archive benchmark
 # (apt-utils); xz for the compression checks (xz-utils); sbuild in unshare mode with
 # chroots made by mmdebstrap for the builds (sbuild, mmdebstrap, uidmap; zstd for the
-# chroot tarballs).
-DEBIAN_PACKAGES=(dpkg-dev time apt gpgv gnupg apt-utils xz-utils sbuild mmdebstrap uidmap zstd)
+# chroot tarballs and images); autopkgtest for the DEP-8 tests.
+DEBIAN_PACKAGES=(dpkg-dev time apt gpgv gnupg apt-utils xz-utils sbuild mmdebstrap uidmap zstd autopkgtest)
 
 install_debian_packages() {
     local missing=() pkg

@@ -44,7 +44,9 @@ const PROGRAMS: &[(&str, &str, &str)] = &[
         "signing uploads (debsign) and the signature tests",
     ),
     ("sbuild", "sbuild", "building binary packages"),
-    ("mmdebstrap", "mmdebstrap", "making build chroots"),
+    ("mmdebstrap", "mmdebstrap", "making build chroots and images"),
+    ("autopkgtest", "autopkgtest", "running DEP-8 tests"),
+    ("unshare", "util-linux", "autopkgtest's unshare test beds"),
     ("newuidmap", "uidmap", "unshare-mode builds"),
     ("newgidmap", "uidmap", "unshare-mode builds"),
 ];
