@@ -44,7 +44,11 @@ const PROGRAMS: &[(&str, &str, &str)] = &[
         "signing uploads (debsign) and the signature tests",
     ),
     ("sbuild", "sbuild", "building binary packages"),
-    ("mmdebstrap", "mmdebstrap", "making build chroots and images"),
+    (
+        "mmdebstrap",
+        "mmdebstrap",
+        "making build chroots and images",
+    ),
     ("autopkgtest", "autopkgtest", "running DEP-8 tests"),
     ("unshare", "util-linux", "autopkgtest's unshare test beds"),
     ("newuidmap", "uidmap", "unshare-mode builds"),
