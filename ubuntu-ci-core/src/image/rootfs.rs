@@ -288,6 +288,7 @@ impl RootfsImageBuilder {
         let log = work.path().join("bootstrap.log");
         let mut command = Command::new("mmdebstrap");
         command
+            .env("TMPDIR", work.path())
             .args(&options)
             .arg(&request.series)
             .arg(&tarball)
