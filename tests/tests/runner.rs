@@ -440,6 +440,29 @@ async fn real_dep8_runs() {
         .unwrap()
         .contains("no tests to run"));
 
+    // A test dependency that cannot be installed: the package is erroneous, which is an
+    // infrastructure error (retryable), not a test failure.
+    let broken = with_tests(
+        &rig,
+        "broken",
+        Some("Tests: needs\nDepends: @, no-such-package-xyz\n"),
+        &[("needs", "exit 0")],
+    );
+    let source = stage(&*rig.store, &broken).await;
+    let (done, _) = run(&rig, request(&rig, "11", source, None)).await;
+    assert_eq!(done.state, DoneState::Failed, "{done:?}");
+    assert_eq!(done.results["retryable"], true);
+    assert_eq!(done.results["test_request_id"], "11");
+    let reason = done.reason.unwrap();
+    assert!(reason.contains("erroneous package"), "{reason}");
+    assert!(
+        done.results["artifacts"][0]
+            .as_str()
+            .unwrap()
+            .ends_with(".log"),
+        "the log is kept"
+    );
+
     // Bad requests: clear reasons, nothing started.
     let store_url = |name: &str| {
         url::Url::from_file_path(rig.dir.path().join("data/store/images").join(name))

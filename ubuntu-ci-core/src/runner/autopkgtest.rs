@@ -492,8 +492,13 @@ impl AutopkgtestRunner {
             Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
+        // A description is a few hundred bytes; a larger object is not one.
         let mut bytes = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut bytes).await?;
+        tokio::io::AsyncReadExt::read_to_end(
+            &mut tokio::io::AsyncReadExt::take(&mut reader, 1 << 20),
+            &mut bytes,
+        )
+        .await?;
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             Error::invalid(format!(
                 "{container}/{name} is not an image description: {e}"
