@@ -107,6 +107,8 @@ our_image=$(printf '%s\n' "${our_images[@]}" | median)
 hand_image=$(printf '%s\n' "${hand_images[@]}" | median)
 our_test=$(printf '%s\n' "${our_tests[@]}" | median)
 hand_test=$(printf '%s\n' "${hand_tests[@]}" | median)
+printf 'samples (s): image by hand %s | ours %s (first %s) | test by hand %s | ours %s\n\n' \
+    "${hand_images[*]}" "${our_images[*]}" "$first" "${hand_tests[*]}" "${our_tests[*]}"
 printf '%-36s %10s %10s %8s\n' "" "by hand" "ubuntu-ci" "ratio"
 printf '%-36s %10.1f %10.1f %7.2fx\n' "image build, median (s)" "$hand_image" "$our_image" \
     "$(echo "$our_image / $hand_image" | bc -l)"
