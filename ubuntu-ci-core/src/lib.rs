@@ -8,6 +8,7 @@
 //! and the REST server ([`server`]). Frontends (the `ubuntu-ci` CLI, Python) stay thin.
 
 pub mod archive;
+pub mod artifacts;
 pub mod builder;
 pub mod config;
 pub mod doctor;

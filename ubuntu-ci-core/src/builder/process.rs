@@ -76,6 +76,29 @@ impl Outcome {
     pub fn succeeded(&self) -> bool {
         self.ending == Ending::Exited(Some(0))
     }
+
+    /// The last `count` non-blank lines the tool printed, one per line.
+    pub fn last_lines(&self, count: usize) -> String {
+        let lines: Vec<&str> = self
+            .tail
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        lines[lines.len().saturating_sub(count)..].join("\n")
+    }
+}
+
+impl Ending {
+    /// How it ended, for people (`exit status 2`, `timed out`).
+    pub fn describe(&self) -> String {
+        match self {
+            Ending::Exited(Some(code)) => format!("exit status {code}"),
+            Ending::Exited(None) => "killed by a signal".to_owned(),
+            Ending::TimedOut => "timed out".to_owned(),
+            Ending::Cancelled => "cancelled".to_owned(),
+        }
+    }
 }
 
 /// Where the output goes.
@@ -96,6 +119,18 @@ impl Reporter<'_> {
             .publish(self.queue, message.to_json())
             .await
             .map(drop)
+    }
+
+    /// Announces that phase `name` began, doing what `message` says.
+    ///
+    /// # Errors
+    /// What the queue reports.
+    pub async fn phase(&self, name: &str, message: impl Into<String>) -> Result<()> {
+        self.send(&ProgressMessage::Phase {
+            phase: name.to_owned(),
+            message: message.into(),
+        })
+        .await
     }
 }
 

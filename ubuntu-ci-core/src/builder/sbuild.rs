@@ -29,9 +29,10 @@ use super::fetch::fetch_sources;
 use super::process::{run, Ending, Outcome, Reporter, Supervision};
 use super::{BuildSource, SourceBuilder};
 use crate::archive::{Archives, Publishable};
+use crate::artifacts::{keep_file, Owner};
 use crate::error::{Error, Result};
 use crate::fsutil::set_mode;
-use crate::model::{ArtifactType, NewArtifact, PageRequest, SubticketFilter, Uri};
+use crate::model::{ArtifactType, PageRequest, SubticketFilter, Uri};
 use crate::ppa::PpaName;
 use crate::queue::{Done, ProgressMessage, ProgressQueues, QueueName};
 use crate::store::{DataStore, ObjectStore};
@@ -193,29 +194,29 @@ impl SbuildBuilder {
             set_mode(dir, 0o777)?;
         }
 
-        phase(
-            reporter,
-            "fetch",
-            format!("fetching {} source files", request.source_packages.len()),
-        )
-        .await?;
+        reporter
+            .phase(
+                "fetch",
+                format!("fetching {} source files", request.source_packages.len()),
+            )
+            .await?;
         let upload = fetch_sources(&*self.store, &request.source_packages, &sources).await?;
         let what = format!("{} {}", upload.changes.source, upload.changes.version);
 
-        phase(
-            reporter,
-            "chroot",
-            format!("preparing the {series}-{arch} build chroot"),
-        )
-        .await?;
+        reporter
+            .phase(
+                "chroot",
+                format!("preparing the {series}-{arch} build chroot"),
+            )
+            .await?;
         let chroot = self.ensure_chroot(&series, &arch, reporter, cancel).await?;
 
-        phase(
-            reporter,
-            "build",
-            format!("building {what} for {series}/{arch} with sbuild"),
-        )
-        .await?;
+        reporter
+            .phase(
+                "build",
+                format!("building {what} for {series}/{arch} with sbuild"),
+            )
+            .await?;
         self.archives.ensure(&ppa, Some(&series)).await?;
         let log = work.path().join("console.log");
         let outcome = self
@@ -225,7 +226,9 @@ impl SbuildBuilder {
             .await?;
         let sbuild_log = find_suffix(&output, ".build").unwrap_or(log);
 
-        phase(reporter, "store", format!("storing the results of {what}")).await?;
+        reporter
+            .phase("store", format!("storing the results of {what}"))
+            .await?;
         let container = match request.ticket_id {
             Some(id) => format!("ticket.{id}"),
             None => format!("build.{}", reporter.queue),
@@ -283,16 +286,16 @@ impl SbuildBuilder {
         // The source goes in too when it targets this series, so the PPA serves it
         // (`apt-get source`) and the test runner finds the tests of what it built.
         let with_source = upload.changes.distribution.as_deref() == Some(series.as_str());
-        phase(
-            reporter,
-            "publish",
-            format!(
-                "publishing {} binaries{} into {ppa}",
-                debs.len(),
-                if with_source { " and their source" } else { "" }
-            ),
-        )
-        .await?;
+        reporter
+            .phase(
+                "publish",
+                format!(
+                    "publishing {} binaries{} into {ppa}",
+                    debs.len(),
+                    if with_source { " and their source" } else { "" }
+                ),
+            )
+            .await?;
         if with_source {
             debs.insert(0, Publishable::Source(Box::new(upload.clone())));
         }
@@ -310,25 +313,16 @@ impl SbuildBuilder {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::internal("a build output without a name"))?
-            .to_owned();
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::from(e).with_resource(path.display().to_string()))?;
-        let url = store
-            .put_file(&name, crate::store::Body::File(file))
-            .await?;
-        if let (Some(tickets), Some(subticket)) = (&self.tickets, subticket) {
-            tickets
-                .create_artifact(NewArtifact {
-                    name,
-                    subticket: Some(Uri::new(subticket)),
-                    ticket: None,
-                    reference: url.to_string(),
-                    artifact_type: kind,
-                })
-                .await?;
-        }
-        Ok(url.to_string())
+            .ok_or_else(|| Error::internal("a build output without a name"))?;
+        keep_file(
+            store,
+            self.tickets.as_ref(),
+            subticket.map(Owner::Subticket),
+            name,
+            path,
+            kind,
+        )
+        .await
     }
 
     /// The subticket of `upload` in ticket `ticket`: the one whose SPU has its fingerprint.
@@ -413,7 +407,7 @@ impl SbuildBuilder {
                 return Err(match outcome {
                     Ok(o) => Error::unavailable(format!(
                         "mmdebstrap could not make the {series}-{arch} chroot ({}): {}",
-                        describe(&o.ending),
+                        o.ending.describe(),
                         o.tail.last().cloned().unwrap_or_default()
                     )),
                     Err(e) => e,
@@ -493,24 +487,6 @@ impl SbuildBuilder {
     }
 }
 
-async fn phase(reporter: &Reporter<'_>, name: &str, message: String) -> Result<()> {
-    reporter
-        .send(&ProgressMessage::Phase {
-            phase: name.to_owned(),
-            message,
-        })
-        .await
-}
-
-fn describe(ending: &Ending) -> String {
-    match ending {
-        Ending::Exited(Some(code)) => format!("exit status {code}"),
-        Ending::Exited(None) => "killed by a signal".to_owned(),
-        Ending::TimedOut => "timed out".to_owned(),
-        Ending::Cancelled => "cancelled".to_owned(),
-    }
-}
-
 /// The reason of a failed build, from sbuild's exit and the end of its log.
 fn failure_reason(outcome: &Outcome, what: &str) -> String {
     let unsatisfiable: Vec<&str> = outcome
@@ -538,7 +514,7 @@ fn failure_reason(outcome: &Outcome, what: &str) -> String {
             let stage = tail_field("Fail-Stage:");
             format!(
                 "the build of {what} failed ({}{}); the log says:\n{}",
-                describe(ending),
+                ending.describe(),
                 if stage.is_empty() {
                     String::new()
                 } else {

@@ -39,10 +39,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{check_package_name, Bootstrap, BuildImage, ImageBuilder, ImageType};
 use crate::archive::{check_series, key_file, sources_line, Archives};
+use crate::artifacts::{keep_file, Owner};
 use crate::builder::process::{run, Ending, Outcome, Reporter, Supervision};
 use crate::error::{Error, Result};
 use crate::fsutil::{set_mode, write_readable};
-use crate::model::{ArtifactType, NewArtifact, Uri};
+use crate::model::ArtifactType;
 use crate::ppa::PpaName;
 use crate::queue::{Done, ProgressMessage, ProgressQueues, QueueName};
 use crate::store::{download, ContainerName, DataStore, ObjectName, ObjectStore};
@@ -179,15 +180,6 @@ async fn finish(
     }
 }
 
-async fn phase(reporter: &Reporter<'_>, name: &str, message: String) -> Result<()> {
-    reporter
-        .send(&ProgressMessage::Phase {
-            phase: name.to_owned(),
-            message,
-        })
-        .await
-}
-
 fn cloud_unsupported() -> Failure {
     Failure {
         reason: "CLOUD (qcow2) images are not supported here: making a bootable disk image \
@@ -274,15 +266,15 @@ impl RootfsImageBuilder {
                 return Ok(results);
             }
         }
-        phase(
-            reporter,
-            "bootstrap",
-            format!(
-                "making a {} {arch} base image with mmdebstrap",
-                request.series
-            ),
-        )
-        .await?;
+        reporter
+            .phase(
+                "bootstrap",
+                format!(
+                    "making a {} {arch} base image with mmdebstrap",
+                    request.series
+                ),
+            )
+            .await?;
         let work = self.work_dir()?;
         let tarball = work.path().join(name.as_str());
         let log = work.path().join("bootstrap.log");
@@ -301,13 +293,13 @@ impl RootfsImageBuilder {
                 reason: format!(
                     "mmdebstrap could not make the {} {arch} base image ({}): {}",
                     request.series,
-                    describe(&outcome.ending),
-                    last_lines(&outcome, 10)
+                    outcome.ending.describe(),
+                    outcome.last_lines(10)
                 ),
                 log: None,
             });
         }
-        phase(reporter, "store", format!("storing {name}")).await?;
+        reporter.phase("store", format!("storing {name}")).await?;
         let file = std::fs::File::open(&tarball).map_err(Error::from)?;
         let info = self
             .store
@@ -391,20 +383,17 @@ impl RootfsImageBuilder {
         std::fs::create_dir_all(&out).map_err(Error::from)?;
         set_mode(&out, 0o777)?;
 
-        phase(
-            reporter,
-            "fetch",
-            format!("fetching the base image {base_url}"),
-        )
-        .await?;
+        reporter
+            .phase("fetch", format!("fetching the base image {base_url}"))
+            .await?;
         let (base_path, base_sha256) = self.fetch_base(&base_object.0, &base_object.1).await?;
 
-        phase(
-            reporter,
-            "prepare",
-            format!("adding {} PPAs as apt sources", ppas.len()),
-        )
-        .await?;
+        reporter
+            .phase(
+                "prepare",
+                format!("adding {} PPAs as apt sources", ppas.len()),
+            )
+            .await?;
         // The version each PPA-carried package is pinned to: the first PPA carrying it.
         let mut pinned: BTreeMap<String, (String, PpaName)> = BTreeMap::new();
         for ppa in &ppas {
@@ -464,19 +453,19 @@ impl RootfsImageBuilder {
             set_mode(&w.join(hook), 0o755)?;
         }
 
-        phase(
-            reporter,
-            "install",
-            format!(
-                "installing {} into a {series} {arch} image",
-                if wanted.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    wanted.join(", ")
-                }
-            ),
-        )
-        .await?;
+        reporter
+            .phase(
+                "install",
+                format!(
+                    "installing {} into a {series} {arch} image",
+                    if wanted.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        wanted.join(", ")
+                    }
+                ),
+            )
+            .await?;
         let image_name = match request.ticket_id {
             Some(id) => format!("ticket.{id}.{series}-{arch}.rootfs.tar.zst"),
             None => format!("{}.{series}-{arch}.rootfs.tar.zst", reporter.queue),
@@ -525,12 +514,9 @@ impl RootfsImageBuilder {
             });
         }
 
-        phase(
-            reporter,
-            "verify",
-            "checking the installed versions".to_owned(),
-        )
-        .await?;
+        reporter
+            .phase("verify", "checking the installed versions".to_owned())
+            .await?;
         let manifest_path = out.join("manifest");
         let manifest = std::fs::read_to_string(&manifest_path)
             .map_err(|e| Error::internal("the image build wrote no manifest").with_source(e))?;
@@ -555,7 +541,9 @@ impl RootfsImageBuilder {
             description.packages.insert(name.clone(), version.clone());
         }
 
-        phase(reporter, "store", format!("storing {image_name}")).await?;
+        reporter
+            .phase("store", format!("storing {image_name}"))
+            .await?;
         let image_url = self
             .keep(
                 &store,
@@ -678,21 +666,15 @@ impl RootfsImageBuilder {
         path: &Path,
         kind: ArtifactType,
     ) -> Result<String> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::from(e).with_resource(path.display().to_string()))?;
-        let url = store.put_file(name, crate::store::Body::File(file)).await?;
-        if let (Some(tickets), Some(ticket)) = (&self.tickets, ticket) {
-            tickets
-                .create_artifact(NewArtifact {
-                    name: name.to_owned(),
-                    subticket: None,
-                    ticket: Some(Uri::new(ticket)),
-                    reference: url.to_string(),
-                    artifact_type: kind,
-                })
-                .await?;
-        }
-        Ok(url.to_string())
+        keep_file(
+            store,
+            self.tickets.as_ref(),
+            ticket.map(Owner::Ticket),
+            name,
+            path,
+            kind,
+        )
+        .await
     }
 }
 
@@ -771,8 +753,8 @@ fn install_failure(outcome: &Outcome, wanted: &[String]) -> String {
             if missing.is_empty() {
                 format!(
                     "the image build failed ({}); the log says:\n{}",
-                    describe(ending),
-                    last_lines(outcome, 15)
+                    ending.describe(),
+                    outcome.last_lines(15)
                 )
             } else {
                 format!(
@@ -783,25 +765,6 @@ fn install_failure(outcome: &Outcome, wanted: &[String]) -> String {
             }
         }
     }
-}
-
-fn describe(ending: &Ending) -> String {
-    match ending {
-        Ending::Exited(Some(code)) => format!("exit status {code}"),
-        Ending::Exited(None) => "killed by a signal".to_owned(),
-        Ending::TimedOut => "timed out".to_owned(),
-        Ending::Cancelled => "cancelled".to_owned(),
-    }
-}
-
-fn last_lines(outcome: &Outcome, count: usize) -> String {
-    let lines: Vec<&str> = outcome
-        .tail
-        .iter()
-        .map(String::as_str)
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    lines[lines.len().saturating_sub(count)..].join("\n")
 }
 
 fn lines(items: &[String]) -> String {

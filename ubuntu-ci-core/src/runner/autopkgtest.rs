@@ -33,13 +33,14 @@ use tokio_util::sync::CancellationToken;
 use super::dep8::{declared_tests, junit, parse_summary, JunitCase, Verdict};
 use super::{check_request_id, TestImage, TestRunner};
 use crate::archive::Archives;
+use crate::artifacts::{keep_file, Owner};
 use crate::builder::fetch::fetch_sources;
 use crate::builder::process::{run, Ending, Reporter, Supervision};
 use crate::error::{Error, Result};
 use crate::fsutil::{set_mode, write_readable};
 use crate::image::check_package_name;
 use crate::image::rootfs::{ImageDescription, PPA_MOUNT_ROOT};
-use crate::model::{ArtifactType, NewArtifact, Uri};
+use crate::model::ArtifactType;
 use crate::ppa::PpaName;
 use crate::queue::{Done, ProgressMessage, ProgressQueues};
 use crate::store::{download, ContainerName, DataStore, ObjectName, ObjectStore};
@@ -168,15 +169,6 @@ impl TestRunner for AutopkgtestRunner {
     }
 }
 
-async fn phase(reporter: &Reporter<'_>, name: &str, message: String) -> Result<()> {
-    reporter
-        .send(&ProgressMessage::Phase {
-            phase: name.to_owned(),
-            message,
-        })
-        .await
-}
-
 impl AutopkgtestRunner {
     #[allow(clippy::too_many_lines)]
     async fn run_tests(
@@ -211,12 +203,9 @@ impl AutopkgtestRunner {
         let w = work.path();
         set_mode(w, 0o755)?;
 
-        phase(
-            reporter,
-            "fetch",
-            format!("fetching the image {}", request.image_url),
-        )
-        .await?;
+        reporter
+            .phase("fetch", format!("fetching the image {}", request.image_url))
+            .await?;
         self.store.head(&container, &object).await.map_err(|e| {
             if e.kind() == crate::ErrorKind::NotFound {
                 Error::not_found(format!(
@@ -240,12 +229,12 @@ impl AutopkgtestRunner {
             ppas.push(text.parse::<PpaName>()?);
         }
 
-        phase(
-            reporter,
-            "source",
-            format!("finding the tests of {}", packages.join(", ")),
-        )
-        .await?;
+        reporter
+            .phase(
+                "source",
+                format!("finding the tests of {}", packages.join(", ")),
+            )
+            .await?;
         let dsc = self
             .find_source(request, &packages, &ppas, series.as_deref(), &arch, w)
             .await?;
@@ -287,12 +276,12 @@ impl AutopkgtestRunner {
         }
         let total = declared.len();
 
-        phase(
-            reporter,
-            "test",
-            format!("running {total} tests with autopkgtest in the image"),
-        )
-        .await?;
+        reporter
+            .phase(
+                "test",
+                format!("running {total} tests with autopkgtest in the image"),
+            )
+            .await?;
         let out = w.join("out");
         let summary = w.join("summary");
         let log = w.join("autopkgtest.log");
@@ -337,7 +326,9 @@ impl AutopkgtestRunner {
         let timings = watcher.await.unwrap_or_default();
         let outcome = outcome?;
 
-        phase(reporter, "store", "storing the results".to_owned()).await?;
+        reporter
+            .phase("store", "storing the results".to_owned())
+            .await?;
         let stem = format!(
             "{}-{}",
             request.test_request_id,
@@ -434,7 +425,7 @@ impl AutopkgtestRunner {
                             "erroneous package: its test dependencies could not be installed \
                              or its tests could not be set up"
                         },
-                        last_lines(&outcome.tail, 10)
+                        outcome.last_lines(10)
                     ),
                     retryable: true,
                     artifacts,
@@ -444,7 +435,7 @@ impl AutopkgtestRunner {
                 return Err(Failure {
                     reason: format!(
                         "autopkgtest failed unexpectedly (exit status {code}): {}",
-                        last_lines(&outcome.tail, 10)
+                        outcome.last_lines(10)
                     ),
                     retryable: false,
                     artifacts,
@@ -589,21 +580,15 @@ impl AutopkgtestRunner {
         path: &Path,
         kind: ArtifactType,
     ) -> Result<String> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::from(e).with_resource(path.display().to_string()))?;
-        let url = store.put_file(name, crate::store::Body::File(file)).await?;
-        if let (Some(tickets), Some(ticket)) = (&self.tickets, ticket) {
-            tickets
-                .create_artifact(NewArtifact {
-                    name: name.to_owned(),
-                    subticket: None,
-                    ticket: Some(Uri::new(ticket)),
-                    reference: url.to_string(),
-                    artifact_type: kind,
-                })
-                .await?;
-        }
-        Ok(url.to_string())
+        keep_file(
+            store,
+            self.tickets.as_ref(),
+            ticket.map(Owner::Ticket),
+            name,
+            path,
+            kind,
+        )
+        .await
     }
 }
 
@@ -680,15 +665,6 @@ fn capture(path: &Path) -> String {
         text.push_str("\n[… cut: the whole output is in the log]\n");
     }
     text
-}
-
-fn last_lines(tail: &[String], count: usize) -> String {
-    let lines: Vec<&str> = tail
-        .iter()
-        .map(String::as_str)
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    lines[lines.len().saturating_sub(count)..].join("\n")
 }
 
 #[cfg(test)]
