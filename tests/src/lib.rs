@@ -3,6 +3,7 @@
 
 pub mod apt;
 pub mod gpg;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -21,9 +21,10 @@ use ubuntu_ci_core::queue::memory::MemoryQueues;
 use ubuntu_ci_core::queue::{
     Done, DoneState, MessageStream, ProgressMessage, ProgressQueues, QueueName,
 };
-use ubuntu_ci_core::store::{Body, ContainerName, ObjectName, ObjectStore};
+use ubuntu_ci_core::store::ObjectStore;
 use ubuntu_ci_core::submit::{CreateTicket, NoProgress};
 use ubuntu_ci_core::upload::validate_changes;
+use ubuntu_ci_tests::workers::{assert_empty_dir, example_variant, stage_upload, worker_processes};
 use ubuntu_ci_tests::{build_example_package, repo_root};
 
 /// One real build test at a time: they are heavy, and the cancel test looks for stray build
@@ -91,56 +92,15 @@ async fn rig_with(edit: impl FnOnce(&mut SbuildOptions)) -> Rig {
     }
 }
 
-/// A copy of the example package with `edit` applied, built into a source upload.
-fn variant(work: &Path, name: &str, edit: impl Fn(&Path)) -> PathBuf {
-    let tree = work.join(format!("{name}-tree"));
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(repo_root().join("examples/packages/hello-ci"))
-        .arg(&tree)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    edit(&tree);
-    let out = work.join(name);
-    let status = Command::new("bash")
-        .arg(repo_root().join("examples/packages/build-source.sh"))
-        .arg(&out)
-        .env("HELLO_CI_SOURCE_DIR", &tree)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with("_source.changes"))
-        .unwrap()
-}
-
 fn replace_in(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     assert!(text.contains(from), "{from:?} in {}", path.display());
     std::fs::write(path, text.replace(from, to)).unwrap();
 }
 
-async fn stage(rig: &Rig, changes: &Path) -> Vec<String> {
-    let upload = validate_changes(changes).await.unwrap();
-    let container =
-        ContainerName::new(format!("ticket.{:08x}.sources", rand::random::<u32>())).unwrap();
-    rig.store.ensure_container(&container, true).await.unwrap();
-    let mut urls = Vec::new();
-    for file in upload.files.iter().chain(&upload.dsc_only_files) {
-        let name = ObjectName::new(file.name.clone()).unwrap();
-        let body = Body::File(std::fs::File::open(&file.path).unwrap());
-        rig.store.put(&container, &name, body).await.unwrap();
-        urls.push(rig.store.object_url(&container, &name).to_string());
-    }
-    urls
-}
-
 /// Builds `changes` into `ppa`; returns the final message and every message.
 async fn build(rig: &Rig, changes: &Path, ppa: &PpaName) -> (Done, Vec<ProgressMessage>) {
-    let urls = stage(rig, changes).await;
+    let urls = stage_upload(&*rig.store, changes).await;
     build_urls(rig, urls, None, ppa).await
 }
 
@@ -175,16 +135,6 @@ async fn build_urls(
         .collect()
         .await;
     (done, messages)
-}
-
-/// Nothing is left in the builds' work folder.
-fn no_build_folders_left(data: &Path) {
-    let left: Vec<_> = std::fs::read_dir(data.join("builds"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -281,10 +231,10 @@ async fn real_sbuild_builds() {
         listing.contains("./usr/share/man/man1/hello-ci.1.gz"),
         "{listing}"
     );
-    no_build_folders_left(rig.dir.path());
+    assert_empty_dir(&rig.dir.path().join("builds"));
 
     // A build that fails: FAILED, with the end of the log in the reason and the log kept.
-    let failing = variant(&rig.work, "failing", |tree| {
+    let failing = example_variant(&rig.work, "failing", |tree| {
         let rules = tree.join("debian/rules");
         let mut text = std::fs::read_to_string(&rules).unwrap();
         text.push_str("\noverride_dh_auto_build:\n\techo 'deliberate build failure'; exit 1\n");
@@ -296,10 +246,10 @@ async fn real_sbuild_builds() {
     let reason = done.reason.unwrap();
     assert!(reason.contains("deliberate build failure"), "{reason}");
     assert!(done.results.contains_key("build_log"));
-    no_build_folders_left(rig.dir.path());
+    assert_empty_dir(&rig.dir.path().join("builds"));
 
     // A build-dependency that does not exist is named.
-    let missing = variant(&rig.work, "missing", |tree| {
+    let missing = example_variant(&rig.work, "missing", |tree| {
         replace_in(
             &tree.join("debian/control"),
             "Build-Depends: debhelper-compat (= 13)",
@@ -318,7 +268,7 @@ async fn real_sbuild_builds() {
 
     // Two sources of one ticket: the second build-depends on the first, which is not in
     // Debian; ordered by their build-dependencies, the second finds it in the PPA.
-    let user = variant(&rig.work, "user", |tree| {
+    let user = example_variant(&rig.work, "user", |tree| {
         replace_in(
             &tree.join("debian/control"),
             "Source: hello-ci",
@@ -362,26 +312,7 @@ async fn real_sbuild_builds() {
         .map(|p| p.name)
         .collect();
     assert!(names.contains(&"hello-ci-user".to_owned()), "{names:?}");
-    no_build_folders_left(rig.dir.path());
-}
-
-/// Processes running as the build's subordinate root (uid 100000) or sbuild itself; zombies
-/// (ended, waiting for their parent to collect their status) are not running and not
-/// counted.
-fn build_processes() -> Vec<String> {
-    let output = Command::new("ps")
-        .args(["-eo", "pid,uid,stat,args", "--no-headers"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|l| {
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            let zombie = fields.get(2).is_some_and(|s| s.starts_with('Z'));
-            !zombie && (fields.get(1) == Some(&"100000") || l.contains("/usr/bin/sbuild"))
-        })
-        .map(str::to_owned)
-        .collect()
+    assert_empty_dir(&rig.dir.path().join("builds"));
 }
 
 /// The example package with a build step that sleeps for ten minutes (in two processes,
@@ -389,7 +320,7 @@ fn build_processes() -> Vec<String> {
 /// stream of its queue.
 async fn slow_build(rig: &Rig, ppa: &str) -> (BuildSource, MessageStream) {
     std::fs::create_dir_all(&rig.work).unwrap();
-    let slow = variant(&rig.work, "slow", |tree| {
+    let slow = example_variant(&rig.work, "slow", |tree| {
         let rules = tree.join("debian/rules");
         let mut text = std::fs::read_to_string(&rules).unwrap();
         text.push_str(
@@ -400,7 +331,7 @@ async fn slow_build(rig: &Rig, ppa: &str) -> (BuildSource, MessageStream) {
     let queue =
         QueueName::new(format!("bsbuilder-{:08x}-exchange", rand::random::<u32>())).unwrap();
     let request = BuildSource {
-        source_packages: stage(rig, &slow).await,
+        source_packages: stage_upload(&*rig.store, &slow).await,
         ppa: ppa.into(),
         progress_queue: queue.to_string(),
         ticket_id: None,
@@ -462,7 +393,7 @@ async fn a_cancelled_build_leaves_nothing_behind() {
         "left running: {:?}",
         build_processes()
     );
-    no_build_folders_left(rig.dir.path());
+    assert_empty_dir(&rig.dir.path().join("builds"));
 }
 
 /// A build running past the configured time limit is ended with its whole process tree: it
@@ -507,5 +438,10 @@ async fn a_build_past_its_time_limit_is_ended() {
         "left running: {:?}",
         build_processes()
     );
-    no_build_folders_left(rig.dir.path());
+    assert_empty_dir(&rig.dir.path().join("builds"));
+}
+
+/// Processes of the builds: sbuild, or anything in their user namespaces.
+fn build_processes() -> Vec<String> {
+    worker_processes(&["/usr/bin/sbuild"])
 }

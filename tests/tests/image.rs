@@ -18,6 +18,7 @@ use ubuntu_ci_core::ppa::PpaName;
 use ubuntu_ci_core::queue::memory::MemoryQueues;
 use ubuntu_ci_core::queue::{Done, DoneState, ProgressMessage, ProgressQueues, QueueName};
 use ubuntu_ci_tests::apt::build_deb;
+use ubuntu_ci_tests::workers::{assert_empty_dir, worker_processes};
 
 struct Rig {
     dir: tempfile::TempDir,
@@ -154,32 +155,6 @@ fn member(tarball: &Path, name: &str) -> String {
         .unwrap();
     assert!(output.status.success(), "{name} in {}", tarball.display());
     String::from_utf8(output.stdout).unwrap()
-}
-
-/// Processes of the image builds: mmdebstrap, or running as the namespace's root.
-fn image_processes() -> Vec<String> {
-    let output = Command::new("ps")
-        .args(["-eo", "pid,uid,stat,args", "--no-headers"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|l| {
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            let zombie = fields.get(2).is_some_and(|s| s.starts_with('Z'));
-            !zombie && (fields.get(1) == Some(&"100000") || l.contains("mmdebstrap"))
-        })
-        .map(str::to_owned)
-        .collect()
-}
-
-fn nothing_left_in(work: &Path) {
-    let left: Vec<_> = std::fs::read_dir(work)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -364,11 +339,11 @@ async fn real_images_carry_the_ppas_packages() {
     assert_eq!(done.state, DoneState::Failed);
     assert!(done.reason.unwrap().contains("cancelled"));
     assert!(
-        image_processes().is_empty(),
+        worker_processes(&["mmdebstrap"]).is_empty(),
         "left: {:?}",
-        image_processes()
+        worker_processes(&["mmdebstrap"])
     );
-    nothing_left_in(&rig.dir.path().join("builds"));
+    assert_empty_dir(&rig.dir.path().join("builds"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -426,7 +401,7 @@ async fn bad_image_requests_fail_clearly_and_start_nothing() {
             "{reason:?} should say {expected:?}"
         );
     }
-    nothing_left_in(&rig.dir.path().join("builds"));
+    assert_empty_dir(&rig.dir.path().join("builds"));
     let err = rig
         .builder
         .build_image(

@@ -7,8 +7,7 @@
 //! into a PPA, and an image made with it; variants of its source (same name and version,
 //! other tests) are given to the runner as source uploads.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -23,9 +22,9 @@ use ubuntu_ci_core::queue::memory::MemoryQueues;
 use ubuntu_ci_core::queue::{Done, DoneState, ProgressMessage, ProgressQueues, QueueName};
 use ubuntu_ci_core::runner::autopkgtest::{AutopkgtestRunner, RunnerOptions};
 use ubuntu_ci_core::runner::{PackageNames, TestImage, TestRunner};
-use ubuntu_ci_core::store::{Body, ContainerName, ObjectName, ObjectStore};
-use ubuntu_ci_core::upload::validate_changes;
+use ubuntu_ci_core::store::ObjectStore;
 use ubuntu_ci_tests::repo_root;
+use ubuntu_ci_tests::workers::{assert_empty_dir, example_variant, stage_upload, worker_processes};
 
 struct Rig {
     dir: tempfile::TempDir,
@@ -72,11 +71,11 @@ async fn rig() -> Rig {
         queues.clone(),
         build_options,
     );
-    let example = source_tree(dir.path(), "example", |_| {});
+    let example = example_variant(dir.path(), "example", |_| {});
     let built = builder
         .build_source(
             BuildSource {
-                source_packages: stage(&*store, &example).await,
+                source_packages: stage_upload(&*store, &example).await,
                 ppa: PPA.into(),
                 progress_queue: QueueName::fresh("bsbuilder").unwrap().to_string(),
                 ticket_id: None,
@@ -156,37 +155,9 @@ fn url_of(done: &Done) -> String {
     done.results["url_list"][0].as_str().unwrap().to_owned()
 }
 
-/// A copy of the example package with `edit` applied, built into a source upload under
-/// `dir/name`; returns its `.changes`.
-fn source_tree(dir: &Path, name: &str, edit: impl Fn(&Path)) -> PathBuf {
-    let tree = dir.join(format!("{name}-tree"));
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(repo_root().join("examples/packages/hello-ci"))
-        .arg(&tree)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    edit(&tree);
-    let out = dir.join(name);
-    let status = Command::new("bash")
-        .arg(repo_root().join("examples/packages/build-source.sh"))
-        .arg(&out)
-        .env("HELLO_CI_SOURCE_DIR", &tree)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with("_source.changes"))
-        .unwrap()
-}
-
 /// A variant of the example whose `debian/tests` holds `control` and executable `scripts`.
 fn with_tests(rig: &Rig, name: &str, control: Option<&str>, scripts: &[(&str, &str)]) -> PathBuf {
-    source_tree(rig.dir.path(), name, |tree| {
+    example_variant(rig.dir.path(), name, |tree| {
         let tests = tree.join("debian/tests");
         std::fs::remove_dir_all(&tests).unwrap();
         if let Some(control) = control {
@@ -200,27 +171,6 @@ fn with_tests(rig: &Rig, name: &str, control: Option<&str>, scripts: &[(&str, &s
             }
         }
     })
-}
-
-async fn stage(store: &dyn ObjectStore, changes: &Path) -> Vec<String> {
-    let upload = validate_changes(changes).await.unwrap();
-    let container =
-        ContainerName::new(format!("ticket.{:08x}.sources", rand::random::<u32>())).unwrap();
-    store.ensure_container(&container, true).await.unwrap();
-    let mut urls = Vec::new();
-    for file in upload.files.iter().chain(&upload.dsc_only_files) {
-        let name = ObjectName::new(file.name.clone()).unwrap();
-        store
-            .put(
-                &container,
-                &name,
-                Body::File(std::fs::File::open(&file.path).unwrap()),
-            )
-            .await
-            .unwrap();
-        urls.push(store.object_url(&container, &name).to_string());
-    }
-    urls
 }
 
 fn request(rig: &Rig, id: &str, source: Vec<String>, ticket: Option<i64>) -> TestImage {
@@ -277,25 +227,6 @@ fn testcase<'a>(junit: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{name} in {junit}"));
     let end = start + junit[start..].find("</testcase>").unwrap();
     &junit[start..end]
-}
-
-fn test_processes() -> Vec<String> {
-    let output = Command::new("ps")
-        .args(["-eo", "pid,uid,stat,args", "--no-headers"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|l| {
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            let zombie = fields.get(2).is_some_and(|s| s.starts_with('Z'));
-            !zombie
-                && (fields.get(1) == Some(&"100000")
-                    || l.contains("autopkgtest")
-                    || l.contains("mmdebstrap"))
-        })
-        .map(str::to_owned)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -387,7 +318,7 @@ async fn real_dep8_runs() {
             ("wobbly", "exit 1"),
         ],
     );
-    let source = stage(&*rig.store, &mixed).await;
+    let source = stage_upload(&*rig.store, &mixed).await;
     let (done, messages) = run(&rig, request(&rig, "2", source, None)).await;
     assert_eq!(done.state, DoneState::Completed, "{:?}", done.reason);
     assert_eq!(done.results["status"], "FAILURE");
@@ -425,13 +356,13 @@ async fn real_dep8_runs() {
         Some("Tests: skipme\nDepends: @\nRestrictions: skippable\n"),
         &[("skipme", "exit 77")],
     );
-    let source = stage(&*rig.store, &skipped).await;
+    let source = stage_upload(&*rig.store, &skipped).await;
     let (done, _) = run(&rig, request(&rig, "3", source, None)).await;
     assert_eq!(done.results["test_result"], "SKIPPED", "{done:?}");
 
     // No tests at all: a clear result, not a pass.
     let none = with_tests(&rig, "none", None, &[]);
-    let source = stage(&*rig.store, &none).await;
+    let source = stage_upload(&*rig.store, &none).await;
     let (done, _) = run(&rig, request(&rig, "4", source, None)).await;
     assert_eq!(done.state, DoneState::Completed);
     assert_eq!(done.results["test_result"], "NO_TESTS");
@@ -448,7 +379,7 @@ async fn real_dep8_runs() {
         Some("Tests: needs\nDepends: @, no-such-package-xyz\n"),
         &[("needs", "exit 0")],
     );
-    let source = stage(&*rig.store, &broken).await;
+    let source = stage_upload(&*rig.store, &broken).await;
     let (done, _) = run(&rig, request(&rig, "11", source, None)).await;
     assert_eq!(done.state, DoneState::Failed, "{done:?}");
     assert_eq!(done.results["retryable"], true);
@@ -513,7 +444,7 @@ async fn real_dep8_runs() {
         Some("Tests: slow\nDepends: @\n"),
         &[("slow", "echo SLOW-TEST-STARTED; sleep 600 & sleep 600")],
     );
-    let source = stage(&*rig.store, &slow).await;
+    let source = stage_upload(&*rig.store, &slow).await;
     let slow_request = request(&rig, "10", source, None);
     let queue = slow_request.queue().unwrap();
     let mut progress = rig.queues.subscribe(&queue, None).await.unwrap();
@@ -539,11 +470,10 @@ async fn real_dep8_runs() {
         .unwrap();
     assert_eq!(done.state, DoneState::Failed);
     assert!(done.reason.unwrap().contains("cancelled"));
-    assert!(test_processes().is_empty(), "left: {:?}", test_processes());
-    let left: Vec<_> = std::fs::read_dir(rig.dir.path().join("work"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(
+        worker_processes(&["autopkgtest", "mmdebstrap"]).is_empty(),
+        "left: {:?}",
+        worker_processes(&["autopkgtest", "mmdebstrap"])
+    );
+    assert_empty_dir(&rig.dir.path().join("work"));
 }
