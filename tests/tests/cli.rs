@@ -513,3 +513,91 @@ async fn a_server_killed_mid_put_keeps_the_old_object_whole() {
     assert_eq!(response.status(), ::reqwest::StatusCode::CREATED);
     assert_eq!(std::fs::read(&object).unwrap(), b"the new image");
 }
+
+/// Runs `command`, failing the test if it takes longer than a minute (a hang).
+fn run_within_a_minute(command: &mut Command) -> Output {
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ubuntu-ci");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(output) => output.expect("ubuntu-ci output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("ubuntu-ci hung");
+        }
+    }
+}
+
+#[test]
+fn workers_through_a_server_are_unsupported_at_once() {
+    let work = tempfile::tempdir().unwrap();
+    let server = serve(&work.path().join("server"), "cli-token");
+    let client = work.path().join("client");
+    for args in [
+        vec!["image", "bootstrap"],
+        vec![
+            "image",
+            "build",
+            "--base",
+            "http://x/base.tar.zst",
+            "--package",
+            "hello",
+        ],
+        vec!["test", "http://x/image.tar.zst", "hello"],
+    ] {
+        let output = run_within_a_minute(
+            ubuntu_ci(&client)
+                .args(["--server", &server.url, "--token", "cli-token"])
+                .args(&args),
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(9),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("needs workers"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn image_and_test_requests_outside_the_store_fail_clearly() {
+    let work = tempfile::tempdir().unwrap();
+    let output = run_within_a_minute(ubuntu_ci(work.path()).args([
+        "image",
+        "build",
+        "--base",
+        "http://example.com/base.tar.zst",
+        "--package",
+        "hello",
+    ]));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not in the configured data store"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stdout(&output).is_empty(), "no URL printed");
+    let output = run_within_a_minute(ubuntu_ci(work.path()).args([
+        "test",
+        "http://example.com/image.tar.zst",
+        "hello",
+    ]));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not in the configured data store"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -174,14 +174,20 @@ async fn real_images_carry_the_ppas_packages() {
     assert!(base_members.iter().any(|m| m == "./usr/bin/apt-get"));
     assert!(base_members.iter().any(|m| m == "./usr/bin/gpgv"));
 
-    // A PPA with a new package, and `hello` at a version below the series archive's
+    // A PPA with a new package, and `hello` at versions below the series archive's
     // (bookworm has 2.10-3): the image must carry the PPA's.
     let ppa: PpaName = "ppa:ci-team/ppa_build_1".parse().unwrap();
     let debs = rig.dir.path().join("debs");
     std::fs::create_dir_all(&debs).unwrap();
     let arch = ubuntu_ci_core::archive::host_architecture();
     let mut items = Vec::new();
-    for (package, version) in [("hello-ci", "1.0-1"), ("hello", "2.10-1")] {
+    // Two versions of hello: the higher in dpkg's order (2.10-1) is pinned, not the first
+    // as text (2.10-0+ci9).
+    for (package, version) in [
+        ("hello-ci", "1.0-1"),
+        ("hello", "2.10-1"),
+        ("hello", "2.10-0+ci9"),
+    ] {
         let control = format!(
             "Package: {package}\nVersion: {version}\nArchitecture: {arch}\n\
              Maintainer: Tests <tests@example.com>\nDescription: a test package\n"

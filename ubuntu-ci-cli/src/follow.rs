@@ -25,13 +25,16 @@ pub enum LogTo {
 pub async fn follow(
     command: &str,
     mut messages: MessageStream,
-    done: tokio::task::JoinHandle<Result<Done>>,
+    mut done: tokio::task::JoinHandle<Result<Done>>,
     cancel: &CancellationToken,
     json: bool,
     log_to: LogTo,
 ) -> anyhow::Result<Done> {
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    // The work's end, once it came: its final message is then on the queue, which is read
+    // to its end. Work that fails before it can report ends the following at once.
+    let mut finished: Option<Done> = None;
     loop {
         tokio::select! {
             message = messages.next() => match message {
@@ -45,15 +48,28 @@ pub async fn follow(
                 }
                 None => break,
             },
-            _ = &mut interrupted, if !cancel.is_cancelled() => {
-                eprintln!("ubuntu-ci {command}: interrupted; ending the work…");
+            result = &mut done, if finished.is_none() => {
+                let result = result.map_err(|e| {
+                    Error::internal(format!("the {command} task failed")).with_source(e)
+                })?;
+                finished = Some(result?);
+            }
+            _ = &mut interrupted => {
+                if cancel.is_cancelled() {
+                    anyhow::bail!("ubuntu-ci {command}: interrupted twice; leaving without waiting");
+                }
+                eprintln!("ubuntu-ci {command}: interrupted; ending the work… (Ctrl-C again to leave)");
                 cancel.cancel();
+                interrupted.set(tokio::signal::ctrl_c());
             }
         }
     }
-    Ok(done
-        .await
-        .map_err(|e| Error::internal(format!("the {command} task failed")).with_source(e))??)
+    match finished {
+        Some(finished) => Ok(finished),
+        None => Ok(done
+            .await
+            .map_err(|e| Error::internal(format!("the {command} task failed")).with_source(e))??),
+    }
 }
 
 /// The failure of `done` as an error (exit status 3), or nothing when it completed.

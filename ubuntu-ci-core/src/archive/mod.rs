@@ -42,6 +42,7 @@ pub mod http;
 pub mod index;
 pub mod service;
 pub mod signing;
+pub mod version;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
@@ -370,8 +371,9 @@ impl Archives {
         .await
     }
 
-    /// The source package that built `binary` (for `arch`, or `all`) in `series` of `ppa`,
-    /// when that source is published there too: its name, version and `.dsc` file.
+    /// The source package that built `binary` (for `arch`, or `all`; at `version`, else its
+    /// highest version) in `series` of `ppa`, when that source is published there too: its
+    /// name, version and `.dsc` file.
     ///
     /// # Errors
     /// I/O errors reading the archive.
@@ -381,18 +383,25 @@ impl Archives {
         series: Option<&str>,
         binary: &str,
         arch: &str,
+        version: Option<&str>,
     ) -> Result<Option<(String, String, PathBuf)>> {
         let series = self.series(series)?;
         let this = self.clone();
         let (ppa, binary, arch) = (ppa.clone(), binary.to_owned(), arch.to_owned());
+        let wanted = version.map(str::to_owned);
         blocking(move || {
             let state = this.read_state(&ppa, &series)?;
+            // The binary of `version`, else the highest version published.
             let Some(((_, version, _), entry)) = state
                 .index
                 .binaries
                 .iter()
-                .rev()
-                .find(|((name, _, a), _)| *name == binary && (*a == arch || a == "all"))
+                .filter(|((name, v, a), _)| {
+                    *name == binary
+                        && (*a == arch || a == "all")
+                        && wanted.as_ref().is_none_or(|w| w == v)
+                })
+                .max_by(|((_, a, _), _), ((_, b, _), _)| version::compare(a, b))
             else {
                 return Ok(None);
             };

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,9 @@ use crate::queue::{ProgressMessage, ProgressQueues, QueueName, LOG_BATCH_LINES, 
 
 /// Lines of the end of the log kept for a failure's reason.
 pub const TAIL_LINES: usize = 300;
+
+/// Longest line passed on whole; a longer one is passed on in pieces of this size.
+pub const MAX_LINE: usize = 64 * 1024;
 
 /// How a supervised run is reported and bounded.
 #[derive(Debug, Clone)]
@@ -181,9 +184,28 @@ pub async fn run(
     {
         let tx = lines_tx.clone();
         tokio::spawn(async move {
-            let mut reader = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if tx.send(line).await.is_err() {
+            // Lines are read at most MAX_LINE bytes at a time (a longer one comes in
+            // pieces), and bytes that are not UTF-8 are replaced, so no output can make a
+            // line unbounded or end the reading early.
+            let mut reader = BufReader::new(stream);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match (&mut reader)
+                    .take(MAX_LINE as u64)
+                    .read_until(b'\n', &mut buf)
+                    .await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let end = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                let end = end.strip_suffix(b"\r").unwrap_or(end);
+                if tx
+                    .send(String::from_utf8_lossy(end).into_owned())
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -483,6 +505,43 @@ mod tests {
             .collect();
         let expected: Vec<String> = (1..=450).map(|i| format!("line {i}")).collect();
         assert_eq!(logged, expected);
+    }
+
+    #[tokio::test]
+    async fn long_lines_come_in_pieces_and_bad_bytes_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let queues = MemoryQueues::default();
+        let queue = QueueName::new("long").unwrap();
+        let reporter = Reporter {
+            queues: &queues,
+            queue: &queue,
+        };
+        let outcome = run(
+            sh("head -c 150000 /dev/zero | tr '\\0' a; echo; printf 'bad \\377 byte\\n'; echo after"),
+            &dir.path().join("log"),
+            &reporter,
+            &Supervision::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert!(outcome.succeeded());
+        let lines: Vec<String> = messages(&queues, &queue)
+            .await
+            .into_iter()
+            .filter_map(|m| match m {
+                ProgressMessage::Log { log } => Some(log),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let lengths: Vec<usize> = lines.iter().map(String::len).collect();
+        assert_eq!(lengths[..3], [MAX_LINE, MAX_LINE, 150_000 - 2 * MAX_LINE]);
+        assert_eq!(lines[3], "bad \u{fffd} byte");
+        assert_eq!(
+            lines[4], "after",
+            "reading goes on after bytes that are not UTF-8"
+        );
     }
 
     #[tokio::test]

@@ -16,8 +16,10 @@
 //!    pinned to the version the first PPA of `ppa_list` carrying them has;
 //! 3. `install`: `mmdebstrap --variant=custom` unpacks the base (setup hook), and in a
 //!    customize hook bind-mounts the snapshots, runs `apt-get update` and
-//!    `apt-get install`, writes the installed-packages manifest and cleans apt's cache;
-//! 4. `verify`: each requested package must be installed at the PPA's version;
+//!    `apt-get install` and cleans apt's cache; mmdebstrap packs the image;
+//! 4. `verify`: the manifest of installed packages is read from the packed image's
+//!    `/var/lib/dpkg/status` (nothing written from inside the namespace is trusted), and
+//!    each requested package must be installed at the PPA's version;
 //! 5. `store`: the image and its manifest (and its description, `<image>.json`) go into
 //!    `ticket.<id>.images` and become artifacts of the ticket.
 //!
@@ -38,7 +40,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::{check_package_name, Bootstrap, BuildImage, ImageBuilder, ImageType};
-use crate::archive::{check_series, key_file, sources_line, Archives};
+use crate::archive::{check_series, key_file, sources_line, version, Archives};
 use crate::artifacts::{keep_file, Owner};
 use crate::builder::process::{run, Ending, Outcome, Reporter, Supervision};
 use crate::error::{Error, Result};
@@ -377,11 +379,39 @@ impl RootfsImageBuilder {
             }
         }
 
+        // The version each PPA-carried package is pinned to: the highest one in the first
+        // PPA (in `ppa_list` order) that carries the package.
+        let mut pinned: BTreeMap<String, (String, PpaName)> = BTreeMap::new();
+        for ppa in &ppas {
+            if !self.archives.path(ppa).join("dists").join(&series).exists() {
+                return Err(Error::not_found(format!(
+                    "{ppa} has no {series} archive here (nothing published for {series})"
+                ))
+                .into());
+            }
+            let mut highest: BTreeMap<String, String> = BTreeMap::new();
+            for package in self.archives.list(ppa, Some(&series)).await? {
+                if (package.architecture == arch || package.architecture == "all")
+                    && wanted.contains(&package.name)
+                {
+                    let entry = highest
+                        .entry(package.name.clone())
+                        .or_insert_with(|| package.version.clone());
+                    if version::compare(&package.version, entry).is_gt() {
+                        entry.clone_from(&package.version);
+                    }
+                }
+            }
+            for (name, version) in highest {
+                pinned.entry(name).or_insert((version, ppa.clone()));
+            }
+        }
+
         let work = self.work_dir()?;
         let w = work.path();
+        // mmdebstrap (outside the namespace) writes the image here; nothing inside does.
         let out = w.join("out");
         std::fs::create_dir_all(&out).map_err(Error::from)?;
-        set_mode(&out, 0o777)?;
 
         reporter
             .phase("fetch", format!("fetching the base image {base_url}"))
@@ -394,27 +424,9 @@ impl RootfsImageBuilder {
                 format!("adding {} PPAs as apt sources", ppas.len()),
             )
             .await?;
-        // The version each PPA-carried package is pinned to: the first PPA carrying it.
-        let mut pinned: BTreeMap<String, (String, PpaName)> = BTreeMap::new();
         for ppa in &ppas {
-            let path = self.archives.path(ppa);
-            if !path.join("dists").join(&series).exists() {
-                return Err(Error::not_found(format!(
-                    "{ppa} has no {series} archive here (nothing published for {series})"
-                ))
-                .into());
-            }
-            for package in self.archives.list(ppa, Some(&series)).await? {
-                if (package.architecture == arch || package.architecture == "all")
-                    && wanted.contains(&package.name)
-                {
-                    pinned
-                        .entry(package.name.clone())
-                        .or_insert((package.version.clone(), ppa.clone()));
-                }
-            }
             let snapshot = w.join("ppa").join(ppa.owner()).join(ppa.name());
-            crate::archive::snapshot(&path, &snapshot)?;
+            crate::archive::snapshot(&self.archives.path(ppa), &snapshot)?;
             let key = self.archives.public_key(ppa.owner()).await?;
             write_readable(
                 &w.join("apt/keyrings").join(file_name(&key_file(ppa))),
@@ -466,8 +478,13 @@ impl RootfsImageBuilder {
                 ),
             )
             .await?;
+        // Named after the request's queue too, so a second build for the same ticket (a
+        // retry) never replaces an image a test run may be reading.
         let image_name = match request.ticket_id {
-            Some(id) => format!("ticket.{id}.{series}-{arch}.rootfs.tar.zst"),
+            Some(id) => format!(
+                "ticket.{id}.{series}-{arch}.{}.rootfs.tar.zst",
+                reporter.queue
+            ),
             None => format!("{}.{series}-{arch}.rootfs.tar.zst", reporter.queue),
         };
         let image = out.join(&image_name);
@@ -517,10 +534,15 @@ impl RootfsImageBuilder {
         reporter
             .phase("verify", "checking the installed versions".to_owned())
             .await?;
-        let manifest_path = out.join("manifest");
-        let manifest = std::fs::read_to_string(&manifest_path)
-            .map_err(|e| Error::internal("the image build wrote no manifest").with_source(e))?;
-        let installed = parse_manifest(&manifest);
+        let installed = installed_packages(&image).await?;
+        let manifest_path = w.join("manifest");
+        write_readable(
+            &manifest_path,
+            &installed
+                .iter()
+                .map(|(name, version)| format!("{name}\t{version}\tii\n"))
+                .collect::<String>(),
+        )?;
         for name in &wanted {
             let Some(version) = installed.get(name) else {
                 return Err(Failure {
@@ -686,7 +708,7 @@ tar --exclude='./dev/*' --directory "$1" --extract --file "$UBUNTU_CI_BASE"
 "#;
 
 /// The customize hook: the PPAs' keys and sources, their folders bind-mounted, the
-/// packages installed, the manifest written, apt's cache cleaned.
+/// packages installed, apt's cache cleaned.
 const CUSTOMIZE_HOOK: &str = r#"#!/bin/sh
 set -eu
 root="$1"
@@ -718,22 +740,42 @@ packages=$(cat "$work/packages")
 if [ -n "$packages" ]; then
     chroot "$root" apt-get install --yes --no-install-recommends $packages
 fi
-chroot "$root" dpkg-query --show --showformat '${binary:Package}\t${Version}\t${db:Status-Abbrev}\n' > "$work/out/manifest"
 chroot "$root" apt-get clean
 "#;
 
-/// `name → version` of the installed packages of a manifest (`package[:arch]\tversion\tii `).
-fn parse_manifest(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split('\t');
-            let name = fields.next()?;
-            let version = fields.next()?;
-            let status = fields.next()?;
-            status.starts_with("ii").then(|| {
-                let name = name.split(':').next().unwrap_or(name);
-                (name.to_owned(), version.to_owned())
-            })
+/// `name → version` of the packages installed in the image tarball `image`, from its
+/// `/var/lib/dpkg/status`.
+async fn installed_packages(image: &Path) -> Result<BTreeMap<String, String>> {
+    let output = Command::new("tar")
+        .arg("--extract")
+        .arg("--to-stdout")
+        .arg(format!("--file={}", image.display()))
+        .arg("./var/lib/dpkg/status")
+        .output()
+        .await
+        .map_err(|e| Error::from(e).with_resource("tar"))?;
+    if !output.status.success() {
+        return Err(Error::internal(format!(
+            "the image has no readable /var/lib/dpkg/status: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(parse_status(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// `name → version` of the packages dpkg's status file says are installed.
+fn parse_status(text: &str) -> BTreeMap<String, String> {
+    text.split("\n\n")
+        .filter_map(|stanza| {
+            let field = |name: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .map(str::trim)
+            };
+            (field("Status")? == "install ok installed")
+                .then(|| Some((field("Package")?.to_owned(), field("Version")?.to_owned())))
+                .flatten()
         })
         .collect()
 }
@@ -801,9 +843,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn manifests_list_installed_packages() {
-        let text = "hello-ci\t1.0-1\tii \nlibc6:amd64\t2.36-9\tii \ngone\t1\trc \n";
-        let installed = parse_manifest(text);
+    fn installed_packages_come_from_dpkgs_status() {
+        let text = "Package: hello-ci\nStatus: install ok installed\nVersion: 1.0-1\n\n\
+                    Package: libc6\nStatus: install ok installed\nArchitecture: amd64\n\
+                    Multi-Arch: same\nVersion: 2.36-9\nDescription: x\n y\n\n\
+                    Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n";
+        let installed = parse_status(text);
         assert_eq!(installed.get("hello-ci").map(String::as_str), Some("1.0-1"));
         assert_eq!(installed.get("libc6").map(String::as_str), Some("2.36-9"));
         assert!(!installed.contains_key("gone"), "removed, config left");
