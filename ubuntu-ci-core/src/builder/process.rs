@@ -23,6 +23,10 @@ use crate::queue::{ProgressMessage, ProgressQueues, QueueName, LOG_BATCH_LINES, 
 /// Lines of the end of the log kept for a failure's reason.
 pub const TAIL_LINES: usize = 300;
 
+/// How long the output of a tool that exited may still come (from what it left running)
+/// before the run ends and that is ended too.
+pub const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
 /// Longest line passed on whole; a longer one is passed on in pieces of this size.
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -227,6 +231,9 @@ pub async fn run(
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
     let mut ending = None;
     let mut output_open = true;
+    // The tool's exit code once it exited, and until when its output may still drain: a
+    // process it left behind holding the output open must not keep the run going.
+    let mut exited: Option<(Option<i32>, tokio::time::Instant)> = None;
     let tick = Duration::from_millis(LOG_BATCH_MS);
     loop {
         tokio::select! {
@@ -250,11 +257,29 @@ pub async fn run(
                         flush(reporter, &mut batch).await?;
                     }
                 }
-                None => output_open = false,
+                None => {
+                    output_open = false;
+                    if let Some((code, _)) = exited {
+                        ending = Some(Ending::Exited(code));
+                    }
+                }
             },
-            status = child.wait(), if !output_open => {
-                let status = status.map_err(Error::from)?;
-                ending = Some(Ending::Exited(status.code()));
+            status = child.wait(), if exited.is_none() => {
+                let code = status.map_err(Error::from)?.code();
+                exited = Some((code, tokio::time::Instant::now() + OUTPUT_DRAIN));
+                if !output_open {
+                    ending = Some(Ending::Exited(code));
+                }
+            }
+            () = async {
+                match exited {
+                    Some((_, until)) => tokio::time::sleep_until(until).await,
+                    None => std::future::pending().await,
+                }
+            }, if output_open => {
+                if let Some((code, _)) = exited {
+                    ending = Some(Ending::Exited(code));
+                }
             }
             () = tokio::time::sleep(tick) => {
                 if !batch.is_empty() && batch_started.elapsed() >= tick {
@@ -279,7 +304,7 @@ pub async fn run(
             // Whatever is left of the tree ends too: all of it on a timeout or a cancel,
             // what the tool left running when it exited by itself.
             end_tree(pid, supervision.grace).await;
-            if !matches!(ending, Ending::Exited(_)) {
+            if exited.is_none() {
                 let _ = child.wait().await;
             }
             drop(guard.disarm());
@@ -541,6 +566,44 @@ mod tests {
         assert_eq!(
             lines[4], "after",
             "reading goes on after bytes that are not UTF-8"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tool_that_exits_ends_the_run_even_if_a_child_keeps_its_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let queues = MemoryQueues::default();
+        let queue = QueueName::new("left").unwrap();
+        let reporter = Reporter {
+            queues: &queues,
+            queue: &queue,
+        };
+        let pid_file = dir.path().join("pid");
+        let started = Instant::now();
+        let outcome = run(
+            sh(&format!(
+                "sleep 60 & echo $! > {}; echo started; exit 4",
+                pid_file.display()
+            )),
+            &dir.path().join("log"),
+            &reporter,
+            &Supervision::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome.ending, Ending::Exited(Some(4)));
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(outcome.tail, ["started"]);
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+        assert!(
+            stat.map_or(true, |s| s.contains(") Z ")),
+            "the child it left is ended"
         );
     }
 
