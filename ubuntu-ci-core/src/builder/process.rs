@@ -18,7 +18,9 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::queue::{ProgressMessage, ProgressQueues, QueueName, LOG_BATCH_LINES, LOG_BATCH_MS};
+use crate::queue::{
+    Done, ProgressMessage, ProgressQueues, QueueName, LOG_BATCH_LINES, LOG_BATCH_MS,
+};
 
 /// Lines of the end of the log kept for a failure's reason.
 pub const TAIL_LINES: usize = 300;
@@ -126,6 +128,15 @@ impl Reporter<'_> {
             .publish(self.queue, message.to_json())
             .await
             .map(drop)
+    }
+
+    /// Sends the final message `done` and returns it.
+    ///
+    /// # Errors
+    /// What the queue reports.
+    pub async fn finish(&self, done: Done) -> Result<Done> {
+        self.send(&ProgressMessage::Done(done.clone())).await?;
+        Ok(done)
     }
 
     /// Announces that phase `name` began, doing what `message` says.

@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::set_mode;
 use crate::model::{ArtifactType, PageRequest, SubticketFilter, Uri};
 use crate::ppa::PpaName;
-use crate::queue::{Done, ProgressMessage, ProgressQueues, QueueName};
+use crate::queue::{Done, ProgressQueues, QueueName};
 use crate::store::{DataStore, ObjectStore};
 use crate::tickets::TicketSystem;
 use crate::upload::ValidatedUpload;
@@ -125,7 +125,7 @@ impl SourceBuilder for SbuildBuilder {
             queue: &queue,
         };
         let result = self.build(&request, &reporter, &cancel).await;
-        let message = match result {
+        let done = match result {
             Ok(built) => {
                 let mut results = serde_json::Map::new();
                 results.insert("ppa".into(), request.ppa.clone().into());
@@ -134,21 +134,17 @@ impl SourceBuilder for SbuildBuilder {
                 if let Some(log) = built.log {
                     results.insert("build_log".into(), log.into());
                 }
-                ProgressMessage::completed(results)
+                Done::completed(results)
             }
             Err(failure) => {
-                let mut message = ProgressMessage::failed(failure.reason);
-                if let (ProgressMessage::Done(done), Some(log)) = (&mut message, failure.log) {
+                let mut done = Done::failed(failure.reason);
+                if let Some(log) = failure.log {
                     done.results.insert("build_log".into(), log.into());
                 }
-                message
+                done
             }
         };
-        reporter.send(&message).await?;
-        match message {
-            ProgressMessage::Done(done) => Ok(done),
-            _ => Err(Error::internal("a build ended without a final message")),
-        }
+        reporter.finish(done).await
     }
 }
 

@@ -47,7 +47,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{set_mode, write_readable};
 use crate::model::ArtifactType;
 use crate::ppa::PpaName;
-use crate::queue::{Done, ProgressMessage, ProgressQueues, QueueName};
+use crate::queue::{Done, ProgressQueues, QueueName};
 use crate::store::{download, ContainerName, DataStore, ObjectName, ObjectStore};
 use crate::tickets::TicketSystem;
 
@@ -163,23 +163,17 @@ async fn finish(
     reporter: &Reporter<'_>,
     result: std::result::Result<Results, Failure>,
 ) -> Result<Done> {
-    let message = match result {
-        Ok(results) => ProgressMessage::completed(results),
+    let done = match result {
+        Ok(results) => Done::completed(results),
         Err(failure) => {
-            let mut message = ProgressMessage::failed(failure.reason);
-            if let (ProgressMessage::Done(done), Some(log)) = (&mut message, failure.log) {
+            let mut done = Done::failed(failure.reason);
+            if let Some(log) = failure.log {
                 done.results.insert("log".into(), log.into());
             }
-            message
+            done
         }
     };
-    reporter.send(&message).await?;
-    match message {
-        ProgressMessage::Done(done) => Ok(done),
-        _ => Err(Error::internal(
-            "an image build ended without a final message",
-        )),
-    }
+    reporter.finish(done).await
 }
 
 fn cloud_unsupported() -> Failure {

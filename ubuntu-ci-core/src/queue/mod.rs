@@ -228,23 +228,35 @@ pub enum DoneState {
     Failed,
 }
 
-impl ProgressMessage {
+impl Done {
     /// `{"state": "COMPLETED"}` with `results` beside it.
-    pub fn completed(results: serde_json::Map<String, serde_json::Value>) -> ProgressMessage {
-        ProgressMessage::Done(Done {
+    pub fn completed(results: serde_json::Map<String, serde_json::Value>) -> Done {
+        Done {
             state: DoneState::Completed,
             reason: None,
             results,
-        })
+        }
+    }
+
+    /// `{"state": "FAILED", "reason": reason}`.
+    pub fn failed(reason: impl Into<String>) -> Done {
+        Done {
+            state: DoneState::Failed,
+            reason: Some(reason.into()),
+            results: serde_json::Map::new(),
+        }
+    }
+}
+
+impl ProgressMessage {
+    /// `{"state": "COMPLETED"}` with `results` beside it.
+    pub fn completed(results: serde_json::Map<String, serde_json::Value>) -> ProgressMessage {
+        ProgressMessage::Done(Done::completed(results))
     }
 
     /// `{"state": "FAILED", "reason": reason}`.
     pub fn failed(reason: impl Into<String>) -> ProgressMessage {
-        ProgressMessage::Done(Done {
-            state: DoneState::Failed,
-            reason: Some(reason.into()),
-            results: serde_json::Map::new(),
-        })
+        ProgressMessage::Done(Done::failed(reason))
     }
 
     /// The message as published.

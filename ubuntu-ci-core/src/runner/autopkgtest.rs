@@ -138,34 +138,22 @@ impl TestRunner for AutopkgtestRunner {
             queue: &queue,
         };
         let result = self.run_tests(&request, &reporter, &cancel).await;
-        let message = match result {
-            Ok(mut results) => {
-                results.insert(
-                    "test_request_id".into(),
-                    request.test_request_id.clone().into(),
-                );
-                ProgressMessage::completed(results)
-            }
+        let mut done = match result {
+            Ok(results) => Done::completed(results),
             Err(failure) => {
-                let mut message = ProgressMessage::failed(failure.reason);
-                if let ProgressMessage::Done(done) = &mut message {
-                    done.results.insert(
-                        "test_request_id".into(),
-                        request.test_request_id.clone().into(),
-                    );
-                    done.results
-                        .insert("retryable".into(), failure.retryable.into());
-                    done.results
-                        .insert("artifacts".into(), failure.artifacts.into());
-                }
-                message
+                let mut done = Done::failed(failure.reason);
+                done.results
+                    .insert("retryable".into(), failure.retryable.into());
+                done.results
+                    .insert("artifacts".into(), failure.artifacts.into());
+                done
             }
         };
-        reporter.send(&message).await?;
-        match message {
-            ProgressMessage::Done(done) => Ok(done),
-            _ => Err(Error::internal("a test run ended without a final message")),
-        }
+        done.results.insert(
+            "test_request_id".into(),
+            request.test_request_id.clone().into(),
+        );
+        reporter.finish(done).await
     }
 }
 
