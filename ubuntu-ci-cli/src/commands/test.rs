@@ -2,11 +2,10 @@
 
 use clap::Args;
 use tokio_util::sync::CancellationToken;
+use ubuntu_ci_core::builder::standalone::stage_upload;
 use ubuntu_ci_core::config::Config;
 use ubuntu_ci_core::queue::QueueName;
 use ubuntu_ci_core::runner::{PackageNames, TestImage};
-use ubuntu_ci_core::store::{Body, DataStore};
-use ubuntu_ci_core::upload::validate_changes;
 use ubuntu_ci_core::Error;
 
 use crate::follow::{follow, LogTo};
@@ -44,28 +43,10 @@ pub async fn run(config: &Config, json: bool, args: TestArgs) -> anyhow::Result<
             .trim_end_matches("-exchange")
             .to_owned()
     });
-    let mut source_packages = Vec::new();
-    if let Some(changes) = &args.source {
-        let upload = validate_changes(changes).await?;
-        services.uploads.check(&upload).await?;
-        let store = DataStore::open(
-            services.store.clone(),
-            &format!("test.{queue}"),
-            "sources",
-            true,
-        )
-        .await?;
-        for file in upload.files.iter().chain(&upload.dsc_only_files) {
-            let handle = std::fs::File::open(&file.path)
-                .map_err(|e| Error::from(e).with_resource(file.path.display().to_string()))?;
-            source_packages.push(
-                store
-                    .put_file(&file.name, Body::File(handle))
-                    .await?
-                    .to_string(),
-            );
-        }
-    }
+    let source_packages = match &args.source {
+        Some(changes) => stage_upload(&services, changes, &format!("test.{queue}")).await?,
+        None => Vec::new(),
+    };
     let request = TestImage {
         test_request_id: id,
         image_url: args.image,

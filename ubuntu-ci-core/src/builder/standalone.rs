@@ -45,27 +45,8 @@ pub async fn start(
              which are not there yet",
         ));
     }
-    let upload = validate_changes(changes).await?;
-    services.uploads.check(&upload).await?;
     let queue = QueueName::fresh("bsbuilder")?;
-    let store = DataStore::open(
-        services.store.clone(),
-        &format!("build.{queue}"),
-        "sources",
-        true,
-    )
-    .await?;
-    let mut urls = Vec::new();
-    for file in upload.files.iter().chain(&upload.dsc_only_files) {
-        let handle = std::fs::File::open(&file.path)
-            .map_err(|e| Error::from(e).with_resource(file.path.display().to_string()))?;
-        urls.push(
-            store
-                .put_file(&file.name, crate::store::Body::File(handle))
-                .await?
-                .to_string(),
-        );
-    }
+    let urls = stage_upload(services, changes, &format!("build.{queue}")).await?;
     let messages = services.queues.subscribe(&queue, None).await?;
     let builder = services.builder.clone();
     let request = BuildSource {
@@ -82,4 +63,29 @@ pub async fn start(
         messages,
         done,
     })
+}
+
+/// Validates the upload `changes` (and its signatures, by the services' policy) and stores
+/// its files in the container `<name>.sources`, public, as a worker's request names them;
+/// returns their URLs.
+///
+/// # Errors
+/// `InvalidInput` for a bad upload; `Unauthorized` for a refused signature; what the store
+/// reports.
+pub async fn stage_upload(services: &Services, changes: &Path, name: &str) -> Result<Vec<String>> {
+    let upload = validate_changes(changes).await?;
+    services.uploads.check(&upload).await?;
+    let store = DataStore::open(services.store.clone(), name, "sources", true).await?;
+    let mut urls = Vec::new();
+    for file in upload.files.iter().chain(&upload.dsc_only_files) {
+        let handle = std::fs::File::open(&file.path)
+            .map_err(|e| Error::from(e).with_resource(file.path.display().to_string()))?;
+        urls.push(
+            store
+                .put_file(&file.name, crate::store::Body::File(handle))
+                .await?
+                .to_string(),
+        );
+    }
+    Ok(urls)
 }
