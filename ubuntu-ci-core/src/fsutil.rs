@@ -30,3 +30,24 @@ pub fn write_readable(path: &Path, text: &str) -> Result<()> {
     file.write_all(text.as_bytes())?;
     set_mode(path, 0o644)
 }
+
+/// Opens (making it if needed) the lock file `path` and waits, off the async threads, for
+/// an exclusive lock on it, held until the file is dropped; it serialises work across
+/// processes (making one chroot, one base image).
+///
+/// # Errors
+/// The I/O error, naming the path.
+pub async fn lock_file(path: std::path::PathBuf) -> Result<std::fs::File> {
+    tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::from(e).with_resource(path.display().to_string()))?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| Error::internal("a lock task failed").with_source(e))?
+}

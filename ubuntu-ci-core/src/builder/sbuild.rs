@@ -361,17 +361,7 @@ impl SbuildBuilder {
         std::fs::create_dir_all(&dir)?;
         let tarball = dir.join(format!("{series}-{arch}.tar.zst"));
         let lock_path = dir.join(format!(".{series}-{arch}.lock"));
-        let lock = tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
-            let file = std::fs::File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)?;
-            file.lock()?;
-            Ok(file)
-        })
-        .await
-        .map_err(|e| Error::internal("the chroot lock task failed").with_source(e))??;
+        let lock = crate::fsutil::lock_file(lock_path).await?;
         let fresh = std::fs::metadata(&tarball)
             .and_then(|m| m.modified())
             .ok()

@@ -44,7 +44,7 @@ use crate::archive::{check_series, key_file, sources_line, version, Archives};
 use crate::artifacts::{keep_file, Owner};
 use crate::builder::process::{run, Ending, Outcome, Reporter, Supervision};
 use crate::error::{Error, Result};
-use crate::fsutil::{set_mode, write_readable};
+use crate::fsutil::{lock_file, set_mode, write_readable};
 use crate::model::ArtifactType;
 use crate::ppa::PpaName;
 use crate::queue::{Done, ProgressQueues, QueueName};
@@ -816,20 +816,6 @@ fn sha256_file(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
     Ok(hex::encode(hasher.finalize()))
-}
-
-async fn lock_file(path: PathBuf) -> Result<std::fs::File> {
-    tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
-        let file = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        file.lock()?;
-        Ok(file)
-    })
-    .await
-    .map_err(|e| Error::internal("a lock task failed").with_source(e))?
 }
 
 #[cfg(test)]
