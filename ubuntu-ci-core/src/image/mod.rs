@@ -7,6 +7,7 @@
 //! installs the packages, checks their versions against the PPAs, and packs the result.
 
 pub mod rootfs;
+mod userns;
 
 use std::fmt;
 

@@ -39,6 +39,7 @@ use sha2::{Digest, Sha256};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
+use super::userns::{give_to_subordinate_root, remove_blocking, WorkDir, SUBORDINATE_ROOT};
 use super::{check_package_name, Bootstrap, BuildImage, ImageBuilder, ImageType};
 use crate::archive::{check_series, key_file, sources_line, version, Archives};
 use crate::artifacts::{keep_file, Owner};
@@ -401,16 +402,13 @@ impl RootfsImageBuilder {
             }
         }
 
-        let work = self.work_dir()?;
+        let work = WorkDir::new(&self.options.work_dir, "ubuntu-ci-image-")?;
         let w = work.path();
-        // mmdebstrap (outside the namespace) writes the image here; nothing inside does.
-        let out = w.join("out");
-        std::fs::create_dir_all(&out).map_err(Error::from)?;
 
         reporter
             .phase("fetch", format!("fetching the base image {base_url}"))
             .await?;
-        let (base_path, base_sha256) = self.fetch_base(&base_object.0, &base_object.1).await?;
+        let (tree, base_sha256) = self.prepare_base(&base_object.0, &base_object.1).await?;
 
         reporter
             .phase(
@@ -453,11 +451,13 @@ impl RootfsImageBuilder {
             ppa_list: ppas.iter().map(ToString::to_string).collect(),
             packages: BTreeMap::new(),
         };
-        write_readable(&w.join("setup.sh"), SETUP_HOOK)?;
-        write_readable(&w.join("customize.sh"), CUSTOMIZE_HOOK)?;
-        for hook in ["setup.sh", "customize.sh"] {
-            set_mode(&w.join(hook), 0o755)?;
-        }
+        write_readable(&w.join("build.sh"), BUILD_SCRIPT)?;
+        write_readable(&w.join("install.sh"), INSTALL_SCRIPT)?;
+        std::fs::write(w.join("dev.tar"), dev_entries()?).map_err(Error::from)?;
+        // The namespace's root writes only in these.
+        std::fs::create_dir_all(w.join("lower")).map_err(Error::from)?;
+        give_to_subordinate_root(&["upper", "overlay", "root", "out", "run"].map(|d| w.join(d)))
+            .await?;
 
         reporter
             .phase(
@@ -481,25 +481,15 @@ impl RootfsImageBuilder {
             ),
             None => format!("{}.{series}-{arch}.rootfs.tar.zst", reporter.queue),
         };
-        let image = out.join(&image_name);
+        let image = w.join("out/image.tar.zst");
         let log = w.join("image-build.log");
-        let mut command = Command::new("mmdebstrap");
+        let mut command = Command::new("unshare");
         command
+            .current_dir(&tree)
             .env("UBUNTU_CI_WORK", w)
-            .env("TMPDIR", w)
-            .env("UBUNTU_CI_BASE", &base_path)
-            .arg("--mode=unshare")
-            .arg("--variant=custom")
-            .arg(format!("--architectures={arch}"))
-            .arg("--skip=update")
-            .arg("--skip=cleanup/apt/lists")
-            .arg(format!("--setup-hook={}", w.join("setup.sh").display()))
-            .arg(format!(
-                "--customize-hook={}",
-                w.join("customize.sh").display()
-            ))
-            .arg("")
-            .arg(&image);
+            .args(SUBORDINATE_ROOT)
+            .args(["--mount", "--fork", "--kill-child", "--", "sh"])
+            .arg(w.join("build.sh"));
         let outcome = self
             .supervised(command, &log, "install", reporter, cancel)
             .await?;
@@ -616,23 +606,31 @@ impl RootfsImageBuilder {
         })
     }
 
-    /// The base image in the local cache (`<cache>/base/<sha256>.<ext>`), fetched when
-    /// missing; returns its path and SHA-256.
-    async fn fetch_base(
+    /// The base image unpacked in the local cache (`<cache>/base/<sha256>/`, owned by the
+    /// subordinate ids), fetched and unpacked when missing; returns the tree and the
+    /// tarball's SHA-256.
+    ///
+    /// `<cache>/base` is the user's only (mode 0700): builds start in a tree (as their current
+    /// folder) and mount it read-only, and nothing run in them reaches it by its path.
+    async fn prepare_base(
         &self,
         container: &ContainerName,
         object: &ObjectName,
     ) -> Result<(PathBuf, String)> {
         let name = object.as_str();
-        let ext = [".tar.zst", ".tar.xz", ".tar.gz", ".tar"]
-            .into_iter()
-            .find(|ext| name.ends_with(ext))
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "base_image: {name} is not a root filesystem tarball (.tar, .tar.gz, \
-                     .tar.xz or .tar.zst)"
-                ))
-            })?;
+        let Some((_, compression)) = [
+            (".tar.zst", "--zstd"),
+            (".tar.xz", "--xz"),
+            (".tar.gz", "--gzip"),
+            (".tar", "--no-auto-compress"),
+        ]
+        .into_iter()
+        .find(|(ext, _)| name.ends_with(ext)) else {
+            return Err(Error::invalid(format!(
+                "base_image: {name} is not a root filesystem tarball (.tar, .tar.gz, .tar.xz \
+                 or .tar.zst)"
+            )));
+        };
         let info = self.store.head(container, object).await.map_err(|e| {
             if e.kind() == crate::ErrorKind::NotFound {
                 Error::not_found(format!(
@@ -643,19 +641,21 @@ impl RootfsImageBuilder {
             }
         })?;
         let dir = self.options.cache_dir.join("base");
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::from(e).with_resource(dir.display().to_string()))?;
+        set_mode(&dir, 0o700)?;
         if let Some(sha256) = &info.sha256 {
-            let cached = dir.join(format!("{sha256}{ext}"));
-            if cached.exists() {
-                return Ok((cached, sha256.clone()));
+            let tree = dir.join(sha256);
+            if tree.is_dir() {
+                return Ok((tree, sha256.clone()));
             }
         }
-        let tmp = tempfile::Builder::new()
+        let tarball = tempfile::Builder::new()
             .prefix(".fetch-")
             .tempfile_in(&dir)?
             .into_temp_path();
-        download(&*self.store, container, object, &tmp).await?;
-        let path = tmp.to_path_buf();
+        download(&*self.store, container, object, &tarball).await?;
+        let path = tarball.to_path_buf();
         let sha256 = tokio::task::spawn_blocking(move || sha256_file(&path))
             .await
             .map_err(|e| Error::internal("hashing the base image failed").with_source(e))??;
@@ -667,11 +667,53 @@ impl RootfsImageBuilder {
                 )));
             }
         }
-        let cached = dir.join(format!("{sha256}{ext}"));
-        tmp.persist(&cached)
-            .map_err(|e| Error::from(e.error).with_resource(cached.display().to_string()))?;
-        set_mode(&cached, 0o644)?;
-        Ok((cached, sha256))
+
+        // One unpack of a base at a time; the others then find its tree.
+        let tree = dir.join(&sha256);
+        let _lock = lock_file(dir.join(format!(".{sha256}.lock"))).await?;
+        if tree.is_dir() {
+            return Ok((tree, sha256));
+        }
+        let staging = dir.join(format!(".unpack-{sha256}"));
+        remove_in_background(staging.clone()).await?;
+        give_to_subordinate_root(std::slice::from_ref(&staging)).await?;
+        let source = std::fs::File::open(&tarball)?;
+        // The staging folder is the current folder and the tarball the input: neither is
+        // reachable by its path from the namespace.
+        let mut command = Command::new("unshare");
+        command
+            .current_dir(&staging)
+            .args(SUBORDINATE_ROOT)
+            .args([
+                "--",
+                "tar",
+                "--extract",
+                compression,
+                "--numeric-owner",
+                "--xattrs",
+                "--xattrs-include=security.capability",
+                "--exclude=./dev/*",
+                "--file=-",
+            ])
+            .stdin(source)
+            .kill_on_drop(true);
+        let output = command
+            .output()
+            .await
+            .map_err(|e| Error::from(e).with_resource("unshare"))?;
+        drop(command);
+        if !output.status.success() {
+            remove_in_background(staging).await?;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            return Err(Error::invalid(format!(
+                "base_image: {name} could not be unpacked: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )));
+        }
+        std::fs::rename(&staging, &tree)
+            .map_err(|e| Error::from(e).with_resource(tree.display().to_string()))?;
+        Ok((tree, sha256))
     }
 
     async fn keep(
@@ -694,29 +736,33 @@ impl RootfsImageBuilder {
     }
 }
 
-/// The setup hook: unpacks the base image (`$UBUNTU_CI_BASE`) into the new root, leaving
-/// out what is in `/dev` (mmdebstrap makes it; device files cannot be made here).
-const SETUP_HOOK: &str = r#"#!/bin/sh
+/// The image build, run as the root of a user namespace mapped to the subordinate ids
+/// (`unshare --map-auto`), in its own mount namespace, from the base's tree as its
+/// current folder.
+///
+/// 1. the tree is bind-mounted read-only and an overlay puts the build's `upper` on it;
+/// 2. the PPAs' keys and sources go in, their snapshots are bind-mounted read-only, and
+///    `/dev`'s few nodes are bound from the host's;
+/// 3. [`INSTALL_SCRIPT`] runs in a nested user namespace (mapping the same ids), mount
+///    namespace and PID namespace: the mounts made here are locked there, so nothing a
+///    package runs, even out of the chroot, can write to the shared base tree;
+/// 4. after it, only host tools run: the mounts go, and `tar` packs the overlay (without
+///    `/dev`, whose entries `dev.tar` holds) through `zstd` into `out/image.tar.zst`.
+const BUILD_SCRIPT: &str = r#"#!/bin/sh
 set -eu
-tar --exclude='./dev/*' --directory "$1" --extract --file "$UBUNTU_CI_BASE"
-"#;
-
-/// The customize hook: the PPAs' keys and sources, their folders bind-mounted, the
-/// packages installed, apt's cache cleaned.
-const CUSTOMIZE_HOOK: &str = r#"#!/bin/sh
-set -eu
-root="$1"
 work="$UBUNTU_CI_WORK"
+root="$work/root"
+# The base's tree is the current folder (its path is not reachable from here).
+mount --no-canonicalize --bind . "$work/lower"
+mount -o remount,bind,ro "$work/lower"
+mount -t overlay overlay \
+    -o "lowerdir=$work/lower,upperdir=$work/upper,workdir=$work/overlay,userxattr" "$root"
 mkdir -p "$root/etc/apt/keyrings" "$root/etc/apt/sources.list.d" "$root/srv/ubuntu-ci-ppa"
 if [ -d "$work/apt/keyrings" ]; then
     cp "$work"/apt/keyrings/* "$root/etc/apt/keyrings/"
     cp "$work"/apt/sources/* "$root/etc/apt/sources.list.d/"
 fi
 mounted=""
-cleanup() {
-    for dir in $mounted; do umount "$dir" || true; done
-}
-trap cleanup EXIT
 if [ -d "$work/ppa" ]; then
     for owner in $(ls "$work/ppa"); do
         for name in $(ls "$work/ppa/$owner"); do
@@ -727,6 +773,66 @@ if [ -d "$work/ppa" ]; then
         done
     done
 fi
+mkdir -p "$root/dev"
+for node in null zero full random urandom tty; do
+    touch "$root/dev/$node"
+    mount --bind "/dev/$node" "$root/dev/$node"
+    mounted="$root/dev/$node $mounted"
+done
+mkdir -p "$root/dev/pts"
+ln -sf pts/ptmx "$root/dev/ptmx"
+
+# The install, in namespaces of its own; their id maps are written from here.
+mkfifo "$work/run/go"
+unshare --user --mount --pid --fork --kill-child -- \
+    sh -c 'read go <"$1" && exec sh "$2" "$3"' sh "$work/run/go" "$work/install.sh" "$root" &
+child=$!
+trap 'kill -KILL "$child" 2>/dev/null || true' EXIT
+tries=0
+while [ "$(readlink "/proc/$child/ns/user")" = "$(readlink /proc/self/ns/user)" ]; do
+    tries=$((tries + 1))
+    if [ ! -d "/proc/$child" ] || [ "$tries" -gt 500 ]; then
+        echo "E: the install's namespaces were not made" >&2
+        exit 1
+    fi
+    sleep 0.01
+done
+read -r inside outside count </proc/self/uid_map
+echo "0 0 $count" >"/proc/$child/uid_map"
+read -r inside outside count </proc/self/gid_map
+echo "0 0 $count" >"/proc/$child/gid_map"
+echo go >"$work/run/go"
+status=0
+wait "$child" || status=$?
+trap - EXIT
+if [ "$status" -ne 0 ]; then
+    exit "$status"
+fi
+
+echo "I: packing the image"
+for target in $mounted; do umount "$target"; done
+for node in null zero full random urandom tty; do rm -f "$root/dev/$node"; done
+rm -f "$root/dev/ptmx"
+rmdir "$root/dev/pts" 2>/dev/null || true
+{
+    cat "$work/dev.tar"
+    tar --create --numeric-owner --one-file-system --xattrs \
+        --xattrs-include=security.capability --exclude=./dev --directory "$root" . ||
+        touch "$work/run/tar-failed"
+} | zstd --quiet --threads=0 >"$work/out/image.tar.zst"
+if [ -e "$work/run/tar-failed" ]; then
+    echo "E: packing the image failed" >&2
+    exit 1
+fi
+"#;
+
+/// The install: `apt-get update`, the packages, `apt-get clean`, in the chroot of `$1`.
+const INSTALL_SCRIPT: &str = r#"#!/bin/sh
+set -eu
+root="$1"
+work="$UBUNTU_CI_WORK"
+mount -t proc proc "$root/proc"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$root/dev/pts"
 export DEBIAN_FRONTEND=noninteractive
 chroot "$root" apt-get update
 set -f
@@ -736,6 +842,65 @@ if [ -n "$packages" ]; then
 fi
 chroot "$root" apt-get clean
 "#;
+
+/// The tar entries of an image's `/dev` (as mmdebstrap makes them), without the end of the
+/// archive: the packed tree follows them.
+fn dev_entries() -> Result<Vec<u8>> {
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut builder = tar::Builder::new(Vec::new());
+    let entry = |path: &str, kind: tar::EntryType, mode: u32| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(mtime);
+        header.set_size(0);
+        (header, path.to_owned())
+    };
+    let mut entries = vec![entry("./dev/", tar::EntryType::Directory, 0o755)];
+    for (name, major, minor) in [
+        ("console", 5, 1),
+        ("full", 1, 7),
+        ("null", 1, 3),
+        ("ptmx", 5, 2),
+        ("random", 1, 8),
+        ("tty", 5, 0),
+        ("urandom", 1, 9),
+        ("zero", 1, 5),
+    ] {
+        let (mut header, path) = entry(&format!("./dev/{name}"), tar::EntryType::Char, 0o666);
+        header.set_device_major(major)?;
+        header.set_device_minor(minor)?;
+        entries.push((header, path));
+    }
+    for dir in ["pts", "shm"] {
+        entries.push(entry(
+            &format!("./dev/{dir}/"),
+            tar::EntryType::Directory,
+            0o755,
+        ));
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let (mut header, path) = entry(&format!("./dev/{name}"), tar::EntryType::Symlink, 0o777);
+        header.set_link_name(target)?;
+        entries.push((header, path));
+    }
+    for (mut header, path) in entries {
+        builder.append_data(&mut header, path, std::io::empty())?;
+    }
+    let mut bytes = builder.into_inner()?;
+    // The end of an archive is two blocks of zeros.
+    bytes.truncate(bytes.len().saturating_sub(1024));
+    Ok(bytes)
+}
 
 /// `name → version` of the packages installed in the image tarball `image`, from its
 /// `/var/lib/dpkg/status`.
@@ -809,6 +974,15 @@ fn lines(items: &[String]) -> String {
 
 fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Removes `path` (see [`remove_blocking`]) off the async threads.
+async fn remove_in_background(path: PathBuf) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        remove_blocking(&path).map_err(|e| Error::from(e).with_resource(path.display().to_string()))
+    })
+    .await
+    .map_err(|e| Error::internal("a removal task failed").with_source(e))?
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
