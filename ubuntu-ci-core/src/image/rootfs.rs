@@ -894,7 +894,16 @@ fn dev_entries() -> Result<Vec<u8>> {
         entries.push((header, path));
     }
     for (mut header, path) in entries {
-        builder.append_data(&mut header, path, std::io::empty())?;
+        // Named as GNU tar names what it packs (`./dev/null`): the tar crate would drop the
+        // `./`, and tools that skip `./dev` when unpacking (autopkgtest) would then not.
+        let name = &mut header.as_old_mut().name;
+        let bytes = path.as_bytes();
+        name.fill(0);
+        name.get_mut(..bytes.len())
+            .ok_or_else(|| Error::internal("a /dev entry's name is too long"))?
+            .copy_from_slice(bytes);
+        header.set_cksum();
+        builder.append(&header, std::io::empty())?;
     }
     let mut bytes = builder.into_inner()?;
     // The end of an archive is two blocks of zeros.
@@ -1006,6 +1015,31 @@ mod tests {
         assert_eq!(installed.get("hello-ci").map(String::as_str), Some("1.0-1"));
         assert_eq!(installed.get("libc6").map(String::as_str), Some("2.36-9"));
         assert!(!installed.contains_key("gone"), "removed, config left");
+    }
+
+    #[test]
+    fn dev_entries_are_named_as_gnu_tar_names_them_and_leave_the_archive_open() {
+        let bytes = dev_entries().unwrap();
+        assert_eq!(bytes.len() % 512, 0);
+        assert!(bytes[bytes.len() - 512..].iter().any(|b| *b != 0), "no end blocks");
+        let mut archive = bytes.clone();
+        archive.extend_from_slice(&[0; 1024]);
+        let mut archive = tar::Archive::new(archive.as_slice());
+        let mut names = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            let name = String::from_utf8(entry.path_bytes().into_owned()).unwrap();
+            if name == "./dev/null" {
+                assert_eq!(entry.header().entry_type(), tar::EntryType::Char);
+                assert_eq!(entry.header().device_major().unwrap(), Some(1));
+                assert_eq!(entry.header().device_minor().unwrap(), Some(3));
+                assert_eq!(entry.header().uid().unwrap(), 0);
+            }
+            names.push(name);
+        }
+        assert_eq!(names.first().map(String::as_str), Some("./dev/"));
+        assert!(names.iter().all(|n| n.starts_with("./dev/")), "{names:?}");
+        assert!(names.contains(&"./dev/ptmx".to_owned()));
     }
 
     #[test]
