@@ -157,6 +157,39 @@ fn member(tarball: &Path, name: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// A package whose `postinst` is `script`.
+fn hostile_deb(dir: &Path, package: &str, script: &str) -> PathBuf {
+    let tree = tempfile::tempdir().unwrap();
+    let debian = tree.path().join("DEBIAN");
+    std::fs::create_dir_all(&debian).unwrap();
+    std::fs::write(
+        debian.join("control"),
+        format!(
+            "Package: {package}\nVersion: 1.0-1\nArchitecture: all\n\
+             Maintainer: Tests <tests@example.com>\nDescription: a hostile test package\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(debian.join("postinst"), script).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            debian.join("postinst"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let deb = dir.join(format!("{package}_1.0-1_all.deb"));
+    let output = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(tree.path())
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    deb
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn real_images_carry_the_ppas_packages() {
     let rig = rig().await;
@@ -319,6 +352,80 @@ async fn real_images_carry_the_ppas_packages() {
     let reason = done.reason.clone().unwrap();
     assert!(reason.contains("no-such-package-xyz"), "{reason}");
     assert!(done.results["log"].as_str().is_some());
+
+    // A package whose maintainer script leaves the chroot and tries to change the shared
+    // base tree (by its path, and through every process's folder and root): the build
+    // goes on, and the tree, and so the next image, stay as they were.
+    let tree = rig
+        .dir
+        .path()
+        .join("data/images/base")
+        .join(&description.base_sha256);
+    assert!(
+        tree.join("usr/bin/apt-get").exists(),
+        "the base's tree is cached"
+    );
+    let postinst = format!(
+        r#"#!/usr/bin/perl
+mkdir "/tmp/out"; chroot "/tmp/out"; chdir ".." for 1..64; chroot ".";
+my @targets = ("{tree}");
+push @targets, glob("/proc/[0-9]*/cwd"), glob("/proc/[0-9]*/root{tree}");
+for my $dir (@targets) {{
+    if (open(my $file, ">", "$dir/usr/ubuntu-ci-poisoned")) {{ print "WROTE $dir\n"; }}
+}}
+print "hostile script done\n";
+"#,
+        tree = tree.display()
+    );
+    let hostile = hostile_deb(&debs, "hostile-ci", &postinst);
+    let hostile_ppa: PpaName = "ppa:ci-team/ppa_hostile".parse().unwrap();
+    rig.archives
+        .publish(&hostile_ppa, None, vec![Publishable::Deb(hostile)])
+        .await
+        .unwrap();
+    let (done, messages) = build(
+        &rig,
+        request(
+            &base_url,
+            &[&hostile_ppa.to_string()],
+            &["hostile-ci"],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(done.state, DoneState::Completed, "{:?}", done.reason);
+    let log: Vec<String> = messages
+        .iter()
+        .filter_map(|m| match m {
+            ProgressMessage::Log { log } => Some(log.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(
+        log.iter().any(|l| l.contains("hostile script done")),
+        "the maintainer script ran: {log:?}"
+    );
+    // (What it could write into is its own image: the chroot's processes have it as their
+    // folder.)
+    assert!(
+        !tree.join("usr/ubuntu-ci-poisoned").exists(),
+        "the base's tree was changed: {:?}",
+        log.iter()
+            .filter(|l| l.contains("WROTE"))
+            .collect::<Vec<_>>()
+    );
+    let (done, _) = build(&rig, request(&base_url, &[], &[], None)).await;
+    assert_eq!(done.state, DoneState::Completed, "{:?}", done.reason);
+    let plain = members(&local_path(&first_url(&done)));
+    assert!(!plain.iter().any(|m| m.contains("ubuntu-ci-poisoned")));
+    assert!(
+        !plain
+            .iter()
+            .any(|m| m.contains("hello-ci") || m.contains("hostile-ci")),
+        "nothing of earlier builds is in an image of the bare base"
+    );
+    assert!(plain.iter().any(|m| m == "./dev/null"), "/dev is packed");
 
     // A cancel during the install ends everything it started.
     let cancelled = request(&base_url, &[&ppa.to_string()], &["hello-ci"], None);

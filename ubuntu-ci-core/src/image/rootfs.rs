@@ -755,6 +755,8 @@ root="$work/root"
 # The base's tree is the current folder (its path is not reachable from here).
 mount --no-canonicalize --bind . "$work/lower"
 mount -o remount,bind,ro "$work/lower"
+# Nothing keeps the tree as its folder: /proc/<pid>/cwd would lead past the read-only mount.
+cd /
 mount -t overlay overlay \
     -o "lowerdir=$work/lower,upperdir=$work/upper,workdir=$work/overlay,userxattr" "$root"
 mkdir -p "$root/etc/apt/keyrings" "$root/etc/apt/sources.list.d" "$root/srv/ubuntu-ci-ppa"
@@ -1021,7 +1023,10 @@ mod tests {
     fn dev_entries_are_named_as_gnu_tar_names_them_and_leave_the_archive_open() {
         let bytes = dev_entries().unwrap();
         assert_eq!(bytes.len() % 512, 0);
-        assert!(bytes[bytes.len() - 512..].iter().any(|b| *b != 0), "no end blocks");
+        assert!(
+            bytes[bytes.len() - 512..].iter().any(|b| *b != 0),
+            "no end blocks"
+        );
         let mut archive = bytes.clone();
         archive.extend_from_slice(&[0; 1024]);
         let mut archive = tar::Archive::new(archive.as_slice());
