@@ -3,8 +3,9 @@
 //!
 //! [`rootfs::RootfsImageBuilder`] is the local backend: base images are root filesystem
 //! tarballs made by `mmdebstrap` ([`ImageBuilder::bootstrap`]), and an image build
-//! unpacks one in a user namespace, adds the PPAs as apt sources checked by their keys,
-//! installs the packages, checks their versions against the PPAs, and packs the result.
+//! mounts an overlay on one (unpacked once and cached) in a user namespace, adds the PPAs
+//! as apt sources checked by their keys, installs the packages, checks their versions
+//! against the PPAs, and packs the result.
 
 pub mod rootfs;
 mod userns;

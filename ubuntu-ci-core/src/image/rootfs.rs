@@ -1,5 +1,6 @@
-//! The local image builder: root filesystem tarballs made and changed by `mmdebstrap` in
-//! unshare mode (user namespaces; no root privileges, nothing of the host changed).
+//! The local image builder: base images made by `mmdebstrap` in unshare mode, images built
+//! on an overlay of the unpacked base in user namespaces (no root privileges, nothing of
+//! the host changed; the namespaces' root is the first subordinate id).
 //!
 //! **Bootstrap**: `mmdebstrap --variant=minbase --include=ca-certificates,gpgv` of a series,
 //! keeping apt's package lists, stored as `images/<series>-<arch>.rootfs.<recipe>.tar.zst`,
@@ -8,18 +9,20 @@
 //!
 //! **Build**, one image:
 //!
-//! 1. `fetch`: the base image from the data store (never any other URL), kept in a local
-//!    cache by its SHA-256, so a second build on the same base does not fetch it again;
+//! 1. `fetch`: the base image from the data store (never any other URL), unpacked once
+//!    into a local cache by its SHA-256 (`<cache>/base/<sha256>/`), so a later build on the
+//!    same base neither fetches nor unpacks it;
 //! 2. `prepare`: a hard-link snapshot of each PPA, its key, one apt source per PPA
 //!    (`deb [signed-by=/etc/apt/keyrings/ubuntu-ci-<owner>-<name>.asc]
 //!    file:/srv/ubuntu-ci-ppa/<owner>/<name> <series> main`), and the packages to install,
 //!    pinned to the version the first PPA of `ppa_list` carrying them has;
-//! 3. `install`: `mmdebstrap --variant=custom` unpacks the base (setup hook), and in a
-//!    customize hook bind-mounts the snapshots, runs `apt-get update` and
-//!    `apt-get install` and cleans apt's cache; mmdebstrap packs the image;
+//! 3. `install`: a script (`BUILD_SCRIPT`) mounts an overlay on the base's tree
+//!    (read-only), adds the sources and bind-mounts the snapshots, runs `apt-get update`,
+//!    `apt-get install` and `apt-get clean` in a chroot in nested namespaces, and packs
+//!    the overlay;
 //! 4. `verify`: the manifest of installed packages is read from the packed image's
-//!    `/var/lib/dpkg/status` (nothing written from inside the namespace is trusted), and
-//!    each requested package must be installed at the PPA's version;
+//!    `/var/lib/dpkg/status`, and each requested package must be installed at the PPA's
+//!    version;
 //! 5. `store`: the image and its manifest (and its description, `<image>.json`) go into
 //!    `ticket.<id>.images` and become artifacts of the ticket.
 //!
