@@ -1,7 +1,7 @@
-//! Real image builds (mmdebstrap in unshare mode): a bookworm base image bootstrapped and
-//! reused, an image with a PPA's packages installed at the PPA's versions, and the
+//! Real image builds (bases by mmdebstrap, images on an overlay, in user namespaces): a
+//! bookworm base image bootstrapped and reused, an image with a PPA's packages installed at the PPA's versions, and the
 //! failures: a package nowhere, a base outside the store or missing, CLOUD images, hostile
-//! names, a cancel.
+//! names, a maintainer script that tries to change the cached base, a cancel, a timeout.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -427,8 +427,20 @@ print "hostile script done\n";
     );
     assert!(plain.iter().any(|m| m == "./dev/null"), "/dev is packed");
 
-    // A cancel during the install ends everything it started.
-    let cancelled = request(&base_url, &[&ppa.to_string()], &["hello-ci"], None);
+    // A cancel during the install (a maintainer script that sleeps) ends everything it
+    // started, and leaves nothing.
+    let slow_ppa: PpaName = "ppa:ci-team/ppa_slow".parse().unwrap();
+    let slow = hostile_deb(
+        &debs,
+        "slow-ci",
+        "#!/bin/sh\necho 'slow-ci: sleeping'\nsleep 31337\n",
+    );
+    rig.archives
+        .publish(&slow_ppa, None, vec![Publishable::Deb(slow)])
+        .await
+        .unwrap();
+    let markers = ["ubuntu-ci-image-", "sleep 31337"];
+    let cancelled = request(&base_url, &[&slow_ppa.to_string()], &["slow-ci"], None);
     let queue = QueueName::new(cancelled.progress_queue.clone()).unwrap();
     let mut progress = rig.queues.subscribe(&queue, None).await.unwrap();
     let cancel = CancellationToken::new();
@@ -438,11 +450,13 @@ print "hostile script done\n";
     };
     while let Some(message) = progress.next().await {
         let message = ProgressMessage::from_json(&message.unwrap().body).unwrap();
-        if matches!(&message, ProgressMessage::Phase { phase, .. } if phase == "install") {
+        if matches!(&message, ProgressMessage::Log { log }
+            if log.iter().any(|l| l.contains("slow-ci: sleeping")))
+        {
             break;
         }
     }
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(!worker_processes(&markers).is_empty(), "the build runs");
     cancel.cancel();
     let done = tokio::time::timeout(std::time::Duration::from_secs(60), task)
         .await
@@ -452,9 +466,39 @@ print "hostile script done\n";
     assert_eq!(done.state, DoneState::Failed);
     assert!(done.reason.unwrap().contains("cancelled"));
     assert!(
-        worker_processes(&["mmdebstrap"]).is_empty(),
+        worker_processes(&markers).is_empty(),
         "left: {:?}",
-        worker_processes(&["mmdebstrap"])
+        worker_processes(&markers)
+    );
+    assert_empty_dir(&rig.dir.path().join("builds"));
+
+    // The same past the time limit.
+    let mut options = ImageOptions::new(&rig.dir.path().join("data"));
+    options.work_dir = rig.dir.path().join("builds");
+    options.timeout = std::time::Duration::from_secs(4);
+    let hasty = RootfsImageBuilder::new(
+        rig.services.store.clone(),
+        None,
+        rig.archives.clone(),
+        rig.queues.clone(),
+        options,
+    );
+    let started = std::time::Instant::now();
+    let done = hasty
+        .build_image(
+            request(&base_url, &[&slow_ppa.to_string()], &["slow-ci"], None),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.state, DoneState::Failed);
+    let reason = done.reason.unwrap();
+    assert!(reason.contains("time limit"), "{reason}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert!(
+        worker_processes(&markers).is_empty(),
+        "left: {:?}",
+        worker_processes(&markers)
     );
     assert_empty_dir(&rig.dir.path().join("builds"));
 }

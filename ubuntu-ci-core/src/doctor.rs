@@ -3,8 +3,8 @@
 //!
 //! Each [`Check`] looks at one prerequisite without changing anything: the Debian tools the
 //! steps run (dpkg-dev for sources, apt and gpgv for archives, sbuild, mmdebstrap and
-//! uidmap for builds), the subordinate ids unshare-mode builds need, user namespaces, and
-//! the configured state (data dir, ticket system, data store).
+//! uidmap for builds), the subordinate ids unshare-mode builds need, user namespaces, an
+//! overlay in one (image builds), and the configured state (data dir, ticket system, data store).
 
 use std::path::{Path, PathBuf};
 
@@ -66,6 +66,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
         checks.push(subordinate_ids(Path::new(file), &user));
     }
     checks.push(user_namespaces());
+    checks.push(overlay_in_user_namespaces().await);
     checks.push(data_dir(config));
     checks.push(services(config).await);
     checks
@@ -210,6 +211,64 @@ fn user_namespaces() -> Check {
     }
 }
 
+/// Whether an overlay can be mounted in a user namespace (`userxattr`, Linux 5.11 or
+/// later), as image builds do: tried in a temporary folder.
+async fn overlay_in_user_namespaces() -> Check {
+    let needed_for = "image builds (an overlay on the cached base)";
+    let tried = async {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        for sub in ["lower", "upper", "work", "merged"] {
+            std::fs::create_dir(dir.path().join(sub)).map_err(|e| e.to_string())?;
+        }
+        let p = |sub: &str| dir.path().join(sub).display().to_string();
+        let output = tokio::process::Command::new("unshare")
+            .args([
+                "--map-root-user",
+                "--mount",
+                "--",
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+            ])
+            .arg("-o")
+            .arg(format!(
+                "lowerdir={},upperdir={},workdir={},userxattr",
+                p("lower"),
+                p("upper"),
+                p("work")
+            ))
+            .arg(p("merged"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("unshare: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+        }
+    };
+    match tried.await {
+        Ok(()) => Check {
+            name: "overlay in user namespaces".to_owned(),
+            needed_for,
+            ok: true,
+            detail: "an overlay mounts in a user namespace".to_owned(),
+            fix: None,
+        },
+        Err(err) => Check {
+            name: "overlay in user namespaces".to_owned(),
+            needed_for,
+            ok: false,
+            detail: format!("an overlay could not be mounted in a user namespace: {err}"),
+            fix: Some(
+                "run on Linux 5.11 or later with user namespaces and overlayfs enabled".to_owned(),
+            ),
+        },
+    }
+}
+
 fn data_dir(config: &Config) -> Check {
     let needed_for = "local state (tickets, store, PPAs, build chroots)";
     let dir = match config.data_dir() {
@@ -317,7 +376,7 @@ mod tests {
             ..Config::default()
         };
         let checks = run(&config).await;
-        for name in ["data dir", "services"] {
+        for name in ["data dir", "services", "overlay in user namespaces"] {
             let check = checks.iter().find(|c| c.name == name).unwrap();
             assert!(check.ok, "{check:?}");
         }
