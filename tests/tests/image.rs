@@ -278,20 +278,14 @@ async fn real_images_carry_the_ppas_packages() {
     assert!(image_members
         .iter()
         .any(|m| m == "./usr/share/doc/hello-ci/README"));
-    let sources = member(
-        &image,
-        "./etc/apt/sources.list.d/ubuntu-ci-ci-team-ppa_build_1.list",
-    );
+    let sources = member(&image, "./etc/apt/sources.list.d/ubuntu-ci.list");
     assert_eq!(
         sources.trim(),
-        "deb [signed-by=/etc/apt/keyrings/ubuntu-ci-ci-team-ppa_build_1.asc] \
+        "deb [signed-by=/etc/apt/keyrings/ubuntu-ci-ci-team.asc] \
          file:/srv/ubuntu-ci-ppa/ci-team/ppa_build_1 bookworm main"
     );
     assert!(!sources.contains("trusted"));
-    let key = member(
-        &image,
-        "./etc/apt/keyrings/ubuntu-ci-ci-team-ppa_build_1.asc",
-    );
+    let key = member(&image, "./etc/apt/keyrings/ubuntu-ci-ci-team.asc");
     assert_eq!(key, rig.archives.public_key("ci-team").await.unwrap());
     assert!(
         !image_members
@@ -378,7 +372,8 @@ print "hostile script done\n";
         tree = tree.display()
     );
     let hostile = hostile_deb(&debs, "hostile-ci", &postinst);
-    let hostile_ppa: PpaName = "ppa:ci-team/ppa_hostile".parse().unwrap();
+    // (A `+` in its name: apt would skip a sources file named after it.)
+    let hostile_ppa: PpaName = "ppa:ci-team/ppa+hostile".parse().unwrap();
     rig.archives
         .publish(&hostile_ppa, None, vec![Publishable::Deb(hostile)])
         .await

@@ -127,13 +127,11 @@ pub fn check_series(series: &str) -> Result<()> {
     }
 }
 
-/// Where the sources line expects `ppa`'s key: `/etc/apt/keyrings/<owner>-<name>.asc`.
+/// Where the sources line expects `ppa`'s key: `/etc/apt/keyrings/ubuntu-ci-<owner>.asc`.
+/// The key is the owner's (all its PPAs are signed by it), and the name is one per owner:
+/// no two owners share it, whatever their names.
 pub fn key_file(ppa: &PpaName) -> String {
-    format!(
-        "/etc/apt/keyrings/ubuntu-ci-{}-{}.asc",
-        ppa.owner(),
-        ppa.name()
-    )
+    format!("/etc/apt/keyrings/ubuntu-ci-{}.asc", ppa.owner())
 }
 
 /// The line a user puts in `/etc/apt/sources.list.d/` for `ppa` at `location` (its

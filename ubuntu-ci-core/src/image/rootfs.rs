@@ -12,9 +12,10 @@
 //! 1. `fetch`: the base image from the data store (never any other URL), unpacked once
 //!    into a local cache by its SHA-256 (`<cache>/base/<sha256>/`), so a later build on the
 //!    same base neither fetches nor unpacks it;
-//! 2. `prepare`: a hard-link snapshot of each PPA, its key, one apt source per PPA
-//!    (`deb [signed-by=/etc/apt/keyrings/ubuntu-ci-<owner>-<name>.asc]
-//!    file:/srv/ubuntu-ci-ppa/<owner>/<name> <series> main`), and the packages to install,
+//! 2. `prepare`: a hard-link snapshot of each PPA, its owner's key, one apt source per PPA
+//!    in `/etc/apt/sources.list.d/ubuntu-ci.list` (`deb [signed-by=/etc/apt/keyrings/
+//!    ubuntu-ci-<owner>.asc] file:/srv/ubuntu-ci-ppa/<owner>/<name> <series> main`), and
+//!    the packages to install,
 //!    pinned to the version the first PPA of `ppa_list` carrying them has;
 //! 3. `install`: a script (`BUILD_SCRIPT`) mounts an overlay on the base's tree
 //!    (read-only), adds the sources and bind-mounts the snapshots, runs `apt-get update`,
@@ -57,6 +58,9 @@ use crate::tickets::TicketSystem;
 
 /// The container of base images.
 pub const IMAGES_CONTAINER: &str = "images";
+
+/// The file in an image's `/etc/apt/sources.list.d` with one line per PPA.
+pub const SOURCES_FILE: &str = "ubuntu-ci.list";
 
 /// Where the PPAs' folders are bind-mounted in an image.
 pub const PPA_MOUNT_ROOT: &str = "/srv/ubuntu-ci-ppa";
@@ -419,6 +423,9 @@ impl RootfsImageBuilder {
                 format!("adding {} PPAs as apt sources", ppas.len()),
             )
             .await?;
+        // One sources file for all the PPAs: apt ignores files whose names hold a `+`,
+        // which PPA names may.
+        let mut sources = String::new();
         for ppa in &ppas {
             let snapshot = w.join("ppa").join(ppa.owner()).join(ppa.name());
             crate::archive::snapshot(&self.archives.path(ppa), &snapshot)?;
@@ -428,14 +435,11 @@ impl RootfsImageBuilder {
                 &key,
             )?;
             let location = format!("file:{PPA_MOUNT_ROOT}/{}/{}", ppa.owner(), ppa.name());
-            write_readable(
-                &w.join("apt/sources").join(format!(
-                    "ubuntu-ci-{}-{}.list",
-                    ppa.owner(),
-                    ppa.name()
-                )),
-                &format!("{}\n", sources_line(ppa, &location, &series)),
-            )?;
+            sources.push_str(&sources_line(ppa, &location, &series));
+            sources.push('\n');
+        }
+        if !ppas.is_empty() {
+            write_readable(&w.join("apt/sources").join(SOURCES_FILE), &sources)?;
         }
         let install: Vec<String> = wanted
             .iter()
