@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod error;
 pub mod fsutil;
 pub mod image;
+pub mod lander;
 pub mod model;
 pub mod ppa;
 pub mod queue;

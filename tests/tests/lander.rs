@@ -1,0 +1,548 @@
+//! The lander on the embedded services (tickets, store, PPA pool, archives, queues: all
+//! real) with instant in-memory workers: a request that completes, one whose tests fail,
+//! one whose build fails, bad requests. Each checks the ticket's transitions, the PPA's
+//! release and what reached the archive PPA.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use ubuntu_ci_core::archive::{Archives, Publishable};
+use ubuntu_ci_core::builder::fetch::fetch_sources;
+use ubuntu_ci_core::builder::{BuildSource, SourceBuilder};
+use ubuntu_ci_core::config::{Config, Services};
+use ubuntu_ci_core::image::{Bootstrap, BuildImage, ImageBuilder};
+use ubuntu_ci_core::lander::{ExecuteRequest, Lander, LanderOptions, RequestState};
+use ubuntu_ci_core::model::{
+    NewTicket, PageRequest, StepStatus, TransitionFilter, Uri, WorkflowStep,
+};
+use ubuntu_ci_core::ppa::{PpaName, PpaState};
+use ubuntu_ci_core::queue::{Done, ProgressMessage, ProgressQueues, QueueName};
+use ubuntu_ci_core::runner::{TestImage, TestRunner};
+use ubuntu_ci_core::store::ObjectStore;
+use ubuntu_ci_core::Result;
+use ubuntu_ci_tests::apt::build_deb;
+use ubuntu_ci_tests::workers::{example_variant, stage_upload};
+
+/// Sends a phase and `done` on `queue`, as a worker does.
+async fn finish(queues: &dyn ProgressQueues, queue: &str, phase: &str, done: Done) -> Result<Done> {
+    let queue = QueueName::new(queue)?;
+    queues
+        .publish(
+            &queue,
+            ProgressMessage::Phase {
+                phase: phase.to_owned(),
+                message: format!("fake {phase}"),
+            }
+            .to_json(),
+        )
+        .await?;
+    queues
+        .publish(&queue, ProgressMessage::Done(done.clone()).to_json())
+        .await?;
+    Ok(done)
+}
+
+/// Publishes the upload's source and one `all` binary of its name into the PPA, or fails
+/// for sources named in `failing`.
+#[derive(Debug)]
+struct InstantBuilder {
+    store: Arc<dyn ObjectStore>,
+    archives: Archives,
+    queues: Arc<dyn ProgressQueues>,
+    debs: PathBuf,
+    failing: BTreeSet<String>,
+}
+
+#[async_trait]
+impl SourceBuilder for InstantBuilder {
+    async fn build_source(&self, request: BuildSource, _: CancellationToken) -> Result<Done> {
+        let dir = tempfile::tempdir()?;
+        let upload = fetch_sources(&*self.store, &request.source_packages, dir.path()).await?;
+        let source = upload.dsc.source.clone();
+        if self.failing.contains(&source) {
+            let done = Done::failed(format!("{source}: deliberate build failure"));
+            return finish(&*self.queues, &request.progress_queue, "build", done).await;
+        }
+        let control = format!(
+            "Package: {source}\nVersion: {}\nArchitecture: all\n\
+             Maintainer: Tests <tests@example.com>\nDescription: built by a fake\n",
+            upload.dsc.version
+        );
+        let deb = build_deb(&self.debs, &control, "xz");
+        let ppa: PpaName = request.ppa.parse()?;
+        self.archives
+            .publish(
+                &ppa,
+                request.series.as_deref(),
+                vec![Publishable::Source(Box::new(upload)), Publishable::Deb(deb)],
+            )
+            .await?;
+        let done = Done::completed(serde_json::Map::new());
+        finish(&*self.queues, &request.progress_queue, "build", done).await
+    }
+}
+
+/// Records its requests and answers at once with made-up image URLs.
+#[derive(Debug, Default)]
+struct InstantImages {
+    queues: Option<Arc<dyn ProgressQueues>>,
+    bootstraps: Mutex<Vec<Bootstrap>>,
+    builds: Mutex<Vec<BuildImage>>,
+}
+
+#[async_trait]
+impl ImageBuilder for InstantImages {
+    async fn bootstrap(&self, request: Bootstrap, _: CancellationToken) -> Result<Done> {
+        self.bootstraps.lock().unwrap().push(request.clone());
+        let mut results = serde_json::Map::new();
+        results.insert(
+            "url_list".into(),
+            vec!["file:///images/base.tar.zst"].into(),
+        );
+        let queues = self.queues.as_ref().unwrap();
+        finish(
+            &**queues,
+            &request.progress_queue,
+            "bootstrap",
+            Done::completed(results),
+        )
+        .await
+    }
+
+    async fn build_image(&self, request: BuildImage, _: CancellationToken) -> Result<Done> {
+        self.builds.lock().unwrap().push(request.clone());
+        let mut results = serde_json::Map::new();
+        results.insert(
+            "url_list".into(),
+            vec!["file:///images/image.tar.zst"].into(),
+        );
+        let queues = self.queues.as_ref().unwrap();
+        finish(
+            &**queues,
+            &request.progress_queue,
+            "install",
+            Done::completed(results),
+        )
+        .await
+    }
+}
+
+/// Passes every test, but those of sources named in `failing`.
+#[derive(Debug)]
+struct InstantTests {
+    queues: Arc<dyn ProgressQueues>,
+    failing: BTreeSet<String>,
+    runs: Mutex<Vec<TestImage>>,
+}
+
+#[async_trait]
+impl TestRunner for InstantTests {
+    async fn test_image(&self, request: TestImage, _: CancellationToken) -> Result<Done> {
+        self.runs.lock().unwrap().push(request.clone());
+        let names = request.package_name.names();
+        let failing = names.iter().any(|n| self.failing.contains(n));
+        let mut results = serde_json::Map::new();
+        results.insert(
+            "test_request_id".into(),
+            request.test_request_id.clone().into(),
+        );
+        results.insert(
+            "test_result".into(),
+            if failing { "FAILED" } else { "PASSED" }.into(),
+        );
+        results.insert("artifacts".into(), serde_json::Value::Array(Vec::new()));
+        let queue = request.progress_queue.clone().unwrap();
+        finish(&*self.queues, &queue, "test", Done::completed(results)).await
+    }
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    work: PathBuf,
+    services: Services,
+    archives: Archives,
+    images: Arc<InstantImages>,
+    tests: Arc<InstantTests>,
+    lander: Lander,
+}
+
+async fn rig(failing_builds: &[&str], failing_tests: &[&str]) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: Some(dir.path().join("data")),
+        ..Config::default()
+    };
+    let mut services = config.connect(None).await.unwrap();
+    let archives = services.archives.local().unwrap().clone();
+    let debs = dir.path().join("debs");
+    std::fs::create_dir_all(&debs).unwrap();
+    services.builder = Arc::new(InstantBuilder {
+        store: services.store.clone(),
+        archives: archives.clone(),
+        queues: services.queues.clone(),
+        debs,
+        failing: failing_builds.iter().map(|s| (*s).to_owned()).collect(),
+    });
+    let images = Arc::new(InstantImages {
+        queues: Some(services.queues.clone()),
+        ..InstantImages::default()
+    });
+    services.images = images.clone();
+    let tests = Arc::new(InstantTests {
+        queues: services.queues.clone(),
+        failing: failing_tests.iter().map(|s| (*s).to_owned()).collect(),
+        runs: Mutex::new(Vec::new()),
+    });
+    services.tests = tests.clone();
+    let lander = Lander::new(services.clone(), LanderOptions::new("bookworm").unwrap());
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    Rig {
+        _dir: dir,
+        work,
+        services,
+        archives,
+        images,
+        tests,
+        lander,
+    }
+}
+
+/// The example renamed to `name` (source and binary), as an upload.
+fn upload_named(work: &Path, name: &str) -> PathBuf {
+    example_variant(work, name, |tree| {
+        for file in ["debian/control", "debian/changelog"] {
+            let path = tree.join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, text.replace("hello-ci", name)).unwrap();
+        }
+    })
+}
+
+async fn ticket(services: &Services) -> i64 {
+    services
+        .tickets
+        .create_ticket(NewTicket {
+            owner: "dev@example.com".into(),
+            title: "lander".into(),
+            description: String::new(),
+            bug_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+async fn steps(services: &Services, ticket: i64) -> Vec<(WorkflowStep, StepStatus)> {
+    services
+        .tickets
+        .list_transitions(
+            TransitionFilter {
+                ticket: Some(Uri::new(ticket)),
+            },
+            PageRequest {
+                limit: 1000,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap()
+        .objects
+        .into_iter()
+        .map(|t| (t.step, t.status))
+        .collect()
+}
+
+/// The steps each transition names, each once, in order.
+fn step_order(transitions: &[(WorkflowStep, StepStatus)]) -> Vec<WorkflowStep> {
+    let mut order = Vec::new();
+    for (step, _) in transitions {
+        if order.last() != Some(step) {
+            order.push(*step);
+        }
+    }
+    order
+}
+
+async fn assert_released(services: &Services, ticket: i64) {
+    let held: Vec<_> = services
+        .ppas
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.ticket == Some(ticket) && p.state != PpaState::Free)
+        .collect();
+    assert!(held.is_empty(), "the PPA is released: {held:?}");
+}
+
+fn request(ticket: i64, urls: Vec<String>, queue: &QueueName) -> ExecuteRequest {
+    ExecuteRequest {
+        ticket_id: ticket,
+        source_packages: urls,
+        binary_packages: Vec::new(),
+        series: None,
+        base_image: None,
+        progress_queue: queue.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_goes_through_every_step_and_lands_in_the_archive() {
+    let rig = rig(&[], &[]).await;
+    // Two uploads, the second given first: the order comes from their build-dependencies
+    // (none here), each built, tested and published.
+    let first = upload_named(&rig.work, "hello-ci");
+    let second = upload_named(&rig.work, "hello-two");
+    let mut urls = stage_upload(&*rig.services.store, &second).await;
+    urls.extend(stage_upload(&*rig.services.store, &first).await);
+    let id = ticket(&rig.services).await;
+    let queue = QueueName::fresh("ticket").unwrap();
+    let mut progress = rig.services.queues.subscribe(&queue, None).await.unwrap();
+
+    let outcome = rig
+        .lander
+        .execute(request(id, urls, &queue), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.state,
+        RequestState::Completed,
+        "{:?}",
+        outcome.reason
+    );
+    assert_eq!(outcome.step, WorkflowStep::Complete);
+    assert_eq!(outcome.builds.len(), 2);
+    assert_eq!(outcome.tests.len(), 2);
+    assert!(outcome.tests.iter().all(|t| t.test_result == "PASSED"));
+    let mut published = outcome.published.clone();
+    published.sort();
+    assert_eq!(published, ["hello-ci 1.0-1", "hello-two 1.0-1"]);
+
+    let transitions = steps(&rig.services, id).await;
+    assert_eq!(
+        step_order(&transitions),
+        [
+            WorkflowStep::PpaAssignment,
+            WorkflowStep::SourceBuild,
+            WorkflowStep::ImageBuild,
+            WorkflowStep::ImageTest,
+            WorkflowStep::Publish,
+            WorkflowStep::Complete,
+        ]
+    );
+    assert_eq!(
+        transitions.last(),
+        Some(&(WorkflowStep::Complete, StepStatus::Succeeded))
+    );
+    let detail = rig.services.tickets.get_ticket(id).await.unwrap();
+    assert_eq!(detail.ticket.current_workflow_step, WorkflowStep::Complete);
+
+    // The image: made from the series' base, bootstrapped once, with the build PPA and the
+    // archive PPA, and every binary built.
+    assert_eq!(rig.images.bootstraps.lock().unwrap().len(), 1);
+    let builds = rig.images.builds.lock().unwrap().clone();
+    let [image] = builds.as_slice() else {
+        panic!("one image build: {builds:?}")
+    };
+    let ppa = outcome.ppa.clone().unwrap();
+    assert_eq!(
+        image.ppa_list,
+        [ppa.clone(), "ppa:ci-team/ppa_archive".into()]
+    );
+    let mut packages = image.package_list.clone();
+    packages.sort();
+    assert_eq!(packages, ["hello-ci", "hello-two"]);
+    assert_eq!(image.base_image.url_list, ["file:///images/base.tar.zst"]);
+    assert_eq!(rig.tests.runs.lock().unwrap().len(), 2);
+
+    // Landed in the archive PPA, source and binary; the build PPA is released (and so
+    // emptied).
+    let archive: PpaName = "ppa:ci-team/ppa_archive".parse().unwrap();
+    let landed: Vec<String> = rig
+        .archives
+        .list(&archive, Some("bookworm"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| format!("{} {} {}", p.name, p.version, p.architecture))
+        .collect();
+    for expected in [
+        "hello-ci 1.0-1 source",
+        "hello-ci 1.0-1 all",
+        "hello-two 1.0-1 source",
+        "hello-two 1.0-1 all",
+    ] {
+        assert!(
+            landed.contains(&expected.to_owned()),
+            "{expected} in {landed:?}"
+        );
+    }
+    assert_released(&rig.services, id).await;
+
+    // The request's queue: the lander's phases, the workers' own messages, and the
+    // outcome last.
+    let mut messages = Vec::new();
+    while let Some(message) = progress.next().await {
+        messages.push(ProgressMessage::from_json(&message.unwrap().body).unwrap());
+    }
+    let phases: Vec<String> = messages
+        .iter()
+        .filter_map(|m| match m {
+            ProgressMessage::Phase { phase, .. } => Some(phase.clone()),
+            _ => None,
+        })
+        .collect();
+    for phase in [
+        "PPA_ASSIGNMENT",
+        "SOURCE_BUILD",
+        "build",
+        "IMAGE_BUILD",
+        "install",
+    ] {
+        assert!(phases.contains(&phase.to_owned()), "{phase} in {phases:?}");
+    }
+    let Some(ProgressMessage::Done(done)) = messages.last() else {
+        panic!("the outcome comes last: {messages:?}")
+    };
+    assert_eq!(done.state, ubuntu_ci_core::queue::DoneState::Completed);
+    assert_eq!(done.results["outcome"], "COMPLETED");
+    assert_eq!(done.results["ppa"], ppa);
+    assert_eq!(done.results["ticket_id"], id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_tests_fail_the_request_and_publish_nothing() {
+    let rig = rig(&[], &["hello-ci"]).await;
+    let upload = upload_named(&rig.work, "hello-ci");
+    let urls = stage_upload(&*rig.services.store, &upload).await;
+    let id = ticket(&rig.services).await;
+    let queue = QueueName::fresh("ticket").unwrap();
+    let outcome = rig
+        .lander
+        .execute(request(id, urls, &queue), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, RequestState::Failed);
+    assert_eq!(outcome.step, WorkflowStep::ImageTest);
+    assert!(outcome.reason.unwrap().contains("hello-ci"));
+    assert!(outcome.published.is_empty());
+    let transitions = steps(&rig.services, id).await;
+    assert_eq!(
+        transitions.last(),
+        Some(&(WorkflowStep::ImageTest, StepStatus::Failed))
+    );
+    let archive: PpaName = "ppa:ci-team/ppa_archive".parse().unwrap();
+    assert!(rig
+        .archives
+        .list(&archive, Some("bookworm"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_released(&rig.services, id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_build_builds_no_image() {
+    let rig = rig(&["hello-ci"], &[]).await;
+    let upload = upload_named(&rig.work, "hello-ci");
+    let urls = stage_upload(&*rig.services.store, &upload).await;
+    let id = ticket(&rig.services).await;
+    let queue = QueueName::fresh("ticket").unwrap();
+    let outcome = rig
+        .lander
+        .execute(request(id, urls, &queue), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, RequestState::Failed);
+    assert_eq!(outcome.step, WorkflowStep::SourceBuild);
+    let reason = outcome.reason.unwrap();
+    assert!(reason.contains("deliberate build failure"), "{reason}");
+    assert!(rig.images.builds.lock().unwrap().is_empty());
+    assert!(rig.images.bootstraps.lock().unwrap().is_empty());
+    assert_released(&rig.services, id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_fail_clearly() {
+    let rig = rig(&[], &[]).await;
+    let upload = upload_named(&rig.work, "hello-ci");
+    let urls = stage_upload(&*rig.services.store, &upload).await;
+    let queue = QueueName::fresh("ticket").unwrap();
+
+    // An unknown ticket: nothing to report on.
+    let err = rig
+        .lander
+        .execute(
+            request(9999, urls.clone(), &queue),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ubuntu_ci_core::ErrorKind::NotFound);
+
+    // No .changes among the files; a file no .changes lists; a .changes outside the
+    // store. Each fails at the build step, with its reason, the PPA released.
+    let without_changes: Vec<String> = urls
+        .iter()
+        .filter(|u| !u.ends_with(".changes"))
+        .cloned()
+        .collect();
+    let mut stray = urls.clone();
+    stray.push("https://example.com/evil_1.0.dsc".to_owned());
+    let mut outside = without_changes.clone();
+    outside.push("https://example.com/evil_1.0_source.changes".to_owned());
+    for (urls, expected) in [
+        (without_changes, "no .changes among the URLs"),
+        (stray, "no .changes lists evil_1.0.dsc"),
+        (outside, "not in the configured data store"),
+    ] {
+        let id = ticket(&rig.services).await;
+        let queue = QueueName::fresh("ticket").unwrap();
+        let outcome = rig
+            .lander
+            .execute(request(id, urls, &queue), CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(outcome.state, RequestState::Failed);
+        assert_eq!(outcome.step, WorkflowStep::SourceBuild);
+        let reason = outcome.reason.unwrap();
+        assert!(reason.contains(expected), "{reason}");
+        assert_released(&rig.services, id).await;
+    }
+    assert!(rig.images.builds.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_request_is_cancelled_on_its_ticket() {
+    let rig = rig(&[], &[]).await;
+    let upload = upload_named(&rig.work, "hello-ci");
+    let urls = stage_upload(&*rig.services.store, &upload).await;
+    let id = ticket(&rig.services).await;
+    let queue = QueueName::fresh("ticket").unwrap();
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let outcome = rig
+        .lander
+        .execute(request(id, urls, &queue), cancel)
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, RequestState::Cancelled);
+    let transitions = steps(&rig.services, id).await;
+    assert_eq!(
+        transitions.last(),
+        Some(&(WorkflowStep::PpaAssignment, StepStatus::Cancelled))
+    );
+    let detail = rig.services.tickets.get_ticket(id).await.unwrap();
+    assert_eq!(
+        detail.ticket.state,
+        ubuntu_ci_core::model::TicketState::Closed
+    );
+    assert_released(&rig.services, id).await;
+    assert!(rig.images.builds.lock().unwrap().is_empty());
+}
