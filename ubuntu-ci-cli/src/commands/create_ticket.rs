@@ -1,12 +1,19 @@
-//! `ubuntu-ci create-ticket`: steps 1 and 2 of the seed flow.
+//! `ubuntu-ci create-ticket`: steps 1 and 2 of the seed flow, and with `--wait` the rest
+//! of it, run by the lander here.
 
 use std::path::PathBuf;
 
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 use ubuntu_ci_core::config::Config;
+use ubuntu_ci_core::lander::{ExecuteRequest, Lander, LanderOptions, RequestState};
+use ubuntu_ci_core::model::ArtifactType;
+use ubuntu_ci_core::queue::{Done, QueueName};
 use ubuntu_ci_core::submit::CreateTicket;
 use ubuntu_ci_core::Error;
 
+use crate::exit::TestsDidNotPass;
+use crate::follow::{follow, outcome, LogTo};
 use crate::output;
 
 /// Arguments of `create-ticket`.
@@ -30,6 +37,18 @@ pub struct CreateTicketArgs {
     /// Who looks after the subtickets [default: the owner]
     #[arg(long)]
     pub assignee: Option<String>,
+    /// Then run the request through every step (build, image, tests, publishing), showing
+    /// each as it goes; exit 0 when it completed, 10 when tests failed
+    #[arg(long)]
+    pub wait: bool,
+    /// The series to build and test for, with --wait [default: the configured one,
+    /// bookworm]; not the .changes' Distribution
+    #[arg(long, requires = "wait")]
+    pub series: Option<String>,
+    /// The base image (a URL of the data store), with --wait [default: the series' base
+    /// image, made once]
+    #[arg(long, value_name = "URL", requires = "wait")]
+    pub base_image: Option<String>,
 }
 
 /// Runs `create-ticket`.
@@ -51,8 +70,95 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
         request = request.with_upload(source);
     }
     let services = config.connect(None).await?;
+    let Some(archives) = services.archives.local().cloned() else {
+        if args.wait {
+            return Err(Error::unsupported(
+                "create-ticket --wait runs the request here, on local state; through a server \
+                 the server's landers run it, which are not there yet",
+            )
+            .into());
+        }
+        return created(config, json, request, &services).await;
+    };
+    if !args.wait {
+        return created(config, json, request, &services).await;
+    }
+    // Everything --wait needs is checked before the ticket is made.
+    let series = archives.series(args.series.as_deref())?;
+    let options = LanderOptions::new(&series)?;
     let ticket = request
         .run(&services, crate::progress::for_terminal(json))
+        .await?;
+    let id = ticket.ticket.id;
+    if !json {
+        eprintln!(
+            "==> ticket {id}: {}",
+            config.resource_url(&ticket.ticket.resource_uri.to_string())?
+        );
+    }
+    let source_packages: Vec<String> = ticket
+        .artifacts
+        .iter()
+        .filter(|a| a.artifact_type == ArtifactType::Spu)
+        .map(|a| a.reference.clone())
+        .collect();
+    let queue = QueueName::new(format!("ticket-{id}-exchange"))?;
+    let messages = services.queues.subscribe(&queue, None).await?;
+    let execute = ExecuteRequest {
+        ticket_id: id,
+        source_packages,
+        binary_packages: Vec::new(),
+        series: Some(series),
+        base_image: args.base_image,
+        progress_queue: queue.to_string(),
+    };
+    let lander = Lander::new(services.clone(), options);
+    let cancel = CancellationToken::new();
+    let running = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let outcome = lander.execute(execute, cancel).await?;
+            Ok(match outcome.state {
+                RequestState::Completed => Done::completed(Default::default()),
+                _ => {
+                    let mut done = Done::failed(outcome.reason.unwrap_or_default());
+                    done.results
+                        .insert("step".into(), outcome.step.as_str().into());
+                    done
+                }
+            })
+        })
+    };
+    let done = follow(
+        "create-ticket",
+        messages,
+        running,
+        &cancel,
+        json,
+        LogTo::Stderr,
+    )
+    .await?;
+    if !json {
+        println!(
+            "{}",
+            config.resource_url(&ticket.ticket.resource_uri.to_string())?
+        );
+    }
+    if done.results.get("step").and_then(serde_json::Value::as_str) == Some("IMAGE_TEST") {
+        return Err(TestsDidNotPass("FAILED".to_owned()).into());
+    }
+    outcome(&done, "request")
+}
+
+/// Creates the ticket and prints it.
+async fn created(
+    config: &Config,
+    json: bool,
+    request: CreateTicket,
+    services: &ubuntu_ci_core::config::Services,
+) -> anyhow::Result<()> {
+    let ticket = request
+        .run(services, crate::progress::for_terminal(json))
         .await?;
     if json {
         return output::json(&ticket);
