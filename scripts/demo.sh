@@ -6,7 +6,9 @@
 # base image and an image with the PPA's hello-ci installed (`ubuntu-ci image`), runs
 # hello-ci's DEP-8 tests in that image (`ubuntu-ci test`, autopkgtest), proves
 # apt reads the archive (apt-get update, apt-get source and apt-get download with a private
-# apt configuration, signature checking on), and gives the PPA back. State goes where
+# apt configuration, signature checking on), and gives the PPA back. Then the whole
+# request in one command: `ubuntu-ci create-ticket --wait` runs it through the lander
+# (PPA, build, image, tests, publishing into ppa:ci-team/ppa_archive). State goes where
 # ubuntu-ci keeps it by default ($XDG_DATA_HOME/ubuntu-ci), unless UBUNTU_CI_DATA_DIR says
 # otherwise.
 set -euo pipefail
@@ -90,4 +92,8 @@ APT_CONFIG="$apt_root/apt.conf" apt-get update
 
 step "ubuntu-ci ppa release --ticket $ticket"
 "$ubuntu_ci" ppa release --ticket "$ticket"
+"$ubuntu_ci" ppa list
+
+step "ubuntu-ci create-ticket --wait: the whole request in one command (the lander)"
+"$ubuntu_ci" create-ticket -t "hello-ci through the lander" "${owner[@]}" -s "$changes" --wait
 "$ubuntu_ci" ppa list

@@ -551,6 +551,16 @@ fn workers_through_a_server_are_unsupported_at_once() {
             "hello",
         ],
         vec!["test", "http://x/image.tar.zst", "hello"],
+        vec![
+            "create-ticket",
+            "-t",
+            "t",
+            "-o",
+            "dev@example.com",
+            "-s",
+            "x_1_source.changes",
+            "--wait",
+        ],
     ] {
         let output = run_within_a_minute(
             ubuntu_ci(&client)

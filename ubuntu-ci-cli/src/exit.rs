@@ -13,6 +13,7 @@
 //! | 8 | too large |
 //! | 9 | unsupported: not implemented or not in this build |
 //! | 10 | the tests ran and did not pass (`test`: FAILED, or no tests to run) |
+//! | 11 | a request ran and did not complete (`create-ticket --wait`: a build or image failed, or it was cancelled) |
 
 use ubuntu_ci_core::{Error, ErrorKind};
 
@@ -21,6 +22,26 @@ pub const INTERNAL: u8 = 1;
 
 /// Exit status of tests that ran and did not pass.
 pub const TESTS_DID_NOT_PASS: u8 = 10;
+
+/// Exit status of a request that ran and did not complete.
+pub const REQUEST_DID_NOT_COMPLETE: u8 = 11;
+
+/// A request ran and did not complete: why, and the step it ended at.
+#[derive(Debug)]
+pub struct RequestDidNotComplete {
+    /// The step (`SOURCE_BUILD`).
+    pub step: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl std::fmt::Display for RequestDidNotComplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request ended at {}: {}", self.step, self.reason)
+    }
+}
+
+impl std::error::Error for RequestDidNotComplete {}
 
 /// Tests ran and did not pass: the test result (`FAILED`, `NO_TESTS`).
 #[derive(Debug)]
@@ -41,6 +62,9 @@ impl std::error::Error for TestsDidNotPass {}
 pub fn code_of(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<TestsDidNotPass>().is_some() {
         return TESTS_DID_NOT_PASS;
+    }
+    if err.downcast_ref::<RequestDidNotComplete>().is_some() {
+        return REQUEST_DID_NOT_COMPLETE;
     }
     match err.downcast_ref::<Error>().map(Error::kind) {
         Some(ErrorKind::InvalidInput) => 3,

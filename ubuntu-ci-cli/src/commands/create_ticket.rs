@@ -8,12 +8,12 @@ use tokio_util::sync::CancellationToken;
 use ubuntu_ci_core::config::Config;
 use ubuntu_ci_core::lander::{ExecuteRequest, Lander, LanderOptions, RequestState};
 use ubuntu_ci_core::model::ArtifactType;
-use ubuntu_ci_core::queue::{Done, QueueName};
+use ubuntu_ci_core::queue::{Done, DoneState, QueueName};
 use ubuntu_ci_core::submit::CreateTicket;
 use ubuntu_ci_core::Error;
 
-use crate::exit::TestsDidNotPass;
-use crate::follow::{follow, outcome, LogTo};
+use crate::exit::{RequestDidNotComplete, TestsDidNotPass};
+use crate::follow::{follow, LogTo};
 use crate::output;
 
 /// Arguments of `create-ticket`.
@@ -73,8 +73,8 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
     let Some(archives) = services.archives.local().cloned() else {
         if args.wait {
             return Err(Error::unsupported(
-                "create-ticket --wait runs the request here, on local state; through a server \
-                 the server's landers run it, which are not there yet",
+                "create-ticket --wait through a server needs workers and landers on the \
+                 server, which are not there yet; without --server it runs the request here",
             )
             .into());
         }
@@ -144,10 +144,20 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
             config.resource_url(&ticket.ticket.resource_uri.to_string())?
         );
     }
-    if done.results.get("step").and_then(serde_json::Value::as_str) == Some("IMAGE_TEST") {
-        return Err(TestsDidNotPass("FAILED".to_owned()).into());
+    if done.state == DoneState::Completed {
+        return Ok(());
     }
-    outcome(&done, "request")
+    let step = done
+        .results
+        .get("step")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?")
+        .to_owned();
+    let reason = done.reason.clone().unwrap_or_default();
+    if step == "IMAGE_TEST" {
+        return Err(TestsDidNotPass(format!("FAILED ({reason})")).into());
+    }
+    Err(RequestDidNotComplete { step, reason }.into())
 }
 
 /// Creates the ticket and prints it.
