@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -56,6 +57,7 @@ struct InstantBuilder {
     queues: Arc<dyn ProgressQueues>,
     debs: PathBuf,
     failing: BTreeSet<String>,
+    built: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -64,6 +66,7 @@ impl SourceBuilder for InstantBuilder {
         let dir = tempfile::tempdir()?;
         let upload = fetch_sources(&*self.store, &request.source_packages, dir.path()).await?;
         let source = upload.dsc.source.clone();
+        self.built.lock().unwrap().push(source.clone());
         if self.failing.contains(&source) {
             let done = Done::failed(format!("{source}: deliberate build failure"));
             return finish(&*self.queues, &request.progress_queue, "build", done).await;
@@ -93,6 +96,8 @@ struct InstantImages {
     queues: Option<Arc<dyn ProgressQueues>>,
     bootstraps: Mutex<Vec<Bootstrap>>,
     builds: Mutex<Vec<BuildImage>>,
+    /// The next image build never ends (its lander is then stopped, as if killed).
+    hang_once: AtomicBool,
 }
 
 #[async_trait]
@@ -116,6 +121,9 @@ impl ImageBuilder for InstantImages {
 
     async fn build_image(&self, request: BuildImage, _: CancellationToken) -> Result<Done> {
         self.builds.lock().unwrap().push(request.clone());
+        if self.hang_once.swap(false, Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         let mut results = serde_json::Map::new();
         results.insert(
             "url_list".into(),
@@ -166,6 +174,7 @@ struct Rig {
     work: PathBuf,
     services: Services,
     archives: Archives,
+    builder: Arc<InstantBuilder>,
     images: Arc<InstantImages>,
     tests: Arc<InstantTests>,
     lander: Lander,
@@ -181,13 +190,15 @@ async fn rig(failing_builds: &[&str], failing_tests: &[&str]) -> Rig {
     let archives = services.archives.local().unwrap().clone();
     let debs = dir.path().join("debs");
     std::fs::create_dir_all(&debs).unwrap();
-    services.builder = Arc::new(InstantBuilder {
+    let builder = Arc::new(InstantBuilder {
         store: services.store.clone(),
         archives: archives.clone(),
         queues: services.queues.clone(),
         debs,
         failing: failing_builds.iter().map(|s| (*s).to_owned()).collect(),
+        built: Mutex::new(Vec::new()),
     });
+    services.builder = builder.clone();
     let images = Arc::new(InstantImages {
         queues: Some(services.queues.clone()),
         ..InstantImages::default()
@@ -207,6 +218,7 @@ async fn rig(failing_builds: &[&str], failing_tests: &[&str]) -> Rig {
         work,
         services,
         archives,
+        builder,
         images,
         tests,
         lander,
@@ -545,4 +557,88 @@ async fn a_cancelled_request_is_cancelled_on_its_ticket() {
     );
     assert_released(&rig.services, id).await;
     assert!(rig.images.builds.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_left_unfinished_is_resumed_where_it_stopped() {
+    let rig = rig(&[], &[]).await;
+    let first = upload_named(&rig.work, "hello-ci");
+    let second = upload_named(&rig.work, "hello-two");
+    let mut urls = stage_upload(&*rig.services.store, &first).await;
+    urls.extend(stage_upload(&*rig.services.store, &second).await);
+    let id = ticket(&rig.services).await;
+    let queue = QueueName::fresh("ticket").unwrap();
+
+    // A lander stopped while the image builds, as a killed process would be.
+    rig.images.hang_once.store(true, Ordering::SeqCst);
+    let doomed = Lander::new(
+        rig.services.clone(),
+        LanderOptions::new("bookworm").unwrap(),
+    );
+    let request = request(id, urls, &queue);
+    let task = tokio::spawn(async move { doomed.execute(request, CancellationToken::new()).await });
+    let started = std::time::Instant::now();
+    while rig.images.builds.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+
+    // What it left: both builds done, no image yet, the PPA still held.
+    let store = rig.services.requests.clone().unwrap();
+    let unfinished = store.unfinished().await.unwrap();
+    let [(left, progress)] = unfinished.as_slice() else {
+        panic!("one unfinished request: {unfinished:?}")
+    };
+    assert_eq!(left.ticket_id, id);
+    assert_eq!(progress.builds.len(), 2);
+    assert!(progress.image.is_none());
+    assert!(rig
+        .services
+        .ppas
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.ticket == Some(id)));
+
+    // The next lander carries on: no build again, the image again, then the rest.
+    let outcomes = rig.lander.resume(CancellationToken::new()).await.unwrap();
+    let [outcome] = outcomes.as_slice() else {
+        panic!("one resumed request: {outcomes:?}")
+    };
+    assert_eq!(
+        outcome.state,
+        RequestState::Completed,
+        "{:?}",
+        outcome.reason
+    );
+    assert_eq!(outcome.builds.len(), 2);
+    let mut built = rig.builder.built.lock().unwrap().clone();
+    built.sort();
+    assert_eq!(built, ["hello-ci", "hello-two"], "each upload built once");
+    assert_eq!(rig.images.builds.lock().unwrap().len(), 2);
+    assert_eq!(
+        rig.images.bootstraps.lock().unwrap().len(),
+        1,
+        "the base is not made again"
+    );
+    assert_eq!(rig.tests.runs.lock().unwrap().len(), 2);
+    let transitions = steps(&rig.services, id).await;
+    assert_eq!(
+        transitions
+            .iter()
+            .filter(|t| t.0 == WorkflowStep::Complete)
+            .count(),
+        1
+    );
+    assert_released(&rig.services, id).await;
+    assert!(store.unfinished().await.unwrap().is_empty());
+    assert!(rig
+        .lander
+        .resume(CancellationToken::new())
+        .await
+        .unwrap()
+        .is_empty());
 }

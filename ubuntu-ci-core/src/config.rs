@@ -493,6 +493,7 @@ impl Config {
             .with_upload_policy(uploads.clone());
         let ppas =
             SqlPpaPool::new(&db, self.ppa.pool_options()?, Arc::new(archives.clone())).await?;
+        let requests = crate::lander::store::SqlRequestStore::new(&db);
         let tickets: Arc<dyn TicketSystem> = Arc::new(db);
         let store = self.open_local_store(public_url)?;
         let queues: Arc<dyn ProgressQueues> = Arc::new(MemoryQueues::default());
@@ -528,6 +529,7 @@ impl Config {
             builder: Arc::new(builder),
             images: Arc::new(images),
             tests: Arc::new(tests),
+            requests: Some(Arc::new(requests)),
         })
     }
 
@@ -560,6 +562,7 @@ impl Config {
             builder: Arc::new(ThroughServer),
             images: Arc::new(ThroughServer),
             tests: Arc::new(ThroughServer),
+            requests: None,
         })
     }
 
@@ -595,6 +598,8 @@ pub struct Services {
     pub images: Arc<dyn ImageBuilder>,
     /// The test runner (autopkgtest on this machine; through a server: not yet).
     pub tests: Arc<dyn TestRunner>,
+    /// Where landers keep their requests (beside the tickets; none through a server).
+    pub requests: Option<Arc<dyn crate::lander::store::RequestStore>>,
 }
 
 impl Services {

@@ -7,7 +7,6 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use ubuntu_ci_core::config::Config;
 use ubuntu_ci_core::lander::{ExecuteRequest, Lander, LanderOptions, RequestState};
-use ubuntu_ci_core::model::ArtifactType;
 use ubuntu_ci_core::queue::{Done, DoneState, QueueName};
 use ubuntu_ci_core::submit::CreateTicket;
 use ubuntu_ci_core::Error;
@@ -96,21 +95,12 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
             config.resource_url(&ticket.ticket.resource_uri.to_string())?
         );
     }
-    let source_packages: Vec<String> = ticket
-        .artifacts
-        .iter()
-        .filter(|a| a.artifact_type == ArtifactType::Spu)
-        .map(|a| a.reference.clone())
-        .collect();
     let queue = QueueName::new(format!("ticket-{id}-exchange"))?;
     let messages = services.queues.subscribe(&queue, None).await?;
     let execute = ExecuteRequest {
-        ticket_id: id,
-        source_packages,
-        binary_packages: Vec::new(),
         series: Some(series),
         base_image: args.base_image,
-        progress_queue: queue.to_string(),
+        ..ExecuteRequest::for_ticket(&ticket, &queue)
     };
     let lander = Lander::new(services.clone(), options);
     let cancel = CancellationToken::new();

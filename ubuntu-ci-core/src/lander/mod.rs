@@ -21,8 +21,13 @@
 //! request's queue as it comes, between the lander's own phase messages; the last message
 //! is a [`Done`] carrying the [`RequestOutcome`].
 //!
-//! This lander runs a request in the calling process, start to end. Resuming after a crash,
-//! per-step timeouts and retries, and concurrency bounds are not here yet.
+//! The request and how far it got are kept in the ticket store ([`store`]) at every step
+//! boundary: [`Lander::resume`] carries on with the requests a lander left unfinished (its
+//! process killed), skipping the builds, image, test runs and copies already done and
+//! doing again the one that was under way. Per-step timeouts and retries, and concurrency
+//! bounds are not here yet.
+
+pub mod store;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -37,7 +42,7 @@ use crate::builder::BuildSource;
 use crate::config::Services;
 use crate::error::{Error, Result};
 use crate::image::{BaseImage, Bootstrap, BuildImage, ImageType};
-use crate::model::{NewTransition, StepStatus, Uri, WorkflowStep};
+use crate::model::{ArtifactType, NewTransition, StepStatus, TicketDetail, Uri, WorkflowStep};
 use crate::ppa::PpaName;
 use crate::queue::{Done, DoneState, ProgressMessage, QueueName};
 use crate::runner::{PackageNames, TestImage};
@@ -66,6 +71,27 @@ pub struct ExecuteRequest {
     pub base_image: Option<String>,
     /// Where progress goes (`ticket-1-exchange`).
     pub progress_queue: String,
+}
+
+impl ExecuteRequest {
+    /// A request for what `ticket` holds: its uploads' stored files (its `SPU` artifacts),
+    /// every binary they build, the lander's series and the series' base image, progress
+    /// on `progress_queue`.
+    pub fn for_ticket(ticket: &TicketDetail, progress_queue: &QueueName) -> ExecuteRequest {
+        ExecuteRequest {
+            ticket_id: ticket.ticket.id,
+            source_packages: ticket
+                .artifacts
+                .iter()
+                .filter(|a| a.artifact_type == ArtifactType::Spu)
+                .map(|a| a.reference.clone())
+                .collect(),
+            binary_packages: Vec::new(),
+            series: None,
+            base_image: None,
+            progress_queue: progress_queue.to_string(),
+        }
+    }
 }
 
 fn id_from_text_or_number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<i64, D::Error> {
@@ -122,6 +148,9 @@ pub struct TestOutcome {
     pub test_result: String,
     /// The runner's artifacts (log, JUnit report, summary).
     pub artifacts: Vec<serde_json::Value>,
+    /// Why the run failed, when the runner says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The result of `execute_request` (left open by the seed): the final message's results.
@@ -143,6 +172,9 @@ pub struct RequestOutcome {
     pub series: String,
     /// Each upload's build, in build order.
     pub builds: Vec<BuildOutcome>,
+    /// The base image's URL (the request's, or the series' base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<String>,
     /// The image's URL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -237,29 +269,77 @@ impl Lander {
         request: ExecuteRequest,
         cancel: CancellationToken,
     ) -> Result<RequestOutcome> {
-        let queue = QueueName::new(request.progress_queue.clone())?;
+        QueueName::new(request.progress_queue.clone())?;
         self.services.tickets.get_ticket(request.ticket_id).await?;
         let series = request
             .series
             .clone()
             .unwrap_or_else(|| self.options.series.clone());
+        let progress = RequestOutcome {
+            ticket_id: request.ticket_id,
+            state: RequestState::Failed,
+            step: WorkflowStep::Queued,
+            reason: None,
+            ppa: None,
+            series,
+            builds: Vec::new(),
+            base_image: None,
+            image: None,
+            tests: Vec::new(),
+            published: Vec::new(),
+        };
+        if let Some(store) = &self.services.requests {
+            store.record(&request, &progress).await?;
+        }
+        self.run(request, progress, cancel).await
+    }
+
+    /// Carries on with every request a lander left unfinished, one after the other, and
+    /// returns their outcomes; a request whose ticket is already closed is only marked
+    /// finished.
+    ///
+    /// # Errors
+    /// The store's, or what [`Lander::execute`] returns as errors.
+    pub async fn resume(&self, cancel: CancellationToken) -> Result<Vec<RequestOutcome>> {
+        let Some(store) = self.services.requests.clone() else {
+            return Ok(Vec::new());
+        };
+        let mut outcomes = Vec::new();
+        for (request, progress) in store.unfinished().await? {
+            let ticket = self.services.tickets.get_ticket(request.ticket_id).await?;
+            if ticket.ticket.state == crate::model::TicketState::Closed {
+                store.finish(request.ticket_id).await?;
+                continue;
+            }
+            outcomes.push(self.run(request, progress, cancel.clone()).await?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn run(
+        &self,
+        request: ExecuteRequest,
+        progress: RequestOutcome,
+        cancel: CancellationToken,
+    ) -> Result<RequestOutcome> {
+        let queue = QueueName::new(request.progress_queue.clone())?;
+        let series = progress.series.clone();
+        // A resumed request's ticket is further on already: steps before are not recorded
+        // again (a ticket never goes back).
+        let floor = self
+            .services
+            .tickets
+            .get_ticket(request.ticket_id)
+            .await?
+            .ticket
+            .current_workflow_step;
         let mut run = Run {
             lander: self,
             request: &request,
             queue: &queue,
             cancel: &cancel,
-            outcome: RequestOutcome {
-                ticket_id: request.ticket_id,
-                state: RequestState::Failed,
-                step: WorkflowStep::Queued,
-                reason: None,
-                ppa: None,
-                series: series.clone(),
-                builds: Vec::new(),
-                image: None,
-                tests: Vec::new(),
-                published: Vec::new(),
-            },
+            outcome: progress,
+            floor,
         };
         let result = match crate::archive::check_series(&series) {
             Ok(()) => run.steps().await,
@@ -328,6 +408,9 @@ impl Lander {
             .queues
             .publish(&queue, ProgressMessage::Done(done).to_json())
             .await?;
+        if let Some(store) = &self.services.requests {
+            store.finish(request.ticket_id).await?;
+        }
         Ok(outcome)
     }
 
@@ -358,6 +441,8 @@ struct Run<'a> {
     queue: &'a QueueName,
     cancel: &'a CancellationToken,
     outcome: RequestOutcome,
+    /// The ticket's step when this run started.
+    floor: WorkflowStep,
 }
 
 impl Run<'_> {
@@ -367,6 +452,17 @@ impl Run<'_> {
 
     fn ticket(&self) -> i64 {
         self.request.ticket_id
+    }
+
+    /// Keeps how far the request got, for a lander that resumes it.
+    async fn save(&self) -> Stopped<()> {
+        if let Some(store) = &self.services().requests {
+            store
+                .save(self.ticket(), &self.outcome)
+                .await
+                .map_err(|e| Stop::failed(self.outcome.step, e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Records `step` in progress with `message`, and says so on the queue.
@@ -384,10 +480,12 @@ impl Run<'_> {
 
     async fn report(&self, step: WorkflowStep, status: StepStatus, message: String) -> Stopped<()> {
         let fail = |err: Error| Stop::failed(step, err.to_string());
-        self.lander
-            .transition(self.ticket(), step, status, message.clone())
-            .await
-            .map_err(fail)?;
+        if step >= self.floor {
+            self.lander
+                .transition(self.ticket(), step, status, message.clone())
+                .await
+                .map_err(fail)?;
+        }
         self.services()
             .queues
             .publish(
@@ -414,6 +512,7 @@ impl Run<'_> {
             .await
             .map_err(fail)?;
         self.outcome.ppa = Some(ppa.name.to_string());
+        self.save().await?;
         self.services()
             .archives
             .prepare(&ppa.name, Some(&series))
@@ -442,6 +541,13 @@ impl Run<'_> {
         let total = uploads.len();
         for (n, upload) in uploads.iter().enumerate() {
             let what = format!("{} {}", upload.source, upload.version);
+            if self.outcome.builds.iter().any(|b| {
+                b.source == upload.source
+                    && b.version == upload.version
+                    && b.state == DoneState::Completed
+            }) {
+                continue;
+            }
             self.enter(step, format!("building {what} ({}/{total})", n + 1))
                 .await?;
             let worker_queue = self.worker_queue("bsbuilder", n)?;
@@ -466,6 +572,7 @@ impl Run<'_> {
                 state: done.state,
                 results: done.results.clone(),
             });
+            self.save().await?;
             self.check_done(step, &done, &format!("{what} did not build"))?;
         }
         self.report(step, StepStatus::Succeeded, format!("{total} built"))
@@ -481,6 +588,16 @@ impl Run<'_> {
     ) -> Stopped<Vec<String>> {
         let step = WorkflowStep::ImageBuild;
         let fail = |err: Error| Stop::failed(step, err.to_string());
+        let packages = if self.request.binary_packages.is_empty() {
+            self.built_binaries(ppa, series, uploads)
+                .await
+                .map_err(fail)?
+        } else {
+            self.request.binary_packages.clone()
+        };
+        if self.outcome.image.is_some() {
+            return Ok(packages);
+        }
         self.enter(step, "finding the base image".to_owned())
             .await?;
         let archive_ppa = self.lander.options.archive_ppa.clone();
@@ -489,8 +606,13 @@ impl Run<'_> {
             .prepare(&archive_ppa, Some(series))
             .await
             .map_err(fail)?;
-        let base = match &self.request.base_image {
-            Some(url) => url.clone(),
+        let base = match self
+            .request
+            .base_image
+            .clone()
+            .or_else(|| self.outcome.base_image.clone())
+        {
+            Some(url) => url,
             None => {
                 let worker_queue = self.worker_queue("image-bootstrap", 0)?;
                 let request = Bootstrap {
@@ -513,13 +635,8 @@ impl Run<'_> {
                 })?
             }
         };
-        let packages = if self.request.binary_packages.is_empty() {
-            self.built_binaries(ppa, series, uploads)
-                .await
-                .map_err(fail)?
-        } else {
-            self.request.binary_packages.clone()
-        };
+        self.outcome.base_image = Some(base.clone());
+        self.save().await?;
         self.enter(
             step,
             format!("building an image with {}", packages.join(", ")),
@@ -549,6 +666,7 @@ impl Run<'_> {
         let image =
             first_url(&done).ok_or_else(|| Stop::failed(step, "the image builder gave no URL"))?;
         self.outcome.image = Some(image.clone());
+        self.save().await?;
         self.report(step, StepStatus::Succeeded, format!("image {image}"))
             .await?;
         Ok(packages)
@@ -557,8 +675,10 @@ impl Run<'_> {
     async fn test(&mut self, uploads: &[Upload], packages: &[String]) -> Stopped<()> {
         let step = WorkflowStep::ImageTest;
         let image = self.outcome.image.clone().unwrap_or_default();
-        let mut failed = Vec::new();
         for (n, upload) in uploads.iter().enumerate() {
+            if self.outcome.tests.iter().any(|t| t.source == upload.source) {
+                continue;
+            }
             let tested: Vec<String> = upload
                 .binaries
                 .iter()
@@ -611,15 +731,24 @@ impl Run<'_> {
                     .and_then(serde_json::Value::as_array)
                     .cloned()
                     .unwrap_or_default(),
+                reason: match done.state {
+                    DoneState::Failed => done.reason.clone(),
+                    DoneState::Completed => None,
+                },
             });
-            // A source without tests, or whose tests were all skipped, is not a failure.
-            if done.state == DoneState::Failed || test_result == "FAILED" {
-                failed.push(match &done.reason {
-                    Some(reason) => format!("{}: {reason}", upload.source),
-                    None => format!("{}: the tests failed", upload.source),
-                });
-            }
+            self.save().await?;
         }
+        // A source without tests, or whose tests were all skipped, is not a failure.
+        let failed: Vec<String> = self
+            .outcome
+            .tests
+            .iter()
+            .filter(|t| t.reason.is_some() || t.test_result == "FAILED")
+            .map(|t| match &t.reason {
+                Some(reason) => format!("{}: {reason}", t.source),
+                None => format!("{}: the tests failed", t.source),
+            })
+            .collect();
         if !failed.is_empty() {
             return Err(Stop::failed(step, failed.join("; ")));
         }
@@ -633,6 +762,10 @@ impl Run<'_> {
         self.enter(step, format!("copying the packages into {archive_ppa}"))
             .await?;
         for upload in uploads {
+            let label = format!("{} {}", upload.source, upload.version);
+            if self.outcome.published.contains(&label) {
+                continue;
+            }
             self.services()
                 .archives
                 .copy_package(
@@ -644,9 +777,8 @@ impl Run<'_> {
                 )
                 .await
                 .map_err(|e| Stop::failed(step, e.to_string()))?;
-            self.outcome
-                .published
-                .push(format!("{} {}", upload.source, upload.version));
+            self.outcome.published.push(label);
+            self.save().await?;
         }
         self.report(
             step,
@@ -747,9 +879,11 @@ impl Run<'_> {
         Ok(binaries)
     }
 
+    /// A new queue for a worker's `n`th request of this ticket:
+    /// `<kind>-<ticket>.<n>-<8 hex digits>-exchange` (new each time, so that a resumed
+    /// request's workers never meet a queue an earlier attempt finished).
     fn worker_queue(&self, kind: &str, n: usize) -> Stopped<QueueName> {
-        QueueName::new(format!("{kind}-{}-{}-{}", self.ticket(), n + 1, self.queue))
-            .or_else(|_| QueueName::fresh(kind))
+        QueueName::fresh(&format!("{kind}-{}.{}", self.ticket(), n + 1))
             .map_err(|e| Stop::failed(self.outcome.step, e.to_string()))
     }
 

@@ -158,6 +158,22 @@ CREATE UNIQUE INDEX ppa_ticket ON ppa (ticket_id)
 "#,
     sqlite: &[],
     postgres: &[],
+},
+// The lander's requests (crate::lander::store): each request and how far it got.
+Migration {
+    common: r#"
+CREATE TABLE lander_request (
+    ticket_id BIGINT PRIMARY KEY REFERENCES ticket (id),
+    request TEXT NOT NULL,
+    progress TEXT NOT NULL,
+    finished BIGINT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX lander_request_unfinished ON lander_request (finished, created_at)
+"#,
+    sqlite: &[],
+    postgres: &[],
 }];
 
 /// The SQL dialect of the connected database.
