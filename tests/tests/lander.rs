@@ -104,19 +104,8 @@ struct InstantImages {
 impl ImageBuilder for InstantImages {
     async fn bootstrap(&self, request: Bootstrap, _: CancellationToken) -> Result<Done> {
         self.bootstraps.lock().unwrap().push(request.clone());
-        let mut results = serde_json::Map::new();
-        results.insert(
-            "url_list".into(),
-            vec!["file:///images/base.tar.zst"].into(),
-        );
-        let queues = self.queues.as_ref().unwrap();
-        finish(
-            &**queues,
-            &request.progress_queue,
-            "bootstrap",
-            Done::completed(results),
-        )
-        .await
+        self.made(&request.progress_queue, "bootstrap", "base")
+            .await
     }
 
     async fn build_image(&self, request: BuildImage, _: CancellationToken) -> Result<Done> {
@@ -124,19 +113,20 @@ impl ImageBuilder for InstantImages {
         if self.hang_once.swap(false, Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
+        self.made(&request.progress_queue, "install", "image").await
+    }
+}
+
+impl InstantImages {
+    /// Reports `file:///images/<name>.tar.zst` made.
+    async fn made(&self, queue: &str, phase: &str, name: &str) -> Result<Done> {
         let mut results = serde_json::Map::new();
         results.insert(
             "url_list".into(),
-            vec!["file:///images/image.tar.zst"].into(),
+            vec![format!("file:///images/{name}.tar.zst")].into(),
         );
         let queues = self.queues.as_ref().unwrap();
-        finish(
-            &**queues,
-            &request.progress_queue,
-            "install",
-            Done::completed(results),
-        )
-        .await
+        finish(&**queues, queue, phase, Done::completed(results)).await
     }
 }
 
