@@ -96,7 +96,7 @@ struct InstantImages {
     queues: Option<Arc<dyn ProgressQueues>>,
     bootstraps: Mutex<Vec<Bootstrap>>,
     builds: Mutex<Vec<BuildImage>>,
-    /// The next image build never ends (its lander is then stopped, as if killed).
+    /// The next image build does not end until it is cancelled.
     hang_once: AtomicBool,
 }
 
@@ -108,10 +108,14 @@ impl ImageBuilder for InstantImages {
             .await
     }
 
-    async fn build_image(&self, request: BuildImage, _: CancellationToken) -> Result<Done> {
+    async fn build_image(&self, request: BuildImage, cancel: CancellationToken) -> Result<Done> {
         self.builds.lock().unwrap().push(request.clone());
         if self.hang_once.swap(false, Ordering::SeqCst) {
-            std::future::pending::<()>().await;
+            // Until told to stop, as a real worker ends its processes.
+            cancel.cancelled().await;
+            let queues = self.queues.as_ref().unwrap();
+            let done = Done::failed("the image build was cancelled");
+            return finish(&**queues, &request.progress_queue, "install", done).await;
         }
         self.made(&request.progress_queue, "install", "image").await
     }
@@ -631,4 +635,33 @@ async fn a_request_left_unfinished_is_resumed_where_it_stopped() {
         .await
         .unwrap()
         .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_past_its_time_limit_fails_and_its_worker_is_stopped() {
+    let rig = rig(&[], &[]).await;
+    let upload = upload_named(&rig.work, "hello-ci");
+    let urls = stage_upload(&*rig.services.store, &upload).await;
+    let id = ticket(&rig.services).await;
+    let queue = QueueName::fresh("ticket").unwrap();
+    rig.images.hang_once.store(true, Ordering::SeqCst);
+    let mut options = LanderOptions::new("bookworm").unwrap();
+    options.step_timeout = Some(std::time::Duration::from_secs(1));
+    let lander = Lander::new(rig.services.clone(), options);
+    let started = std::time::Instant::now();
+    let outcome = lander
+        .execute(request(id, urls, &queue), CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(outcome.state, RequestState::Failed);
+    assert_eq!(outcome.step, WorkflowStep::ImageBuild);
+    let reason = outcome.reason.unwrap();
+    assert!(reason.contains("time limit"), "{reason}");
+    assert_eq!(
+        steps(&rig.services, id).await.last(),
+        Some(&(WorkflowStep::ImageBuild, StepStatus::Failed))
+    );
+    assert!(rig.tests.runs.lock().unwrap().is_empty());
+    assert_released(&rig.services, id).await;
 }

@@ -47,6 +47,9 @@ use crate::ppa::PpaName;
 use crate::queue::{Done, DoneState, ProgressMessage, QueueName};
 use crate::runner::{PackageNames, TestImage};
 
+/// How long a worker told to stop at a step's time limit is given to end.
+const WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The archive PPA successful requests are published into.
 pub const ARCHIVE_PPA: &str = "ppa:ci-team/ppa_archive";
 
@@ -193,6 +196,9 @@ pub struct LanderOptions {
     pub series: String,
     /// The architecture builds and images are for (default: the host's).
     pub architecture: Option<String>,
+    /// A worker's call running longer is stopped and its step FAILED (none: the workers'
+    /// own time limits only).
+    pub step_timeout: Option<std::time::Duration>,
 }
 
 impl LanderOptions {
@@ -206,6 +212,7 @@ impl LanderOptions {
             archive_ppa: ARCHIVE_PPA.parse()?,
             series: series.to_owned(),
             architecture: None,
+            step_timeout: None,
         })
     }
 }
@@ -561,8 +568,9 @@ impl Run<'_> {
             };
             let builder = self.services().builder.clone();
             let cancel = self.cancel.child_token();
+            let worker = cancel.clone();
             let done = self
-                .relayed(step, &worker_queue, async move {
+                .relayed(step, &worker_queue, worker, async move {
                     builder.build_source(request, cancel).await
                 })
                 .await?;
@@ -624,8 +632,9 @@ impl Run<'_> {
                 };
                 let images = self.services().images.clone();
                 let cancel = self.cancel.child_token();
+                let worker = cancel.clone();
                 let done = self
-                    .relayed(step, &worker_queue, async move {
+                    .relayed(step, &worker_queue, worker, async move {
                         images.bootstrap(request, cancel).await
                     })
                     .await?;
@@ -657,8 +666,9 @@ impl Run<'_> {
         };
         let images = self.services().images.clone();
         let cancel = self.cancel.child_token();
+        let worker = cancel.clone();
         let done = self
-            .relayed(step, &worker_queue, async move {
+            .relayed(step, &worker_queue, worker, async move {
                 images.build_image(request, cancel).await
             })
             .await?;
@@ -708,8 +718,9 @@ impl Run<'_> {
             };
             let runner = self.services().tests.clone();
             let cancel = self.cancel.child_token();
+            let worker = cancel.clone();
             let done = self
-                .relayed(step, &worker_queue, async move {
+                .relayed(step, &worker_queue, worker, async move {
                     runner.test_image(request, cancel).await
                 })
                 .await?;
@@ -893,6 +904,7 @@ impl Run<'_> {
         &self,
         step: WorkflowStep,
         worker_queue: &QueueName,
+        worker: CancellationToken,
         work: F,
     ) -> Stopped<Done>
     where
@@ -917,7 +929,32 @@ impl Run<'_> {
                 }
             }
         });
-        let done = tokio::spawn(work).await;
+        let mut handle = tokio::spawn(work);
+        let done = match self.lander.options.step_timeout {
+            Some(limit) => match tokio::time::timeout(limit, &mut handle).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    // The worker is told to stop (ending its processes) and given a while.
+                    worker.cancel();
+                    if tokio::time::timeout(WORKER_GRACE, &mut handle)
+                        .await
+                        .is_err()
+                    {
+                        handle.abort();
+                    }
+                    relay.abort();
+                    return Err(Stop::failed(
+                        step,
+                        format!(
+                            "{step} ran past the lander's time limit for a step ({} s) and \
+                             was ended",
+                            limit.as_secs()
+                        ),
+                    ));
+                }
+            },
+            None => handle.await,
+        };
         // The relay ends at the worker's final message; it is not waited for longer.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), relay).await;
         let done = done
