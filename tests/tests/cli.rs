@@ -561,6 +561,7 @@ fn workers_through_a_server_are_unsupported_at_once() {
             "x_1_source.changes",
             "--wait",
         ],
+        vec!["cancel", "1"],
     ] {
         let output = run_within_a_minute(
             ubuntu_ci(&client)

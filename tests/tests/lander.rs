@@ -665,3 +665,46 @@ async fn a_step_past_its_time_limit_fails_and_its_worker_is_stopped() {
     assert!(rig.tests.runs.lock().unwrap().is_empty());
     assert_released(&rig.services, id).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_asked_through_the_store_cancels_the_request() {
+    let rig = rig(&[], &[]).await;
+    let upload = upload_named(&rig.work, "hello-ci");
+    let urls = stage_upload(&*rig.services.store, &upload).await;
+    let id = ticket(&rig.services).await;
+    let queue = QueueName::fresh("ticket").unwrap();
+    rig.images.hang_once.store(true, Ordering::SeqCst);
+    let lander = Lander::new(
+        rig.services.clone(),
+        LanderOptions::new("bookworm").unwrap(),
+    );
+    let request = request(id, urls, &queue);
+    let task = tokio::spawn(async move { lander.execute(request, CancellationToken::new()).await });
+    let started = std::time::Instant::now();
+    while rig.images.builds.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    // As `ubuntu-ci cancel` asks, from any process.
+    let store = rig.services.requests.clone().unwrap();
+    assert!(store.request_cancel(id).await.unwrap());
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), task)
+        .await
+        .expect("the request stops within seconds")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.state, RequestState::Cancelled);
+    assert_eq!(outcome.step, WorkflowStep::ImageBuild);
+    assert_eq!(
+        steps(&rig.services, id).await.last(),
+        Some(&(WorkflowStep::ImageBuild, StepStatus::Cancelled))
+    );
+    assert!(rig.tests.runs.lock().unwrap().is_empty());
+    assert_released(&rig.services, id).await;
+    assert!(store.unfinished().await.unwrap().is_empty());
+    assert!(
+        !store.request_cancel(id).await.unwrap(),
+        "nothing left to stop"
+    );
+}

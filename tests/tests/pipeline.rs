@@ -1,14 +1,17 @@
 //! The whole seed flow for real, from the command line: `ubuntu-ci create-ticket --wait` on
 //! the example package runs the lander with the real workers (sbuild, the image builder,
 //! autopkgtest) on the embedded defaults. Then a version whose tests fail: exit 10,
-//! nothing published, the PPA released.
+//! nothing published, the PPA released; and one stopped by `ubuntu-ci cancel` while it
+//! builds: exit 11, CANCELLED, no process left.
 //!
 //! The build chroot is the one the build tests cache in `target/test-chroots/`.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Output;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
-use ubuntu_ci_tests::workers::example_variant;
+use ubuntu_ci_tests::workers::{example_variant, worker_processes};
 use ubuntu_ci_tests::{build_example_package, repo_root, ubuntu_ci};
 
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -142,4 +145,83 @@ fn create_ticket_wait_runs_the_whole_pipeline() {
     assert_eq!(detail["current_workflow_step"], "IMAGE_TEST");
     assert_eq!(detail["status"], "FAILED");
     assert_eq!(detail["state"], "closed");
+
+    // `ubuntu-ci cancel` from another process while sbuild compiles: the waiting command
+    // ends with exit 11, the ticket CANCELLED, no build process left, the PPA free.
+    let again = example_variant(dir.path(), "cancelled", |tree| {
+        let changelog = tree.join("debian/changelog");
+        let text = std::fs::read_to_string(&changelog).unwrap();
+        std::fs::write(&changelog, text.replacen("(1.0-1)", "(1.0-3)", 1)).unwrap();
+    });
+    let mut waiting = ubuntu_ci(&dir.path().join("data"))
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .args([
+            "create-ticket",
+            "-t",
+            "cancelled",
+            "-o",
+            "dev@example.com",
+            "-s",
+        ])
+        .arg(&again)
+        .arg("--wait")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = waiting.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(300))
+            .expect("the build starts");
+        let started = line.starts_with("==> build: building hello-ci 1.0-3");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    let cancel = run(dir.path(), &["cancel", "3"]);
+    assert!(cancel.status.success(), "{}", text(&cancel.stderr));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = waiting.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the request stops in time"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    reader.join().unwrap();
+    seen.extend(lines.try_iter());
+    assert_eq!(status.code(), Some(11), "{}", seen.join("\n"));
+    assert!(
+        worker_processes(&["sbuild"]).is_empty(),
+        "{:?}",
+        worker_processes(&["sbuild"])
+    );
+    let show = run(dir.path(), &["--json", "ticket", "show", "3"]);
+    let detail: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(detail["current_workflow_step"], "SOURCE_BUILD");
+    assert_eq!(detail["status"], "CANCELLED");
+    let ppas = run(dir.path(), &["--json", "ppa", "list"]);
+    let ppas: serde_json::Value = serde_json::from_slice(&ppas.stdout).unwrap();
+    assert!(
+        ppas.as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["ticket"].is_null()),
+        "every PPA released: {ppas}"
+    );
+    let again = run(dir.path(), &["cancel", "3"]);
+    assert_eq!(again.status.code(), Some(5), "nothing left to stop");
 }

@@ -71,4 +71,6 @@ pub enum Command {
     Doctor,
     /// Run the REST API and serve the data store
     Serve(crate::commands::serve::ServeArgs),
+    /// Stop a ticket's request under way (its lander ends the work and releases the PPA)
+    Cancel(crate::commands::cancel::CancelArgs),
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns its arguments into one call into the core.
 
 pub mod build;
+pub mod cancel;
 pub mod create_ticket;
 pub mod doctor;
 pub mod image;
@@ -43,5 +44,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(command) => image::run(&config, json, command).await,
         Command::Test(args) => test::run(&config, json, args).await,
         Command::Serve(args) => serve::run(config, args).await,
+        Command::Cancel(args) => cancel::run(&config, json, args).await,
     }
 }

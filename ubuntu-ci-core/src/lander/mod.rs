@@ -29,8 +29,11 @@
 
 pub mod store;
 
+use store::RequestStore;
+
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -46,6 +49,9 @@ use crate::model::{ArtifactType, NewTransition, StepStatus, TicketDetail, Uri, W
 use crate::ppa::PpaName;
 use crate::queue::{Done, DoneState, ProgressMessage, QueueName};
 use crate::runner::{PackageNames, TestImage};
+
+/// How often a running request looks whether a stop was asked for.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a worker told to stop at a step's time limit is given to end.
 const WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -340,6 +346,22 @@ impl Lander {
             .await?
             .ticket
             .current_workflow_step;
+        // A stop asked for through the store (`ubuntu-ci cancel`, from any process) cancels
+        // this run as `cancel` does.
+        let cancel = cancel.child_token();
+        let watcher = match self.services.requests.clone() {
+            Some(store) => {
+                if store.cancel_requested(request.ticket_id).await? {
+                    cancel.cancel();
+                }
+                Some(tokio::spawn(watch_cancel(
+                    store,
+                    request.ticket_id,
+                    cancel.clone(),
+                )))
+            }
+            None => None,
+        };
         let mut run = Run {
             lander: self,
             request: &request,
@@ -352,6 +374,9 @@ impl Lander {
             Ok(()) => run.steps().await,
             Err(err) => Err(Stop::failed(WorkflowStep::Queued, err.to_string())),
         };
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         let mut outcome = run.outcome;
         let released = match &outcome.ppa {
             Some(_) => self.services.ppas.release_ppa(request.ticket_id).await,
@@ -987,6 +1012,21 @@ impl Run<'_> {
                     done.reason.as_deref().unwrap_or("no reason given")
                 ),
             )),
+        }
+    }
+}
+
+/// Cancels `cancel` when the store says a stop of `ticket`'s request was asked for;
+/// looks every [`CANCEL_POLL`] until `cancel` is cancelled.
+async fn watch_cancel(store: Arc<dyn RequestStore>, ticket: i64, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(CANCEL_POLL) => {}
+        }
+        if store.cancel_requested(ticket).await.unwrap_or(false) {
+            cancel.cancel();
+            return;
         }
     }
 }

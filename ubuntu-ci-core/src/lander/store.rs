@@ -26,6 +26,13 @@ pub trait RequestStore: Send + Sync + fmt::Debug {
 
     /// Every request not finished, oldest first, with how far it got.
     async fn unfinished(&self) -> Result<Vec<(ExecuteRequest, RequestOutcome)>>;
+
+    /// Asks whoever runs the ticket's request to stop it; `false` when the ticket has no
+    /// request under way.
+    async fn request_cancel(&self, ticket: i64) -> Result<bool>;
+
+    /// Whether a stop of the ticket's request was asked for.
+    async fn cancel_requested(&self, ticket: i64) -> Result<bool>;
 }
 
 /// The requests in the ticket store's SQL database (SQLite or PostgreSQL).
@@ -97,6 +104,37 @@ impl RequestStore for SqlRequestStore {
             .await
             .map_err(db_error)?;
         tx.commit().await
+    }
+
+    async fn request_cancel(&self, ticket: i64) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE lander_request SET cancel_requested = 1, updated_at = $1 \
+             WHERE ticket_id = $2 AND finished = 0",
+        )
+        .bind(now())
+        .bind(ticket)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(changed > 0)
+    }
+
+    async fn cancel_requested(&self, ticket: i64) -> Result<bool> {
+        let row = sqlx::query("SELECT cancel_requested FROM lander_request WHERE ticket_id = $1")
+            .bind(ticket)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(db_error)?;
+        match row {
+            Some(row) => Ok(row
+                .try_get::<i64, _>("cancel_requested")
+                .map_err(db_error)?
+                != 0),
+            None => Ok(false),
+        }
     }
 
     async fn unfinished(&self) -> Result<Vec<(ExecuteRequest, RequestOutcome)>> {
@@ -190,6 +228,11 @@ mod tests {
             .map(|(r, _)| r.ticket_id)
             .collect();
         assert_eq!(left, [b]);
+        assert!(!store.cancel_requested(b).await.unwrap());
+        assert!(store.request_cancel(b).await.unwrap());
+        assert!(store.cancel_requested(b).await.unwrap());
+        assert!(!store.request_cancel(a).await.unwrap(), "finished already");
+        assert!(!store.request_cancel(9999).await.unwrap());
         let err = store.record(&request(9999), &progress(9999)).await;
         assert!(err.is_err(), "no such ticket");
     }

@@ -167,6 +167,7 @@ CREATE TABLE lander_request (
     request TEXT NOT NULL,
     progress TEXT NOT NULL,
     finished BIGINT NOT NULL,
+    cancel_requested BIGINT NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
