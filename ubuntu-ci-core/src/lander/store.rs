@@ -14,8 +14,9 @@ use crate::tickets::sql::{db_error, now, SqlTicketSystem};
 /// The lander's durable state.
 #[async_trait]
 pub trait RequestStore: Send + Sync + fmt::Debug {
-    /// Records `request` with `progress`; recording a ticket's request again keeps the
-    /// first one and its progress.
+    /// Records `request` with `progress`. Recording a ticket's request again while the
+    /// first is unfinished keeps the first and its progress; once it is finished, the new
+    /// one replaces it (and a stop asked for the old one is forgotten).
     async fn record(&self, request: &ExecuteRequest, progress: &RequestOutcome) -> Result<()>;
 
     /// Saves how far the ticket's request got.
@@ -69,7 +70,10 @@ impl RequestStore for SqlRequestStore {
         sqlx::query(
             "INSERT INTO lander_request \
              (ticket_id, request, progress, finished, created_at, updated_at) \
-             VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (ticket_id) DO NOTHING",
+             VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (ticket_id) DO UPDATE SET \
+             request = excluded.request, progress = excluded.progress, finished = 0, \
+             cancel_requested = 0, created_at = excluded.created_at, \
+             updated_at = excluded.updated_at WHERE lander_request.finished = 1",
         )
         .bind(request.ticket_id)
         .bind(to_json(request)?)
@@ -233,6 +237,15 @@ mod tests {
         assert!(store.cancel_requested(b).await.unwrap());
         assert!(!store.request_cancel(a).await.unwrap(), "finished already");
         assert!(!store.request_cancel(9999).await.unwrap());
+
+        // A finished request is replaced by a new one for its ticket, its stop forgotten.
+        store.finish(b).await.unwrap();
+        let mut second = request(b);
+        second.series = Some("trixie".into());
+        store.record(&second, &progress(b)).await.unwrap();
+        let unfinished = store.unfinished().await.unwrap();
+        assert_eq!(unfinished, [(second, progress(b))]);
+        assert!(!store.cancel_requested(b).await.unwrap());
         let err = store.record(&request(9999), &progress(9999)).await;
         assert!(err.is_err(), "no such ticket");
     }
