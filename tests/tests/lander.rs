@@ -287,6 +287,15 @@ async fn assert_released(services: &Services, ticket: i64) {
     assert!(held.is_empty(), "the PPA is released: {held:?}");
 }
 
+/// A ticket for the example as `hello-ci`, and its request.
+async fn hello_request(rig: &Rig) -> (i64, ExecuteRequest) {
+    let upload = upload_named(&rig.work, "hello-ci");
+    let urls = stage_upload(&*rig.services.store, &upload).await;
+    let id = ticket(&rig.services).await;
+    let queue = QueueName::fresh("ticket").unwrap();
+    (id, request(id, urls, &queue))
+}
+
 fn request(ticket: i64, urls: Vec<String>, queue: &QueueName) -> ExecuteRequest {
     ExecuteRequest {
         ticket_id: ticket,
@@ -425,13 +434,10 @@ async fn a_request_goes_through_every_step_and_lands_in_the_archive() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_tests_fail_the_request_and_publish_nothing() {
     let rig = rig(&[], &["hello-ci"]).await;
-    let upload = upload_named(&rig.work, "hello-ci");
-    let urls = stage_upload(&*rig.services.store, &upload).await;
-    let id = ticket(&rig.services).await;
-    let queue = QueueName::fresh("ticket").unwrap();
+    let (id, hello) = hello_request(&rig).await;
     let outcome = rig
         .lander
-        .execute(request(id, urls, &queue), CancellationToken::new())
+        .execute(hello, CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(outcome.state, RequestState::Failed);
@@ -456,13 +462,10 @@ async fn failing_tests_fail_the_request_and_publish_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_build_builds_no_image() {
     let rig = rig(&["hello-ci"], &[]).await;
-    let upload = upload_named(&rig.work, "hello-ci");
-    let urls = stage_upload(&*rig.services.store, &upload).await;
-    let id = ticket(&rig.services).await;
-    let queue = QueueName::fresh("ticket").unwrap();
+    let (id, hello) = hello_request(&rig).await;
     let outcome = rig
         .lander
-        .execute(request(id, urls, &queue), CancellationToken::new())
+        .execute(hello, CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(outcome.state, RequestState::Failed);
@@ -527,17 +530,10 @@ async fn bad_requests_fail_clearly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_request_is_cancelled_on_its_ticket() {
     let rig = rig(&[], &[]).await;
-    let upload = upload_named(&rig.work, "hello-ci");
-    let urls = stage_upload(&*rig.services.store, &upload).await;
-    let id = ticket(&rig.services).await;
-    let queue = QueueName::fresh("ticket").unwrap();
+    let (id, hello) = hello_request(&rig).await;
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let outcome = rig
-        .lander
-        .execute(request(id, urls, &queue), cancel)
-        .await
-        .unwrap();
+    let outcome = rig.lander.execute(hello, cancel).await.unwrap();
     assert_eq!(outcome.state, RequestState::Cancelled);
     let transitions = steps(&rig.services, id).await;
     assert_eq!(
@@ -640,17 +636,14 @@ async fn a_request_left_unfinished_is_resumed_where_it_stopped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_step_past_its_time_limit_fails_and_its_worker_is_stopped() {
     let rig = rig(&[], &[]).await;
-    let upload = upload_named(&rig.work, "hello-ci");
-    let urls = stage_upload(&*rig.services.store, &upload).await;
-    let id = ticket(&rig.services).await;
-    let queue = QueueName::fresh("ticket").unwrap();
+    let (id, hello) = hello_request(&rig).await;
     rig.images.hang_once.store(true, Ordering::SeqCst);
     let mut options = LanderOptions::new("bookworm").unwrap();
     options.step_timeout = Some(std::time::Duration::from_secs(1));
     let lander = Lander::new(rig.services.clone(), options);
     let started = std::time::Instant::now();
     let outcome = lander
-        .execute(request(id, urls, &queue), CancellationToken::new())
+        .execute(hello, CancellationToken::new())
         .await
         .unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
@@ -669,16 +662,13 @@ async fn a_step_past_its_time_limit_fails_and_its_worker_is_stopped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_asked_through_the_store_cancels_the_request() {
     let rig = rig(&[], &[]).await;
-    let upload = upload_named(&rig.work, "hello-ci");
-    let urls = stage_upload(&*rig.services.store, &upload).await;
-    let id = ticket(&rig.services).await;
-    let queue = QueueName::fresh("ticket").unwrap();
+    let (id, hello) = hello_request(&rig).await;
     rig.images.hang_once.store(true, Ordering::SeqCst);
     let lander = Lander::new(
         rig.services.clone(),
         LanderOptions::new("bookworm").unwrap(),
     );
-    let request = request(id, urls, &queue);
+    let request = hello;
     let task = tokio::spawn(async move { lander.execute(request, CancellationToken::new()).await });
     let started = std::time::Instant::now();
     while rig.images.builds.lock().unwrap().is_empty() {

@@ -8,19 +8,30 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ubuntu_ci_tests::workers::{example_variant, worker_processes};
 use ubuntu_ci_tests::{build_example_package, repo_root, ubuntu_ci};
 
+/// `ubuntu-ci` on the test's data dir and configuration.
+fn command(dir: &Path) -> Command {
+    let mut command = ubuntu_ci(&dir.join("data"));
+    command.arg("--config").arg(dir.join("config.toml"));
+    command
+}
+
 fn run(dir: &Path, args: &[&str]) -> Output {
-    ubuntu_ci(&dir.join("data"))
-        .arg("--config")
-        .arg(dir.join("config.toml"))
-        .args(args)
-        .output()
-        .expect("run ubuntu-ci")
+    command(dir).args(args).output().expect("run ubuntu-ci")
+}
+
+/// `create-ticket --wait` of the upload `changes`.
+fn wait(dir: &Path, title: &str, changes: &Path) -> Command {
+    let mut wait = command(dir);
+    wait.args(["create-ticket", "-t", title, "-o", "dev@example.com", "-s"])
+        .arg(changes)
+        .arg("--wait");
+    wait
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -53,19 +64,7 @@ fn create_ticket_wait_runs_the_whole_pipeline() {
     .unwrap();
     let changes = build_example_package(&dir.path().join("src"));
 
-    let output = run(
-        dir.path(),
-        &[
-            "create-ticket",
-            "-t",
-            "hello-ci",
-            "-o",
-            "dev@example.com",
-            "-s",
-            changes.to_str().unwrap(),
-            "--wait",
-        ],
-    );
+    let output = wait(dir.path(), "hello-ci", &changes).output().unwrap();
     let stderr = text(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     for shown in [
@@ -109,19 +108,7 @@ fn create_ticket_wait_runs_the_whole_pipeline() {
         let text = std::fs::read_to_string(&changelog).unwrap();
         std::fs::write(&changelog, text.replacen("(1.0-1)", "(1.0-2)", 1)).unwrap();
     });
-    let output = run(
-        dir.path(),
-        &[
-            "create-ticket",
-            "-t",
-            "failing",
-            "-o",
-            "dev@example.com",
-            "-s",
-            failing.to_str().unwrap(),
-            "--wait",
-        ],
-    );
+    let output = wait(dir.path(), "failing", &failing).output().unwrap();
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(10), "{stderr}");
     assert!(stderr.contains("==> test 3/3 (100%)"), "{stderr}");
@@ -153,19 +140,7 @@ fn create_ticket_wait_runs_the_whole_pipeline() {
         let text = std::fs::read_to_string(&changelog).unwrap();
         std::fs::write(&changelog, text.replacen("(1.0-1)", "(1.0-3)", 1)).unwrap();
     });
-    let mut waiting = ubuntu_ci(&dir.path().join("data"))
-        .arg("--config")
-        .arg(dir.path().join("config.toml"))
-        .args([
-            "create-ticket",
-            "-t",
-            "cancelled",
-            "-o",
-            "dev@example.com",
-            "-s",
-        ])
-        .arg(&again)
-        .arg("--wait")
+    let mut waiting = wait(dir.path(), "cancelled", &again)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 use ubuntu_ci_core::config::Config;
-use ubuntu_ci_core::lander::{ExecuteRequest, Lander, LanderOptions, RequestState};
-use ubuntu_ci_core::queue::{Done, DoneState, QueueName};
+use ubuntu_ci_core::lander::{ExecuteRequest, Lander, LanderOptions};
+use ubuntu_ci_core::queue::{DoneState, QueueName};
 use ubuntu_ci_core::submit::CreateTicket;
 use ubuntu_ci_core::Error;
 
@@ -106,18 +106,7 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
     let cancel = CancellationToken::new();
     let running = {
         let cancel = cancel.clone();
-        tokio::spawn(async move {
-            let outcome = lander.execute(execute, cancel).await?;
-            Ok(match outcome.state {
-                RequestState::Completed => Done::completed(Default::default()),
-                _ => {
-                    let mut done = Done::failed(outcome.reason.unwrap_or_default());
-                    done.results
-                        .insert("step".into(), outcome.step.as_str().into());
-                    done
-                }
-            })
-        })
+        tokio::spawn(async move { Ok(lander.execute(execute, cancel).await?.to_done()) })
     };
     let done = follow(
         "create-ticket",

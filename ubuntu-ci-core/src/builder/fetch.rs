@@ -5,7 +5,7 @@ use std::path::Path;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::store::{download, ObjectStore};
+use crate::store::{download, ContainerName, ObjectName, ObjectStore};
 use crate::upload::{validate_changes, validate_file_name, ValidatedUpload};
 
 /// Most source files one build takes.
@@ -29,19 +29,10 @@ pub async fn fetch_sources(
         )));
     }
     // Every URL is checked before the first download.
-    let mut objects = Vec::with_capacity(urls.len());
-    for text in urls {
-        let url = Url::parse(text)
-            .map_err(|e| Error::invalid(format!("source_packages: bad URL {text:?}: {e}")))?;
-        let (container, object) = store.resolve_url(&url).map_err(|e| {
-            Error::invalid(format!(
-                "source_packages: {text} is not in the configured data store: {}",
-                e.message()
-            ))
-        })?;
-        validate_file_name(object.as_str())?;
-        objects.push((container, object));
-    }
+    let objects = urls
+        .iter()
+        .map(|text| source_object(store, text))
+        .collect::<Result<Vec<_>>>()?;
     let changes: Vec<&str> = objects
         .iter()
         .map(|(_, o)| o.as_str())
@@ -64,6 +55,23 @@ pub async fn fetch_sources(
         download(store, container, object, &dir.join(object.as_str())).await?;
     }
     validate_changes(&dir.join(changes)).await
+}
+
+/// The object of the data store a `source_packages` URL names, its file name checked.
+///
+/// # Errors
+/// `InvalidInput` for a malformed URL, one outside `store`, or a bad file name.
+pub fn source_object(store: &dyn ObjectStore, text: &str) -> Result<(ContainerName, ObjectName)> {
+    let url = Url::parse(text)
+        .map_err(|e| Error::invalid(format!("source_packages: bad URL {text:?}: {e}")))?;
+    let (container, object) = store.resolve_url(&url).map_err(|e| {
+        Error::invalid(format!(
+            "source_packages: {text} is not in the configured data store: {}",
+            e.message()
+        ))
+    })?;
+    validate_file_name(object.as_str())?;
+    Ok((container, object))
 }
 
 #[cfg(test)]

@@ -279,7 +279,7 @@ impl RootfsImageBuilder {
                 ),
             )
             .await?;
-        let work = self.work_dir()?;
+        let work = WorkDir::new(&self.options.work_dir, "ubuntu-ci-image-")?;
         let tarball = work.path().join(name.as_str());
         let log = work.path().join("bootstrap.log");
         let mut command = Command::new("mmdebstrap");
@@ -314,14 +314,6 @@ impl RootfsImageBuilder {
         results.insert("url_list".into(), vec![info.url].into());
         results.insert("reused".into(), false.into());
         Ok(results)
-    }
-
-    fn work_dir(&self) -> Result<tempfile::TempDir> {
-        let work = tempfile::Builder::new()
-            .prefix("ubuntu-ci-image-")
-            .tempdir_in(&self.options.work_dir)?;
-        set_mode(work.path(), 0o755)?;
-        Ok(work)
     }
 
     async fn supervised(

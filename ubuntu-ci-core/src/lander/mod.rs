@@ -39,7 +39,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::builder::fetch::fetch_sources;
+use crate::builder::fetch::{fetch_sources, source_object};
 use crate::builder::order::{build_order, BuildNode};
 use crate::builder::BuildSource;
 use crate::config::Services;
@@ -191,6 +191,28 @@ pub struct RequestOutcome {
     pub tests: Vec<TestOutcome>,
     /// What was copied into the archive PPA (`hello 2.10-3`).
     pub published: Vec<String>,
+}
+
+impl RequestOutcome {
+    /// The request's final message: `state` and `reason` are the [`Done`]'s own
+    /// (`COMPLETED` or `FAILED`); how the request ended, cancelled included, is `outcome`;
+    /// the rest of the outcome follows.
+    pub fn to_done(&self) -> Done {
+        let mut results = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        if let Some(state) = results.remove("state") {
+            results.insert("outcome".into(), state);
+        }
+        results.remove("reason");
+        let mut done = match self.state {
+            RequestState::Completed => Done::completed(serde_json::Map::new()),
+            _ => Done::failed(self.reason.clone().unwrap_or_default()),
+        };
+        done.results.extend(results);
+        done
+    }
 }
 
 /// How the lander works.
@@ -418,27 +440,9 @@ impl Lander {
                     .await?;
             }
         }
-        // The final message's `state` and `reason` are the Done's own (`COMPLETED` or
-        // `FAILED`); how the request ended, cancelled included, is `outcome`.
-        let mut results = match serde_json::to_value(&outcome) {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => serde_json::Map::new(),
-        };
-        if let Some(state) = results.remove("state") {
-            results.insert("outcome".into(), state);
-        }
-        results.remove("reason");
-        let done = match outcome.state {
-            RequestState::Completed => Done::completed(results),
-            _ => {
-                let mut done = Done::failed(outcome.reason.clone().unwrap_or_default());
-                done.results.extend(results);
-                done
-            }
-        };
         self.services
             .queues
-            .publish(&queue, ProgressMessage::Done(done).to_json())
+            .publish(&queue, ProgressMessage::Done(outcome.to_done()).to_json())
             .await?;
         if let Some(store) = &self.services.requests {
             store.finish(request.ticket_id).await?;
@@ -592,10 +596,8 @@ impl Run<'_> {
                 architecture: self.lander.options.architecture.clone(),
             };
             let builder = self.services().builder.clone();
-            let cancel = self.cancel.child_token();
-            let worker = cancel.clone();
             let done = self
-                .relayed(step, &worker_queue, worker, async move {
+                .relayed(step, &worker_queue, |cancel| async move {
                     builder.build_source(request, cancel).await
                 })
                 .await?;
@@ -656,10 +658,8 @@ impl Run<'_> {
                     progress_queue: worker_queue.to_string(),
                 };
                 let images = self.services().images.clone();
-                let cancel = self.cancel.child_token();
-                let worker = cancel.clone();
                 let done = self
-                    .relayed(step, &worker_queue, worker, async move {
+                    .relayed(step, &worker_queue, |cancel| async move {
                         images.bootstrap(request, cancel).await
                     })
                     .await?;
@@ -690,10 +690,8 @@ impl Run<'_> {
             architecture: self.lander.options.architecture.clone(),
         };
         let images = self.services().images.clone();
-        let cancel = self.cancel.child_token();
-        let worker = cancel.clone();
         let done = self
-            .relayed(step, &worker_queue, worker, async move {
+            .relayed(step, &worker_queue, |cancel| async move {
                 images.build_image(request, cancel).await
             })
             .await?;
@@ -742,10 +740,8 @@ impl Run<'_> {
                 source_packages: upload.urls.clone(),
             };
             let runner = self.services().tests.clone();
-            let cancel = self.cancel.child_token();
-            let worker = cancel.clone();
             let done = self
-                .relayed(step, &worker_queue, worker, async move {
+                .relayed(step, &worker_queue, |cancel| async move {
                     runner.test_image(request, cancel).await
                 })
                 .await?;
@@ -923,18 +919,19 @@ impl Run<'_> {
             .map_err(|e| Stop::failed(self.outcome.step, e.to_string()))
     }
 
-    /// Runs a worker's `work`, passing its progress (all but its final message) on to the
-    /// request's queue as it comes.
-    async fn relayed<F>(
+    /// Runs a worker's `work`, given a child of the run's cancellation, passing its progress
+    /// (all but its final message) on to the request's queue as it comes.
+    async fn relayed<W, F>(
         &self,
         step: WorkflowStep,
         worker_queue: &QueueName,
-        worker: CancellationToken,
-        work: F,
+        work: W,
     ) -> Stopped<Done>
     where
+        W: FnOnce(CancellationToken) -> F,
         F: std::future::Future<Output = Result<Done>> + Send + 'static,
     {
+        let worker = self.cancel.child_token();
         let fail = |err: Error| Stop::failed(step, err.to_string());
         let mut messages = self
             .services()
@@ -954,7 +951,7 @@ impl Run<'_> {
                 }
             }
         });
-        let mut handle = tokio::spawn(work);
+        let mut handle = tokio::spawn(work(worker.clone()));
         let done = match self.lander.options.step_timeout {
             Some(limit) => match tokio::time::timeout(limit, &mut handle).await {
                 Ok(joined) => joined,
@@ -1038,15 +1035,7 @@ async fn listed_files(
     url: &str,
     dir: &std::path::Path,
 ) -> Result<BTreeSet<String>> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| Error::invalid(format!("source_packages: bad URL {url:?}: {e}")))?;
-    let (container, object) = store.resolve_url(&parsed).map_err(|e| {
-        Error::invalid(format!(
-            "source_packages: {url} is not in the configured data store: {}",
-            e.message()
-        ))
-    })?;
-    crate::upload::validate_file_name(object.as_str())?;
+    let (container, object) = source_object(store, url)?;
     let path = dir.join(object.as_str());
     crate::store::download(store, &container, &object, &path).await?;
     let bytes = crate::upload::deb822::read_bounded(std::fs::File::open(&path)?, 1 << 20)?;
