@@ -73,4 +73,8 @@ pub enum Command {
     Serve(crate::commands::serve::ServeArgs),
     /// Stop a ticket's request under way (its lander ends the work and releases the PPA)
     Cancel(crate::commands::cancel::CancelArgs),
+    /// Take a failed or cancelled ticket's request up again at the step it stopped at
+    Retry(crate::commands::retry::RetryArgs),
+    /// Where a ticket's request stands; with --follow, its progress until it ends
+    Status(crate::commands::status::StatusArgs),
 }

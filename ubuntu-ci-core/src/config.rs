@@ -64,6 +64,72 @@ pub struct Config {
     /// The local source builder (`[build]`).
     #[serde(default)]
     pub build: BuildConfig,
+    /// The lander (`[lander]`).
+    #[serde(default)]
+    pub lander: LanderConfig,
+}
+
+/// The `[lander]` section: time limits, worker health and concurrency of the lander.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanderConfig {
+    /// A worker call running longer is ended and its step FAILS (default: none, the
+    /// workers' own time limits only).
+    pub step_timeout_secs: Option<u64>,
+    /// The workers' heartbeat period (default 60).
+    pub heartbeat_secs: Option<u64>,
+    /// A worker silent for this many heartbeat periods is declared dead (default 10).
+    pub heartbeat_misses: Option<u32>,
+    /// How many times a call to a dead worker is made again before its step FAILS
+    /// (default 2).
+    pub step_retries: Option<u32>,
+    /// Source builds at once (default: one per core).
+    pub builds: Option<usize>,
+    /// Image builds at once (default: one per two cores).
+    pub images: Option<usize>,
+    /// Test runs at once (default: one per core).
+    pub tests: Option<usize>,
+}
+
+impl LanderConfig {
+    /// The lander's options for `series`, with this section's settings.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed series or a zero time, count or bound.
+    pub fn options(&self, series: &str) -> Result<crate::lander::LanderOptions> {
+        let mut options = crate::lander::LanderOptions::new(series)?;
+        let positive = |name: &str, value: u64| {
+            if value == 0 {
+                Err(Error::invalid(format!("[lander] {name} must be above 0")))
+            } else {
+                Ok(value)
+            }
+        };
+        if let Some(secs) = self.step_timeout_secs {
+            options.step_timeout = Some(Duration::from_secs(positive("step_timeout_secs", secs)?));
+        }
+        if let Some(secs) = self.heartbeat_secs {
+            options.heartbeat = Duration::from_secs(positive("heartbeat_secs", secs)?);
+        }
+        if let Some(misses) = self.heartbeat_misses {
+            positive("heartbeat_misses", u64::from(misses))?;
+            options.heartbeat_misses = misses;
+        }
+        if let Some(retries) = self.step_retries {
+            options.step_retries = retries;
+        }
+        for (name, value, slot) in [
+            ("builds", self.builds, &mut options.limits.builds),
+            ("images", self.images, &mut options.limits.images),
+            ("tests", self.tests, &mut options.limits.tests),
+        ] {
+            if let Some(value) = value {
+                positive(name, value as u64)?;
+                *slot = value;
+            }
+        }
+        Ok(options)
+    }
 }
 
 /// The `[build]` section: how the local builder builds.
@@ -736,6 +802,47 @@ mod tests {
         }
         assert!(
             Config::parse("[build]\ntimeout = 5\n").is_err(),
+            "unknown key"
+        );
+    }
+
+    #[test]
+    fn the_lander_section_sets_the_landers_options() {
+        let config = Config::parse(
+            "[lander]\nstep_timeout_secs = 3600\nheartbeat_secs = 30\nheartbeat_misses = 4\n\
+             step_retries = 0\nbuilds = 3\nimages = 2\ntests = 5\n",
+        )
+        .unwrap();
+        let options = config.lander.options("bookworm").unwrap();
+        assert_eq!(options.step_timeout, Some(Duration::from_secs(3600)));
+        assert_eq!(options.silence_limit(), Duration::from_secs(120));
+        assert_eq!(options.step_retries, 0);
+        assert_eq!(
+            options.limits,
+            crate::lander::StepLimits {
+                builds: 3,
+                images: 2,
+                tests: 5
+            }
+        );
+        let defaults = Config::default().lander.options("bookworm").unwrap();
+        assert_eq!(defaults.silence_limit(), Duration::from_secs(600));
+        assert_eq!(defaults.step_retries, 2);
+        assert_eq!(defaults.step_timeout, None);
+        for bad in [
+            "[lander]\nheartbeat_secs = 0\n",
+            "[lander]\nbuilds = 0\n",
+            "[lander]\nstep_timeout_secs = 0\n",
+        ] {
+            let err = Config::parse(bad)
+                .unwrap()
+                .lander
+                .options("bookworm")
+                .unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{bad}");
+        }
+        assert!(
+            Config::parse("[lander]\nretries = 1\n").is_err(),
             "unknown key"
         );
     }

@@ -737,17 +737,26 @@ impl NewTransition {
     }
 }
 
-/// Checks that a ticket at (`from_step`, `from_status`) may move to `to_step`:
-/// a closed ticket never moves, and a ticket never goes back to an earlier step.
+/// Checks that a ticket at (`from_step`, `from_status`) may move to (`to_step`,
+/// `to_status`): a ticket never goes back to an earlier step, and a closed ticket never
+/// moves, but for a retry: a ticket that FAILED or was CANCELLED at a step may be taken
+/// up again at that step (`IN_PROGRESS`), and is open again.
 pub fn check_transition(
     from_step: WorkflowStep,
     from_status: StepStatus,
     to_step: WorkflowStep,
+    to_status: StepStatus,
 ) -> Result<()> {
     if TicketState::of(from_step, from_status) == TicketState::Closed {
-        return Err(Error::conflict(format!(
-            "the ticket is closed ({from_step} {from_status}); it takes no more progress"
-        )));
+        let retry = matches!(from_status, StepStatus::Failed | StepStatus::Cancelled)
+            && to_step == from_step
+            && to_status == StepStatus::InProgress;
+        if !retry {
+            return Err(Error::conflict(format!(
+                "the ticket is closed ({from_step} {from_status}); it takes no more progress \
+                 (a retry takes it up again at {from_step}, IN_PROGRESS)"
+            )));
+        }
     }
     if to_step < from_step {
         return Err(Error::conflict(format!(
@@ -1123,14 +1132,19 @@ mod tests {
     }
 
     #[test]
-    fn closed_tickets_take_no_progress_and_steps_go_forward() {
+    fn closed_tickets_take_no_progress_but_a_retry_and_steps_go_forward() {
         use StepStatus::*;
         use WorkflowStep::*;
-        check_transition(New, Pending, Queued).unwrap();
-        check_transition(SourceBuild, InProgress, SourceBuild).unwrap();
-        assert!(check_transition(SourceBuild, InProgress, New).is_err());
-        assert!(check_transition(SourceBuild, Failed, ImageBuild).is_err());
-        assert!(check_transition(Complete, Succeeded, Complete).is_err());
+        check_transition(New, Pending, Queued, Pending).unwrap();
+        check_transition(SourceBuild, InProgress, SourceBuild, Succeeded).unwrap();
+        assert!(check_transition(SourceBuild, InProgress, New, InProgress).is_err());
+        assert!(check_transition(SourceBuild, Failed, ImageBuild, InProgress).is_err());
+        assert!(check_transition(Complete, Succeeded, Complete, InProgress).is_err());
+        // A retry takes a failed or cancelled ticket up again where it stopped, only.
+        check_transition(ImageTest, Failed, ImageTest, InProgress).unwrap();
+        check_transition(SourceBuild, Cancelled, SourceBuild, InProgress).unwrap();
+        assert!(check_transition(ImageTest, Failed, ImageTest, Failed).is_err());
+        assert!(check_transition(ImageTest, Failed, Publish, InProgress).is_err());
         assert_eq!(TicketState::of(Complete, Succeeded), TicketState::Closed);
         assert_eq!(TicketState::of(Complete, InProgress), TicketState::Open);
     }

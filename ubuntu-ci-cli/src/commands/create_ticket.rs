@@ -4,15 +4,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use tokio_util::sync::CancellationToken;
 use ubuntu_ci_core::config::Config;
-use ubuntu_ci_core::lander::{ExecuteRequest, Lander, LanderOptions};
-use ubuntu_ci_core::queue::{DoneState, QueueName};
+use ubuntu_ci_core::lander::{ExecuteRequest, Lander};
+use ubuntu_ci_core::queue::QueueName;
 use ubuntu_ci_core::submit::CreateTicket;
 use ubuntu_ci_core::Error;
 
-use crate::exit::{RequestDidNotComplete, TestsDidNotPass};
-use crate::follow::{follow, LogTo};
 use crate::output;
 
 /// Arguments of `create-ticket`.
@@ -84,7 +81,7 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
     }
     // Everything --wait needs is checked before the ticket is made.
     let series = archives.series(args.series.as_deref())?;
-    let options = LanderOptions::new(&series)?;
+    let options = config.lander.options(&series)?;
     let ticket = request
         .run(&services, crate::progress::for_terminal(json))
         .await?;
@@ -103,40 +100,16 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
         ..ExecuteRequest::for_ticket(&ticket, &queue)
     };
     let lander = Lander::new(services.clone(), options);
-    let cancel = CancellationToken::new();
-    let running = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move { Ok(lander.execute(execute, cancel).await?.to_done()) })
-    };
-    let done = follow(
-        "create-ticket",
-        messages,
-        running,
-        &cancel,
+    let handle = lander.submit(execute).await?;
+    crate::commands::request::follow_request(
+        config,
         json,
-        LogTo::Stderr,
+        "create-ticket",
+        &ticket.ticket.resource_uri.to_string(),
+        messages,
+        handle,
     )
-    .await?;
-    if !json {
-        println!(
-            "{}",
-            config.resource_url(&ticket.ticket.resource_uri.to_string())?
-        );
-    }
-    if done.state == DoneState::Completed {
-        return Ok(());
-    }
-    let step = done
-        .results
-        .get("step")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("?")
-        .to_owned();
-    let reason = done.reason.clone().unwrap_or_default();
-    if step == "IMAGE_TEST" {
-        return Err(TestsDidNotPass(format!("FAILED ({reason})")).into());
-    }
-    Err(RequestDidNotComplete { step, reason }.into())
+    .await
 }
 
 /// Creates the ticket and prints it.

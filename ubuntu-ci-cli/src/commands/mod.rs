@@ -6,7 +6,10 @@ pub mod create_ticket;
 pub mod doctor;
 pub mod image;
 pub mod ppa;
+pub mod request;
+pub mod retry;
 pub mod serve;
+pub mod status;
 pub mod store;
 pub mod test;
 pub mod ticket;
@@ -45,5 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Test(args) => test::run(&config, json, args).await,
         Command::Serve(args) => serve::run(config, args).await,
         Command::Cancel(args) => cancel::run(&config, json, args).await,
+        Command::Retry(args) => retry::run(&config, json, args).await,
+        Command::Status(args) => status::run(&config, json, args).await,
     }
 }

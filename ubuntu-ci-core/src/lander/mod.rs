@@ -24,16 +24,29 @@
 //! The request and how far it got are kept in the ticket store ([`store`]) at every step
 //! boundary: [`Lander::resume`] carries on with the requests a lander left unfinished (its
 //! process killed), skipping the builds, image, test runs and copies already done and
-//! doing again the one that was under way. Per-step timeouts and retries, and concurrency
-//! bounds are not here yet.
+//! doing again the one that was under way; [`Lander::retry`] takes a failed or cancelled
+//! request up again at the step it stopped at. A lander claims the requests it runs
+//! ([`claim`]), so two landers never run one.
+//!
+//! Many requests run at once ([`Lander::submit`] returns a [`RequestHandle`]); worker
+//! calls are bounded per kind ([`StepLimits`]), first come first served, and a request
+//! waiting for a slot or a PPA says so in the store ([`store::RequestStatus`]). A worker
+//! silent for [`LanderOptions::heartbeat_misses`] heartbeat periods is declared dead and
+//! its call made again, up to [`LanderOptions::step_retries`] times.
 
+pub(crate) mod claim;
+pub mod limits;
 pub mod store;
 
+pub use limits::StepLimits;
+use limits::{Gates, Work};
 use store::RequestStore;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -43,7 +56,7 @@ use crate::builder::fetch::{fetch_sources, source_object};
 use crate::builder::order::{build_order, BuildNode};
 use crate::builder::BuildSource;
 use crate::config::Services;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::image::{BaseImage, Bootstrap, BuildImage, ImageType};
 use crate::model::{ArtifactType, NewTransition, StepStatus, TicketDetail, Uri, WorkflowStep};
 use crate::ppa::PpaName;
@@ -51,10 +64,13 @@ use crate::queue::{Done, DoneState, ProgressMessage, QueueName};
 use crate::runner::{PackageNames, TestImage};
 
 /// How often a running request looks whether a stop was asked for.
-const CANCEL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+const CANCEL_POLL: Duration = Duration::from_secs(1);
 
-/// How long a worker told to stop at a step's time limit is given to end.
-const WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a worker told to stop (time limit, declared dead) is given to end.
+const WORKER_GRACE: Duration = Duration::from_secs(30);
+
+/// How long `get_ppa` may take before the request is noted as waiting for a PPA.
+const PPA_WAIT_NOTICE: Duration = Duration::from_millis(500);
 
 /// The archive PPA successful requests are published into.
 pub const ARCHIVE_PPA: &str = "ppa:ci-team/ppa_archive";
@@ -226,7 +242,20 @@ pub struct LanderOptions {
     pub architecture: Option<String>,
     /// A worker's call running longer is stopped and its step FAILED (none: the workers'
     /// own time limits only).
-    pub step_timeout: Option<std::time::Duration>,
+    pub step_timeout: Option<Duration>,
+    /// The workers' heartbeat period (the original design's 60 s): a worker says
+    /// something at least this often.
+    pub heartbeat: Duration,
+    /// A worker silent for this many heartbeat periods is declared dead (default 10).
+    pub heartbeat_misses: u32,
+    /// How many times a call to a worker declared dead is made again before its step
+    /// FAILS (default 2).
+    pub step_retries: u32,
+    /// Worker calls at once, per kind.
+    pub limits: StepLimits,
+    /// How long a lander's claim on a request holds without renewal (it renews it every
+    /// quarter of this); another host's lander takes over a request only after.
+    pub claim_lease: Duration,
 }
 
 impl LanderOptions {
@@ -241,14 +270,66 @@ impl LanderOptions {
             series: series.to_owned(),
             architecture: None,
             step_timeout: None,
+            heartbeat: Duration::from_secs(60),
+            heartbeat_misses: 10,
+            step_retries: 2,
+            limits: StepLimits::for_machine(),
+            claim_lease: Duration::from_secs(60),
         })
+    }
+
+    /// How long a worker may stay silent before it is declared dead.
+    pub fn silence_limit(&self) -> Duration {
+        self.heartbeat.saturating_mul(self.heartbeat_misses.max(1))
     }
 }
 
-/// Runs requests through the services' workers.
+/// Runs requests through the services' workers; cheap to clone (clones share the
+/// bounds and the requests running).
+#[derive(Clone)]
 pub struct Lander {
     services: Services,
     options: LanderOptions,
+    gates: Arc<Gates>,
+    /// The requests this lander runs, by ticket, with their cancellation.
+    running: Arc<Mutex<HashMap<i64, CancellationToken>>>,
+}
+
+/// A request running in the background (see [`Lander::submit`]).
+#[derive(Debug)]
+pub struct RequestHandle {
+    ticket_id: i64,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<RequestOutcome>>,
+}
+
+impl RequestHandle {
+    /// The ticket.
+    pub fn ticket_id(&self) -> i64 {
+        self.ticket_id
+    }
+
+    /// Stops the request: its workers end their processes, the PPA is released, the
+    /// ticket is marked CANCELLED.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The request's cancellation: cancelling it is [`RequestHandle::cancel`].
+    pub fn cancellation(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Waits for the request's end.
+    ///
+    /// # Errors
+    /// As [`Lander::execute`]; `Internal` when the request's task panicked.
+    pub async fn outcome(self) -> Result<RequestOutcome> {
+        self.task.await.map_err(|e| {
+            Error::internal(format!("the lander of ticket {} failed", self.ticket_id))
+                .with_source(e)
+        })?
+    }
 }
 
 impl fmt::Debug for Lander {
@@ -289,21 +370,33 @@ struct Upload {
 impl Lander {
     /// A lander on `services`.
     pub fn new(services: Services, options: LanderOptions) -> Lander {
-        Lander { services, options }
+        Lander {
+            gates: Arc::new(Gates::new(options.limits)),
+            services,
+            options,
+            running: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
-    /// Runs `request` to its end (or `cancel`): every step recorded on the ticket, the
-    /// workers' progress and the lander's phases on the request's queue, the PPA released
-    /// whatever happens. A failed step is a `FAILED` outcome, not an error.
+    /// The services it runs on.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Records `request` (durably, when the services keep requests) and runs it in the
+    /// background; the handle gives its outcome. The request is taken once recorded: a
+    /// lander killed after this resumes it ([`Lander::resume`]).
     ///
     /// # Errors
-    /// Only when nothing can be reported: a malformed queue name, an unknown ticket, a
-    /// broken ticket system or queue.
-    pub async fn execute(
-        &self,
-        request: ExecuteRequest,
-        cancel: CancellationToken,
-    ) -> Result<RequestOutcome> {
+    /// As [`Lander::execute`]'s, before anything runs; `Conflict` when the ticket has a
+    /// request under way.
+    pub async fn submit(&self, request: ExecuteRequest) -> Result<RequestHandle> {
+        let (request, progress) = self.take(request).await?;
+        Ok(self.spawn(request, progress, CancellationToken::new()))
+    }
+
+    /// Checks `request`, and records and claims it.
+    async fn take(&self, request: ExecuteRequest) -> Result<(ExecuteRequest, RequestOutcome)> {
         QueueName::new(request.progress_queue.clone())?;
         self.services.tickets.get_ticket(request.ticket_id).await?;
         let series = request
@@ -323,32 +416,235 @@ impl Lander {
             tests: Vec::new(),
             published: Vec::new(),
         };
-        if let Some(store) = &self.services.requests {
-            store.record(&request, &progress).await?;
+        if self.is_running(request.ticket_id) {
+            return Err(under_way(request.ticket_id));
         }
+        if let Some(store) = &self.services.requests {
+            if !store.record(&request, &progress).await? {
+                return Err(under_way(request.ticket_id));
+            }
+            store
+                .claim(
+                    request.ticket_id,
+                    claim::runner(),
+                    None,
+                    &claim::until(self.options.claim_lease),
+                )
+                .await?;
+        }
+        Ok((request, progress))
+    }
+
+    fn is_running(&self, ticket: i64) -> bool {
+        self.running
+            .lock()
+            .map(|running| running.contains_key(&ticket))
+            .unwrap_or(false)
+    }
+
+    /// Runs a recorded (and claimed) request in the background.
+    fn spawn(
+        &self,
+        request: ExecuteRequest,
+        progress: RequestOutcome,
+        cancel: CancellationToken,
+    ) -> RequestHandle {
+        let ticket_id = request.ticket_id;
+        let lander = self.clone();
+        let token = cancel.clone();
+        let task = tokio::spawn(async move { lander.run_here(request, progress, token).await });
+        RequestHandle {
+            ticket_id,
+            cancel,
+            task,
+        }
+    }
+
+    /// Runs a recorded (and claimed) request in this task, known as running meanwhile.
+    async fn run_here(
+        &self,
+        request: ExecuteRequest,
+        progress: RequestOutcome,
+        cancel: CancellationToken,
+    ) -> Result<RequestOutcome> {
+        let ticket = request.ticket_id;
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(ticket, cancel.clone());
+        }
+        // Forgotten however the run ends, a dropped (aborted) task included.
+        let _running = scopeguard(|| {
+            if let Ok(mut running) = self.running.lock() {
+                running.remove(&ticket);
+            }
+        });
         self.run(request, progress, cancel).await
     }
 
-    /// Carries on with every request a lander left unfinished, one after the other, and
-    /// returns their outcomes; a request whose ticket is already closed is only marked
-    /// finished.
+    /// Asks the ticket's request to stop, wherever it runs: at once when this lander runs
+    /// it, within a second or two when another does (through the store). `false` when
+    /// the ticket has no request under way.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn cancel(&self, ticket: i64) -> Result<bool> {
+        let here = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|running| running.get(&ticket).cloned());
+        let asked = match &self.services.requests {
+            Some(store) => store.request_cancel(ticket).await?,
+            None => false,
+        };
+        if let Some(token) = &here {
+            token.cancel();
+        }
+        Ok(asked || here.is_some())
+    }
+
+    /// Takes the ticket's failed or cancelled request up again, at the step it stopped at:
+    /// what was done before (builds, which are put back into the new PPA from the data
+    /// store, the image, the tests that ran) is not done again. Its progress goes to
+    /// `progress_queue` (a queue takes one request's messages: default, a new
+    /// `ticket-<id>-<8 hex digits>-exchange`).
+    ///
+    /// # Errors
+    /// `Unsupported` without a request store; `NotFound` when the ticket never had a
+    /// request; `Conflict` when it is under way or completed; `InvalidInput` for a bad
+    /// queue name.
+    pub async fn retry(
+        &self,
+        ticket: i64,
+        progress_queue: Option<QueueName>,
+    ) -> Result<RequestHandle> {
+        let Some(store) = self.services.requests.clone() else {
+            return Err(Error::unsupported(
+                "retry needs the lander's request store (local state)",
+            ));
+        };
+        self.services.tickets.get_ticket(ticket).await?;
+        let Some(status) = store.status(ticket).await? else {
+            return Err(Error::not_found(format!(
+                "ticket {ticket} never had a request to retry (create-ticket --wait, or the \
+                 API's request call, starts one)"
+            )));
+        };
+        if !status.finished || self.is_running(ticket) {
+            return Err(under_way(ticket));
+        }
+        if status.progress.state == RequestState::Completed {
+            return Err(Error::conflict(format!(
+                "ticket {ticket} completed: there is nothing to retry"
+            )));
+        }
+        let queue = match progress_queue {
+            Some(queue) => queue,
+            None => QueueName::fresh(&format!("ticket-{ticket}"))?,
+        };
+        let mut request = status.request;
+        request.progress_queue = queue.to_string();
+        let stopped_at = status.progress.step;
+        let mut progress = status.progress;
+        progress.reason = None;
+        progress.state = RequestState::Failed;
+        progress.ppa = None;
+        progress.builds.retain(|b| b.state == DoneState::Completed);
+        progress
+            .tests
+            .retain(|t| t.reason.is_none() && t.test_result != "FAILED");
+        // The ticket is taken up again at that step (it is open again) before the request
+        // is: a request that cannot record that is not retried.
+        self.transition(
+            ticket,
+            stopped_at,
+            StepStatus::InProgress,
+            format!("retrying from {stopped_at}"),
+        )
+        .await?;
+        if !store.record(&request, &progress).await? {
+            return Err(under_way(ticket));
+        }
+        store
+            .claim(
+                ticket,
+                claim::runner(),
+                None,
+                &claim::until(self.options.claim_lease),
+            )
+            .await?;
+        Ok(self.spawn(request, progress, CancellationToken::new()))
+    }
+
+    /// Runs `request` to its end (or `cancel`): every step recorded on the ticket, the
+    /// workers' progress and the lander's phases on the request's queue, the PPA released
+    /// whatever happens. A failed step is a `FAILED` outcome, not an error.
+    ///
+    /// # Errors
+    /// Only when nothing can be reported: a malformed queue name, an unknown ticket, a
+    /// broken ticket system or queue.
+    pub async fn execute(
+        &self,
+        request: ExecuteRequest,
+        cancel: CancellationToken,
+    ) -> Result<RequestOutcome> {
+        let (request, progress) = self.take(request).await?;
+        self.run_here(request, progress, cancel).await
+    }
+
+    /// Carries on with every request a lander left unfinished (and no other lander runs),
+    /// all at once within the bounds, and returns their outcomes in the order they were
+    /// submitted.
     ///
     /// # Errors
     /// The store's, or what [`Lander::execute`] returns as errors.
     pub async fn resume(&self, cancel: CancellationToken) -> Result<Vec<RequestOutcome>> {
+        let mut outcomes = Vec::new();
+        for handle in self.resume_in_background(cancel).await? {
+            outcomes.push(handle.outcome().await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// As [`Lander::resume`], returning at once with the requests' handles; a request
+    /// whose ticket is already closed is only marked finished.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn resume_in_background(
+        &self,
+        cancel: CancellationToken,
+    ) -> Result<Vec<RequestHandle>> {
         let Some(store) = self.services.requests.clone() else {
             return Ok(Vec::new());
         };
-        let mut outcomes = Vec::new();
+        let mut handles = Vec::new();
         for (request, progress) in store.unfinished().await? {
-            let ticket = self.services.tickets.get_ticket(request.ticket_id).await?;
-            if ticket.ticket.state == crate::model::TicketState::Closed {
-                store.finish(request.ticket_id).await?;
+            let ticket = request.ticket_id;
+            if self.is_running(ticket) {
                 continue;
             }
-            outcomes.push(self.run(request, progress, cancel.clone()).await?);
+            let was = store.claimant(ticket).await?;
+            if let Some((by, until)) = &was {
+                if by != claim::runner() && claim::holds(by, until) {
+                    continue;
+                }
+            }
+            let until = claim::until(self.options.claim_lease);
+            let was = was.map(|(by, _)| by);
+            if !store
+                .claim(ticket, claim::runner(), was.as_deref(), &until)
+                .await?
+            {
+                continue;
+            }
+            let detail = self.services.tickets.get_ticket(ticket).await?;
+            if detail.ticket.state == crate::model::TicketState::Closed {
+                store.finish(ticket, &progress).await?;
+                continue;
+            }
+            handles.push(self.spawn(request, progress, cancel.child_token()));
         }
-        Ok(outcomes)
+        Ok(handles)
     }
 
     async fn run(
@@ -380,6 +676,7 @@ impl Lander {
                     store,
                     request.ticket_id,
                     cancel.clone(),
+                    self.options.claim_lease,
                 )))
             }
             None => None,
@@ -423,7 +720,9 @@ impl Lander {
                 )
                 .await?;
             }
-            Err(stop) => {
+            Err(mut stop) => {
+                // A resumed or retried request never takes its ticket back.
+                stop.step = stop.step.max(floor);
                 outcome.state = if stop.cancelled {
                     RequestState::Cancelled
                 } else {
@@ -445,7 +744,7 @@ impl Lander {
             .publish(&queue, ProgressMessage::Done(outcome.to_done()).to_json())
             .await?;
         if let Some(store) = &self.services.requests {
-            store.finish(request.ticket_id).await?;
+            store.finish(request.ticket_id, &outcome).await?;
         }
         Ok(outcome)
     }
@@ -542,11 +841,7 @@ impl Run<'_> {
         let step = WorkflowStep::PpaAssignment;
         let fail = |err: Error| Stop::failed(step, err.to_string());
         self.enter(step, "assigning a PPA".to_owned()).await?;
-        let ppa = self
-            .services()
-            .ready_ppa(self.ticket())
-            .await
-            .map_err(fail)?;
+        let ppa = self.assign_ppa().await?;
         self.outcome.ppa = Some(ppa.name.to_string());
         self.save().await?;
         self.services()
@@ -574,31 +869,32 @@ impl Run<'_> {
             .uploads()
             .await
             .map_err(|e| Stop::failed(step, e.to_string()))?;
+        self.restore(ppa, series, &uploads).await?;
         let total = uploads.len();
         for (n, upload) in uploads.iter().enumerate() {
             let what = format!("{} {}", upload.source, upload.version);
-            if self.outcome.builds.iter().any(|b| {
-                b.source == upload.source
-                    && b.version == upload.version
-                    && b.state == DoneState::Completed
-            }) {
+            if self.built(upload).is_some() {
                 continue;
             }
             self.enter(step, format!("building {what} ({}/{total})", n + 1))
                 .await?;
-            let worker_queue = self.worker_queue("bsbuilder", n)?;
             let request = BuildSource {
                 source_packages: upload.urls.clone(),
                 ppa: ppa.to_string(),
-                progress_queue: worker_queue.to_string(),
+                progress_queue: String::new(),
                 ticket_id: Some(self.ticket()),
                 series: Some(series.to_owned()),
                 architecture: self.lander.options.architecture.clone(),
             };
             let builder = self.services().builder.clone();
             let done = self
-                .relayed(step, &worker_queue, |cancel| async move {
-                    builder.build_source(request, cancel).await
+                .relayed(step, Work::Build, "bsbuilder", n, move |queue, cancel| {
+                    let builder = builder.clone();
+                    let request = BuildSource {
+                        progress_queue: queue.to_string(),
+                        ..request.clone()
+                    };
+                    async move { builder.build_source(request, cancel).await }
                 })
                 .await?;
             self.outcome.builds.push(BuildOutcome {
@@ -649,19 +945,29 @@ impl Run<'_> {
         {
             Some(url) => url,
             None => {
-                let worker_queue = self.worker_queue("image-bootstrap", 0)?;
                 let request = Bootstrap {
                     series: series.to_owned(),
                     image_type: ImageType::Rootfs,
                     architecture: self.lander.options.architecture.clone(),
                     refresh: false,
-                    progress_queue: worker_queue.to_string(),
+                    progress_queue: String::new(),
                 };
                 let images = self.services().images.clone();
                 let done = self
-                    .relayed(step, &worker_queue, |cancel| async move {
-                        images.bootstrap(request, cancel).await
-                    })
+                    .relayed(
+                        step,
+                        Work::Image,
+                        "image-bootstrap",
+                        0,
+                        move |queue, cancel| {
+                            let images = images.clone();
+                            let request = Bootstrap {
+                                progress_queue: queue.to_string(),
+                                ..request.clone()
+                            };
+                            async move { images.bootstrap(request, cancel).await }
+                        },
+                    )
                     .await?;
                 self.check_done(step, &done, "the base image could not be made")?;
                 first_url(&done).ok_or_else(|| {
@@ -676,7 +982,6 @@ impl Run<'_> {
             format!("building an image with {}", packages.join(", ")),
         )
         .await?;
-        let worker_queue = self.worker_queue("image-builder", 0)?;
         let request = BuildImage {
             base_image: BaseImage {
                 image_type: ImageType::Rootfs,
@@ -685,15 +990,26 @@ impl Run<'_> {
             },
             ppa_list: vec![ppa.to_string(), archive_ppa.to_string()],
             package_list: packages.clone(),
-            progress_queue: worker_queue.to_string(),
+            progress_queue: String::new(),
             ticket_id: Some(self.ticket()),
             architecture: self.lander.options.architecture.clone(),
         };
         let images = self.services().images.clone();
         let done = self
-            .relayed(step, &worker_queue, |cancel| async move {
-                images.build_image(request, cancel).await
-            })
+            .relayed(
+                step,
+                Work::Image,
+                "image-builder",
+                0,
+                move |queue, cancel| {
+                    let images = images.clone();
+                    let request = BuildImage {
+                        progress_queue: queue.to_string(),
+                        ..request.clone()
+                    };
+                    async move { images.build_image(request, cancel).await }
+                },
+            )
             .await?;
         self.check_done(step, &done, "the image could not be built")?;
         let image =
@@ -729,20 +1045,24 @@ impl Run<'_> {
                 ),
             )
             .await?;
-            let worker_queue = self.worker_queue("test-runner", n)?;
             let test_request_id = format!("{}.{}", self.ticket(), n + 1);
             let request = TestImage {
                 test_request_id: test_request_id.clone(),
                 image_url: image.clone(),
                 package_name: PackageNames::Many(tested.clone()),
-                progress_queue: Some(worker_queue.to_string()),
+                progress_queue: None,
                 ticket_id: Some(self.ticket()),
                 source_packages: upload.urls.clone(),
             };
             let runner = self.services().tests.clone();
             let done = self
-                .relayed(step, &worker_queue, |cancel| async move {
-                    runner.test_image(request, cancel).await
+                .relayed(step, Work::Test, "test-runner", n, move |queue, cancel| {
+                    let runner = runner.clone();
+                    let request = TestImage {
+                        progress_queue: Some(queue.to_string()),
+                        ..request.clone()
+                    };
+                    async move { runner.test_image(request, cancel).await }
                 })
                 .await?;
             self.check_cancelled(step)?;
@@ -879,6 +1199,106 @@ impl Run<'_> {
             .collect())
     }
 
+    /// The upload's completed build, when there is one.
+    fn built(&self, upload: &Upload) -> Option<&BuildOutcome> {
+        self.outcome.builds.iter().find(|b| {
+            b.source == upload.source
+                && b.version == upload.version
+                && b.state == DoneState::Completed
+        })
+    }
+
+    /// Puts the builds done earlier (by the run a resumed or retried request was) back into
+    /// `ppa` when it no longer carries them (it was released, or another PPA was
+    /// assigned): the `.deb`s and the source, as the builder stored them. A build whose
+    /// files were not stored is forgotten, to be made again, and with it the image and the
+    /// tests, which were of binaries that are gone.
+    async fn restore(&mut self, ppa: &PpaName, series: &str, uploads: &[Upload]) -> Stopped<()> {
+        let step = WorkflowStep::SourceBuild;
+        let fail = |err: Error| Stop::failed(step, err.to_string());
+        if self.outcome.builds.is_empty() {
+            return Ok(());
+        }
+        let present: BTreeSet<String> = self
+            .services()
+            .archives
+            .packages(ppa, Some(series))
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .filter(|p| p.architecture != "source")
+            .map(|p| p.name)
+            .collect();
+        let mut lost = false;
+        for upload in uploads {
+            let Some(build) = self.built(upload) else {
+                continue;
+            };
+            if upload.binaries.iter().any(|b| present.contains(b)) {
+                continue;
+            }
+            let debs: Vec<String> = build
+                .results
+                .get("binaries")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_str)
+                .filter(|url| url.ends_with(".deb"))
+                .map(str::to_owned)
+                .collect();
+            let what = format!("{} {}", upload.source, upload.version);
+            if debs.is_empty() {
+                lost = true;
+                self.outcome
+                    .builds
+                    .retain(|b| !(b.source == upload.source && b.version == upload.version));
+                continue;
+            }
+            self.enter(step, format!("putting the build of {what} back into {ppa}"))
+                .await?;
+            self.republish(ppa, series, upload, &debs)
+                .await
+                .map_err(|e| Stop::failed(step, format!("{what} could not be put back: {e}")))?;
+        }
+        if lost {
+            self.outcome.image = None;
+            self.outcome.tests.clear();
+        }
+        self.save().await
+    }
+
+    /// Publishes the stored `.deb`s of `upload` (and its source, when it was for `series`)
+    /// into `ppa`.
+    async fn republish(
+        &self,
+        ppa: &PpaName,
+        series: &str,
+        upload: &Upload,
+        debs: &[String],
+    ) -> Result<()> {
+        let store = &*self.services().store;
+        let dir = tempfile::tempdir()?;
+        let sources = dir.path().join("source");
+        std::fs::create_dir_all(&sources)?;
+        let validated = fetch_sources(store, &upload.urls, &sources).await?;
+        let mut files = Vec::new();
+        if validated.changes.distribution.as_deref() == Some(series) {
+            files.push(validated.changes_path.clone());
+        }
+        for url in debs {
+            let (container, object) = source_object(store, url)?;
+            let path = dir.path().join(object.as_str());
+            crate::store::download(store, &container, &object, &path).await?;
+            files.push(path);
+        }
+        self.services()
+            .archives
+            .publish_files(ppa, Some(series), &files)
+            .await?;
+        Ok(())
+    }
+
     /// The binaries of `uploads` the PPA carries for the series.
     async fn built_binaries(
         &self,
@@ -919,18 +1339,157 @@ impl Run<'_> {
             .map_err(|e| Stop::failed(self.outcome.step, e.to_string()))
     }
 
-    /// Runs a worker's `work`, given a child of the run's cancellation, passing its progress
-    /// (all but its final message) on to the request's queue as it comes.
+    /// Calls a worker (`call`, given its own new progress queue and a child of the run's
+    /// cancellation) once a slot for `work` is free, passing its progress (all but its
+    /// final message) on to the request's queue as it comes. A call that outlives the
+    /// step's time limit is ended and the step FAILS; a worker silent for the heartbeat
+    /// limit is ended and called again, up to the retries, then the step FAILS.
     async fn relayed<W, F>(
         &self,
         step: WorkflowStep,
-        worker_queue: &QueueName,
-        work: W,
+        work: Work,
+        kind: &str,
+        n: usize,
+        call: W,
     ) -> Stopped<Done>
     where
-        W: FnOnce(CancellationToken) -> F,
+        W: Fn(QueueName, CancellationToken) -> F,
         F: std::future::Future<Output = Result<Done>> + Send + 'static,
     {
+        let _slot = self.slot(step, work).await?;
+        let options = &self.lander.options;
+        let attempts = options.step_retries.saturating_add(1);
+        let mut attempt = 1;
+        loop {
+            let queue = self.worker_queue(kind, n)?;
+            match self.call_once(step, &queue, &call).await? {
+                Some(done) => return Ok(done),
+                None => {
+                    let silence = options.silence_limit();
+                    let dead = format!(
+                        "the worker was silent for {} heartbeat periods ({} s) and was \
+                         declared dead",
+                        options.heartbeat_misses,
+                        silence.as_secs()
+                    );
+                    if attempt >= attempts {
+                        return Err(Stop::failed(
+                            step,
+                            format!("{dead}, {attempts} times: giving up"),
+                        ));
+                    }
+                    attempt += 1;
+                    self.report(
+                        step,
+                        StepStatus::InProgress,
+                        format!("{dead}; calling it again (attempt {attempt} of {attempts})"),
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+
+    /// A free slot for `work`, waited for in line when none is (the wait kept in the
+    /// store, for `ticket show` and the API).
+    async fn slot(
+        &self,
+        step: WorkflowStep,
+        work: Work,
+    ) -> Stopped<tokio::sync::SemaphorePermit<'_>> {
+        if let Some(permit) = self.lander.gates.try_enter(work) {
+            return Ok(permit);
+        }
+        self.note_waiting(step, Some(work.slot())).await?;
+        let permit = tokio::select! {
+            permit = self.lander.gates.gate(work).acquire() => permit
+                .map_err(|e| Stop::failed(step, format!("the lander is shutting down: {e}"))),
+            () = self.cancel.cancelled() => Err(self.cancelled(step)),
+        };
+        self.note_waiting(step, None).await?;
+        permit
+    }
+
+    /// The ticket's PPA, waited for (noted as such) while every PPA is busy.
+    async fn assign_ppa(&self) -> Stopped<crate::ppa::Ppa> {
+        let step = WorkflowStep::PpaAssignment;
+        let mut noted = false;
+        let result = loop {
+            let attempt = self.services().ready_ppa(self.ticket());
+            tokio::pin!(attempt);
+            let result = tokio::select! {
+                result = &mut attempt => result,
+                () = tokio::time::sleep(PPA_WAIT_NOTICE), if !noted => {
+                    self.note_waiting(step, Some("a PPA")).await?;
+                    noted = true;
+                    tokio::select! {
+                        result = &mut attempt => result,
+                        () = self.cancel.cancelled() => break Err(self.cancelled(step)),
+                    }
+                }
+                () = self.cancel.cancelled() => break Err(self.cancelled(step)),
+            };
+            match result {
+                // Every PPA stayed busy for the pool's whole wait: still in line.
+                Err(err) if err.kind() == ErrorKind::Unavailable => {
+                    if !noted {
+                        self.note_waiting(step, Some("a PPA")).await?;
+                        noted = true;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(CANCEL_POLL) => {}
+                        () = self.cancel.cancelled() => break Err(self.cancelled(step)),
+                    }
+                }
+                Err(err) => break Err(Stop::failed(step, err.to_string())),
+                Ok(ppa) => break Ok(ppa),
+            }
+        };
+        if noted {
+            self.note_waiting(step, None).await?;
+        }
+        result
+    }
+
+    /// Keeps what the request waits for (none: no more) in the store, and says so on the
+    /// queue.
+    async fn note_waiting(&self, step: WorkflowStep, what: Option<&str>) -> Stopped<()> {
+        if let Some(store) = &self.services().requests {
+            store
+                .set_waiting(self.ticket(), what)
+                .await
+                .map_err(|e| Stop::failed(step, e.to_string()))?;
+        }
+        if let Some(what) = what {
+            self.services()
+                .queues
+                .publish(
+                    self.queue,
+                    ProgressMessage::Phase {
+                        phase: step.as_str().to_owned(),
+                        message: format!("waiting for {what}"),
+                    }
+                    .to_json(),
+                )
+                .await
+                .map_err(|e| Stop::failed(step, e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// One call of a worker on `worker_queue`: its final message, or `None` when it was
+    /// silent too long (and was ended).
+    async fn call_once<W, F>(
+        &self,
+        step: WorkflowStep,
+        worker_queue: &QueueName,
+        call: &W,
+    ) -> Stopped<Option<Done>>
+    where
+        W: Fn(QueueName, CancellationToken) -> F,
+        F: std::future::Future<Output = Result<Done>> + Send + 'static,
+    {
+        let options = &self.lander.options;
         let worker = self.cancel.child_token();
         let fail = |err: Error| Stop::failed(step, err.to_string());
         let mut messages = self
@@ -941,58 +1500,88 @@ impl Run<'_> {
             .map_err(fail)?;
         let queues = self.services().queues.clone();
         let queue = self.queue.clone();
-        let relay = tokio::spawn(async move {
-            while let Some(Ok(message)) = messages.next().await {
-                if crate::queue::is_final(&message.body) {
-                    break;
-                }
-                if queues.publish(&queue, message.body).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let mut handle = tokio::spawn(work(worker.clone()));
-        let done = match self.lander.options.step_timeout {
-            Some(limit) => match tokio::time::timeout(limit, &mut handle).await {
-                Ok(joined) => joined,
-                Err(_) => {
-                    // The worker is told to stop (ending its processes) and given a while.
-                    worker.cancel();
-                    if tokio::time::timeout(WORKER_GRACE, &mut handle)
-                        .await
-                        .is_err()
-                    {
-                        handle.abort();
+        let started = Instant::now();
+        // Milliseconds from `started` to the worker's last message.
+        let heard = Arc::new(AtomicU64::new(0));
+        let relay = {
+            let heard = Arc::clone(&heard);
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = messages.next().await {
+                    let at = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    heard.store(at, Ordering::Relaxed);
+                    if crate::queue::is_final(&message.body) {
+                        break;
                     }
-                    relay.abort();
-                    return Err(Stop::failed(
-                        step,
-                        format!(
-                            "{step} ran past the lander's time limit for a step ({} s) and \
-                             was ended",
-                            limit.as_secs()
-                        ),
-                    ));
+                    if queues.publish(&queue, message.body).await.is_err() {
+                        break;
+                    }
                 }
-            },
-            None => handle.await,
+            })
+        };
+        let mut handle = tokio::spawn(call(worker_queue.clone(), worker.clone()));
+        let deadline = options.step_timeout.map(|limit| started + limit);
+        let silence = options.silence_limit();
+        let joined = loop {
+            let now = Instant::now();
+            let last = started + Duration::from_millis(heard.load(Ordering::Relaxed));
+            let mut wake = last + silence;
+            if let Some(deadline) = deadline {
+                wake = wake.min(deadline);
+            }
+            tokio::select! {
+                joined = &mut handle => break joined,
+                () = tokio::time::sleep(wake.saturating_duration_since(now)) => {}
+            }
+            let now = Instant::now();
+            let last = started + Duration::from_millis(heard.load(Ordering::Relaxed));
+            let over_time = deadline.is_some_and(|d| now >= d);
+            if !over_time && now < last + silence {
+                continue;
+            }
+            // The worker is told to stop (ending its processes) and given a while.
+            worker.cancel();
+            let grace = if over_time {
+                WORKER_GRACE.min(options.step_timeout.unwrap_or(WORKER_GRACE))
+            } else {
+                WORKER_GRACE.min(silence)
+            };
+            if tokio::time::timeout(grace, &mut handle).await.is_err() {
+                handle.abort();
+            }
+            relay.abort();
+            self.check_cancelled(step)?;
+            if over_time {
+                return Err(Stop::failed(
+                    step,
+                    format!(
+                        "{step} ran past the lander's time limit for a step ({} s) and was \
+                         ended",
+                        options.step_timeout.unwrap_or_default().as_secs()
+                    ),
+                ));
+            }
+            return Ok(None);
         };
         // The relay ends at the worker's final message; it is not waited for longer.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), relay).await;
-        let done = done
+        let _ = tokio::time::timeout(Duration::from_secs(5), relay).await;
+        let done = joined
             .map_err(|e| Stop::failed(step, format!("a worker failed: {e}")))?
             .map_err(fail)?;
         self.check_cancelled(step)?;
-        Ok(done)
+        Ok(Some(done))
+    }
+
+    fn cancelled(&self, step: WorkflowStep) -> Stop {
+        Stop {
+            step,
+            reason: "cancelled".to_owned(),
+            cancelled: true,
+        }
     }
 
     fn check_cancelled(&self, step: WorkflowStep) -> Stopped<()> {
         if self.cancel.is_cancelled() {
-            Err(Stop {
-                step,
-                reason: "cancelled".to_owned(),
-                cancelled: true,
-            })
+            Err(self.cancelled(step))
         } else {
             Ok(())
         }
@@ -1014,18 +1603,55 @@ impl Run<'_> {
 }
 
 /// Cancels `cancel` when the store says a stop of `ticket`'s request was asked for;
-/// looks every [`CANCEL_POLL`] until `cancel` is cancelled.
-async fn watch_cancel(store: Arc<dyn RequestStore>, ticket: i64, cancel: CancellationToken) {
+/// looks every [`CANCEL_POLL`] until `cancel` is cancelled, and renews this lander's claim
+/// on the request every quarter of `lease`.
+async fn watch_cancel(
+    store: Arc<dyn RequestStore>,
+    ticket: i64,
+    cancel: CancellationToken,
+    lease: Duration,
+) {
+    let mut renewed = Instant::now();
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = tokio::time::sleep(CANCEL_POLL) => {}
+            () = tokio::time::sleep(CANCEL_POLL.min(lease / 4)) => {}
         }
         if store.cancel_requested(ticket).await.unwrap_or(false) {
             cancel.cancel();
             return;
         }
+        if renewed.elapsed() >= lease / 4 {
+            let runner = claim::runner();
+            let renewal = store
+                .claim(ticket, runner, Some(runner), &claim::until(lease))
+                .await;
+            if let Err(err) = renewal {
+                tracing::warn!(ticket, error = %err, "cannot renew the lander's claim");
+            }
+            renewed = Instant::now();
+        }
     }
+}
+
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+fn under_way(ticket: i64) -> Error {
+    Error::conflict(format!(
+        "ticket {ticket} has a request under way (`ubuntu-ci status {ticket} --follow` \
+         follows it, `ubuntu-ci cancel {ticket}` stops it)"
+    ))
 }
 
 /// The names of the files the `.changes` at `url` (an object of `store`) lists, read from

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{ExecuteRequest, RequestOutcome};
@@ -14,16 +15,16 @@ use crate::tickets::sql::{db_error, now, SqlTicketSystem};
 /// The lander's durable state.
 #[async_trait]
 pub trait RequestStore: Send + Sync + fmt::Debug {
-    /// Records `request` with `progress`. Recording a ticket's request again while the
-    /// first is unfinished keeps the first and its progress; once it is finished, the new
-    /// one replaces it (and a stop asked for the old one is forgotten).
-    async fn record(&self, request: &ExecuteRequest, progress: &RequestOutcome) -> Result<()>;
+    /// Records `request` with `progress`; `false` when the ticket's request is unfinished
+    /// already (the first is kept with its progress). A finished one is replaced (and a
+    /// stop asked for it is forgotten).
+    async fn record(&self, request: &ExecuteRequest, progress: &RequestOutcome) -> Result<bool>;
 
     /// Saves how far the ticket's request got.
     async fn save(&self, ticket: i64, progress: &RequestOutcome) -> Result<()>;
 
-    /// Marks the ticket's request finished: it is not resumed.
-    async fn finish(&self, ticket: i64) -> Result<()>;
+    /// Marks the ticket's request finished with its `outcome`: it is not resumed.
+    async fn finish(&self, ticket: i64, outcome: &RequestOutcome) -> Result<()>;
 
     /// Every request not finished, oldest first, with how far it got.
     async fn unfinished(&self) -> Result<Vec<(ExecuteRequest, RequestOutcome)>>;
@@ -34,6 +35,59 @@ pub trait RequestStore: Send + Sync + fmt::Debug {
 
     /// Whether a stop of the ticket's request was asked for.
     async fn cancel_requested(&self, ticket: i64) -> Result<bool>;
+
+    /// Says what the ticket's request waits for (`a build slot`, `a PPA`), from now on;
+    /// `None`: it waits no more.
+    async fn set_waiting(&self, ticket: i64, waiting_for: Option<&str>) -> Result<()>;
+
+    /// The ticket's request as it stands; `None` when it never had one.
+    async fn status(&self, ticket: i64) -> Result<Option<RequestStatus>>;
+
+    /// Who runs the ticket's unfinished request, and until when their claim holds:
+    /// `None` when nobody claimed it (or it is finished).
+    async fn claimant(&self, ticket: i64) -> Result<Option<(String, String)>>;
+
+    /// Claims the ticket's unfinished request for `runner` until `until` (RFC 3339) when
+    /// its claimant is still `was` (`None`: unclaimed) or `runner` itself; `false` when
+    /// another lander took it first or it is finished.
+    async fn claim(
+        &self,
+        ticket: i64,
+        runner: &str,
+        was: Option<&str>,
+        until: &str,
+    ) -> Result<bool>;
+}
+
+/// A ticket's request as it stands: what `ticket show`, `status` and the API report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestStatus {
+    /// The request.
+    pub request: ExecuteRequest,
+    /// How far it got; once `finished`, how it ended.
+    pub progress: RequestOutcome,
+    /// Whether it ended (its outcome is `progress`).
+    pub finished: bool,
+    /// Whether a stop was asked for.
+    pub cancel_requested: bool,
+    /// What it waits for, when it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+    /// When it was submitted (RFC 3339).
+    pub created_at: String,
+    /// When it last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+/// What a waiting request waits for, and its place in that queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// `a build slot`, `an image slot`, `a test slot`, `a PPA`.
+    pub waiting_for: String,
+    /// Since when (RFC 3339).
+    pub since: String,
+    /// 1 for the first in line: the requests waiting for the same thing for longer, plus one.
+    pub position: u64,
 }
 
 /// The requests in the ticket store's SQL database (SQLite or PostgreSQL).
@@ -48,6 +102,24 @@ impl SqlRequestStore {
         SqlRequestStore {
             db: tickets.clone(),
         }
+    }
+
+    /// Runs `sql` with `binds` (text, then the ticket last) in a write transaction; the rows
+    /// changed.
+    async fn update(&self, sql: &str, binds: &[Option<String>], ticket: i64) -> Result<u64> {
+        let mut tx = self.db.begin().await?;
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = query.bind(bind.clone());
+        }
+        let changed = query
+            .bind(ticket)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(changed)
     }
 }
 
@@ -64,16 +136,18 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
 
 #[async_trait]
 impl RequestStore for SqlRequestStore {
-    async fn record(&self, request: &ExecuteRequest, progress: &RequestOutcome) -> Result<()> {
+    async fn record(&self, request: &ExecuteRequest, progress: &RequestOutcome) -> Result<bool> {
         let at = now();
         let mut tx = self.db.begin().await?;
-        sqlx::query(
+        let changed = sqlx::query(
             "INSERT INTO lander_request \
              (ticket_id, request, progress, finished, created_at, updated_at) \
              VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (ticket_id) DO UPDATE SET \
              request = excluded.request, progress = excluded.progress, finished = 0, \
-             cancel_requested = 0, created_at = excluded.created_at, \
-             updated_at = excluded.updated_at WHERE lander_request.finished = 1",
+             cancel_requested = 0, waiting_for = NULL, waiting_since = NULL, \
+             claimed_by = NULL, claimed_until = NULL, \
+             created_at = excluded.created_at, updated_at = excluded.updated_at \
+             WHERE lander_request.finished = 1",
         )
         .bind(request.ticket_id)
         .bind(to_json(request)?)
@@ -81,48 +155,43 @@ impl RequestStore for SqlRequestStore {
         .bind(at)
         .execute(&mut **tx)
         .await
-        .map_err(db_error)?;
-        tx.commit().await
-    }
-
-    async fn save(&self, ticket: i64, progress: &RequestOutcome) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        sqlx::query(
-            "UPDATE lander_request SET progress = $1, updated_at = $2 WHERE ticket_id = $3",
-        )
-        .bind(to_json(progress)?)
-        .bind(now())
-        .bind(ticket)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await
-    }
-
-    async fn finish(&self, ticket: i64) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        sqlx::query("UPDATE lander_request SET finished = 1, updated_at = $1 WHERE ticket_id = $2")
-            .bind(now())
-            .bind(ticket)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await
-    }
-
-    async fn request_cancel(&self, ticket: i64) -> Result<bool> {
-        let mut tx = self.db.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE lander_request SET cancel_requested = 1, updated_at = $1 \
-             WHERE ticket_id = $2 AND finished = 0",
-        )
-        .bind(now())
-        .bind(ticket)
-        .execute(&mut **tx)
-        .await
         .map_err(db_error)?
         .rows_affected();
         tx.commit().await?;
+        Ok(changed > 0)
+    }
+
+    async fn save(&self, ticket: i64, progress: &RequestOutcome) -> Result<()> {
+        self.update(
+            "UPDATE lander_request SET progress = $1, updated_at = $2 WHERE ticket_id = $3",
+            &[Some(to_json(progress)?), Some(now())],
+            ticket,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn finish(&self, ticket: i64, outcome: &RequestOutcome) -> Result<()> {
+        self.update(
+            "UPDATE lander_request SET progress = $1, finished = 1, waiting_for = NULL, \
+             waiting_since = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = $2 \
+             WHERE ticket_id = $3",
+            &[Some(to_json(outcome)?), Some(now())],
+            ticket,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn request_cancel(&self, ticket: i64) -> Result<bool> {
+        let changed = self
+            .update(
+                "UPDATE lander_request SET cancel_requested = 1, updated_at = $1 \
+                 WHERE ticket_id = $2 AND finished = 0",
+                &[Some(now())],
+                ticket,
+            )
+            .await?;
         Ok(changed > 0)
     }
 
@@ -156,6 +225,105 @@ impl RequestStore for SqlRequestStore {
                 Ok((from_json(&request)?, from_json(&progress)?))
             })
             .collect()
+    }
+
+    async fn claimant(&self, ticket: i64) -> Result<Option<(String, String)>> {
+        let row = sqlx::query(
+            "SELECT claimed_by, claimed_until FROM lander_request \
+             WHERE ticket_id = $1 AND finished = 0",
+        )
+        .bind(ticket)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let by: Option<String> = row.try_get("claimed_by").map_err(db_error)?;
+        let until: Option<String> = row.try_get("claimed_until").map_err(db_error)?;
+        Ok(by.map(|by| (by, until.unwrap_or_default())))
+    }
+
+    async fn claim(
+        &self,
+        ticket: i64,
+        runner: &str,
+        was: Option<&str>,
+        until: &str,
+    ) -> Result<bool> {
+        let changed = self
+            .update(
+                "UPDATE lander_request SET claimed_by = $1, claimed_until = $2 \
+                 WHERE finished = 0 AND (COALESCE(claimed_by, '') = $3 OR claimed_by = $4) \
+                 AND ticket_id = $5",
+                &[
+                    Some(runner.to_owned()),
+                    Some(until.to_owned()),
+                    Some(was.unwrap_or_default().to_owned()),
+                    Some(runner.to_owned()),
+                ],
+                ticket,
+            )
+            .await?;
+        Ok(changed > 0)
+    }
+
+    async fn set_waiting(&self, ticket: i64, waiting_for: Option<&str>) -> Result<()> {
+        let at = now();
+        let since = waiting_for.map(|_| at.clone());
+        self.update(
+            "UPDATE lander_request SET waiting_for = $1, waiting_since = $2, updated_at = $3 \
+             WHERE ticket_id = $4 AND finished = 0",
+            &[waiting_for.map(str::to_owned), since, Some(at)],
+            ticket,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn status(&self, ticket: i64) -> Result<Option<RequestStatus>> {
+        let row = sqlx::query(
+            "SELECT r.request, r.progress, r.finished, r.cancel_requested, r.waiting_for, \
+             r.waiting_since, r.created_at, r.updated_at, \
+             (SELECT COUNT(*) FROM lander_request o WHERE o.finished = 0 \
+              AND o.waiting_for = r.waiting_for AND (o.waiting_since < r.waiting_since \
+              OR (o.waiting_since = r.waiting_since AND o.ticket_id < r.ticket_id))) AS ahead \
+             FROM lander_request r WHERE r.ticket_id = $1",
+        )
+        .bind(ticket)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let text = |column: &str| -> Result<String> { row.try_get(column).map_err(db_error) };
+        let flag = |column: &str| -> Result<bool> {
+            Ok(row.try_get::<i64, _>(column).map_err(db_error)? != 0)
+        };
+        let waiting_for: Option<String> = row.try_get("waiting_for").map_err(db_error)?;
+        let waiting = match waiting_for {
+            Some(waiting_for) => Some(Waiting {
+                waiting_for,
+                since: row
+                    .try_get::<Option<String>, _>("waiting_since")
+                    .map_err(db_error)?
+                    .unwrap_or_default(),
+                position: u64::try_from(row.try_get::<i64, _>("ahead").map_err(db_error)?)
+                    .unwrap_or(0)
+                    + 1,
+            }),
+            None => None,
+        };
+        Ok(Some(RequestStatus {
+            request: from_json(&text("request")?)?,
+            progress: from_json(&text("progress")?)?,
+            finished: flag("finished")?,
+            cancel_requested: flag("cancel_requested")?,
+            waiting,
+            created_at: text("created_at")?,
+            updated_at: text("updated_at")?,
+        }))
     }
 }
 
@@ -210,20 +378,29 @@ mod tests {
     async fn keeps_requests(db: SqlTicketSystem) {
         let store = SqlRequestStore::new(&db);
         let (a, b) = (ticket(&db).await, ticket(&db).await);
-        store.record(&request(a), &progress(a)).await.unwrap();
-        store.record(&request(b), &progress(b)).await.unwrap();
+        assert!(store.record(&request(a), &progress(a)).await.unwrap());
+        assert!(store.record(&request(b), &progress(b)).await.unwrap());
         let mut further = progress(a);
         further.ppa = Some("ppa:ci-team/ppa_build_1".into());
         further.image = Some("file:///store/image.tar.zst".into());
         store.save(a, &further).await.unwrap();
-        store.record(&request(a), &progress(a)).await.unwrap();
+        assert!(
+            !store.record(&request(a), &progress(a)).await.unwrap(),
+            "unfinished: kept"
+        );
 
         let unfinished = store.unfinished().await.unwrap();
         assert_eq!(unfinished.len(), 2);
-        assert_eq!(unfinished[0], (request(a), further));
+        assert_eq!(unfinished[0], (request(a), further.clone()));
         assert_eq!(unfinished[1], (request(b), progress(b)));
 
-        store.finish(a).await.unwrap();
+        let mut ended = further.clone();
+        ended.reason = Some("the tests failed".into());
+        store.finish(a, &ended).await.unwrap();
+        let status = store.status(a).await.unwrap().unwrap();
+        assert!(status.finished);
+        assert_eq!(status.progress, ended);
+        assert!(store.status(9999).await.unwrap().is_none());
         let left: Vec<i64> = store
             .unfinished()
             .await
@@ -239,10 +416,10 @@ mod tests {
         assert!(!store.request_cancel(9999).await.unwrap());
 
         // A finished request is replaced by a new one for its ticket, its stop forgotten.
-        store.finish(b).await.unwrap();
+        store.finish(b, &progress(b)).await.unwrap();
         let mut second = request(b);
         second.series = Some("trixie".into());
-        store.record(&second, &progress(b)).await.unwrap();
+        assert!(store.record(&second, &progress(b)).await.unwrap());
         let unfinished = store.unfinished().await.unwrap();
         assert_eq!(unfinished, [(second, progress(b))]);
         assert!(!store.cancel_requested(b).await.unwrap());
@@ -250,11 +427,80 @@ mod tests {
         assert!(err.is_err(), "no such ticket");
     }
 
+    /// Waiting requests have their place in line per thing waited for; a request that
+    /// stops waiting, or finishes, leaves the line.
+    async fn keeps_queue_places(db: SqlTicketSystem) {
+        let store = SqlRequestStore::new(&db);
+        let mut tickets = Vec::new();
+        for _ in 0..4 {
+            let t = ticket(&db).await;
+            assert!(store.record(&request(t), &progress(t)).await.unwrap());
+            tickets.push(t);
+        }
+        let place = |status: Option<RequestStatus>| {
+            status.unwrap().waiting.map(|w| (w.waiting_for, w.position))
+        };
+        for &t in &tickets[..3] {
+            store.set_waiting(t, Some("a build slot")).await.unwrap();
+        }
+        store.set_waiting(tickets[3], Some("a PPA")).await.unwrap();
+        // Claims: taken when unclaimed or from the claimant seen, renewed by the claimant.
+        let t = tickets[3];
+        assert_eq!(store.claimant(t).await.unwrap(), None);
+        assert!(store
+            .claim(t, "a", None, "2030-01-01T00:00:00Z")
+            .await
+            .unwrap());
+        assert!(!store
+            .claim(t, "b", None, "2030-01-01T00:00:00Z")
+            .await
+            .unwrap());
+        assert!(store
+            .claim(t, "a", Some("a"), "2031-01-01T00:00:00Z")
+            .await
+            .unwrap());
+        assert_eq!(
+            store.claimant(t).await.unwrap(),
+            Some(("a".to_owned(), "2031-01-01T00:00:00Z".to_owned()))
+        );
+        assert!(store
+            .claim(t, "b", Some("a"), "2030-01-01T00:00:00Z")
+            .await
+            .unwrap());
+        assert!(!store
+            .claim(t, "c", Some("a"), "2030-01-01T00:00:00Z")
+            .await
+            .unwrap());
+        for (n, &t) in tickets[..3].iter().enumerate() {
+            assert_eq!(
+                place(store.status(t).await.unwrap()),
+                Some(("a build slot".to_owned(), n as u64 + 1))
+            );
+        }
+        assert_eq!(
+            place(store.status(tickets[3]).await.unwrap()),
+            Some(("a PPA".to_owned(), 1))
+        );
+        store.set_waiting(tickets[0], None).await.unwrap();
+        store
+            .finish(tickets[1], &progress(tickets[1]))
+            .await
+            .unwrap();
+        assert_eq!(place(store.status(tickets[0]).await.unwrap()), None);
+        assert_eq!(place(store.status(tickets[1]).await.unwrap()), None);
+        assert_eq!(
+            place(store.status(tickets[2]).await.unwrap()),
+            Some(("a build slot".to_owned(), 1))
+        );
+    }
+
     #[tokio::test]
     async fn sqlite_keeps_requests() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("tickets.db").display());
-        keeps_requests(SqlTicketSystem::connect(&url).await.unwrap()).await;
+        let db = SqlTicketSystem::connect(&url).await.unwrap();
+        keeps_requests(db.clone()).await;
+        keeps_queue_places(db).await;
     }
 
     #[cfg(feature = "postgres")]
@@ -265,6 +511,7 @@ mod tests {
         };
         let system = SqlTicketSystem::connect(db.url()).await.unwrap();
         keeps_requests(system.clone()).await;
+        keeps_queue_places(system.clone()).await;
         system.close().await;
         db.drop().await;
     }

@@ -126,8 +126,9 @@ pub trait TicketSystem: Send + Sync + std::fmt::Debug {
     /// and records the event. Transitions of one ticket are serialised.
     ///
     /// # Errors
-    /// `NotFound` for an unknown ticket; `Conflict` when the ticket is closed or the step
-    /// is earlier than the ticket's current one (see [`crate::model::check_transition`]).
+    /// `NotFound` for an unknown ticket; `Conflict` when the ticket is closed (but for a
+    /// retry) or the step is earlier than the ticket's current one (see
+    /// [`crate::model::check_transition`]).
     async fn record_transition(&self, new: NewTransition) -> Result<Transition>;
 
     /// The transition with this id (`NotFound` otherwise).

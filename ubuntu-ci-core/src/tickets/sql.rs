@@ -175,6 +175,18 @@ CREATE INDEX lander_request_unfinished ON lander_request (finished, created_at)
 "#,
     sqlite: &[],
     postgres: &[],
+},
+// What a lander's request waits for (a build, image or test slot; a PPA), and since when;
+// which lander runs it, and until when its claim holds without renewal.
+Migration {
+    common: r#"
+ALTER TABLE lander_request ADD COLUMN waiting_for TEXT;
+ALTER TABLE lander_request ADD COLUMN waiting_since TEXT;
+ALTER TABLE lander_request ADD COLUMN claimed_by TEXT;
+ALTER TABLE lander_request ADD COLUMN claimed_until TEXT
+"#,
+    sqlite: &[],
+    postgres: &[],
 }];
 
 /// The SQL dialect of the connected database.
@@ -1237,7 +1249,7 @@ impl TicketSystem for SqlTicketSystem {
         let at = now();
         let mut tx = self.begin().await?;
         let (step, status) = self.lock_ticket(&mut tx, new.ticket.id(), &at).await?;
-        check_transition(step, status, new.step)
+        check_transition(step, status, new.step, new.status)
             .map_err(|e| e.with_resource(new.ticket.to_string()))?;
         sqlx::query("UPDATE ticket SET step = $1, status = $2 WHERE id = $3")
             .bind(new.step.as_str())

@@ -1,0 +1,131 @@
+//! `ubuntu-ci status`: where a ticket's request stands (its step, what it waits for and its
+//! place in line, its builds, image and tests), and with `--follow` its progress until
+//! it ends, the exit status saying how.
+
+use clap::Args;
+use futures::StreamExt;
+use ubuntu_ci_core::config::Config;
+use ubuntu_ci_core::lander::store::RequestStatus;
+use ubuntu_ci_core::model::{StepStatus, TicketDetail, WorkflowStep};
+
+use crate::exit::{RequestDidNotComplete, TestsDidNotPass};
+use crate::output;
+
+/// Arguments of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The ticket's id (or URI)
+    pub ticket: String,
+    /// Then print its progress as it comes, until it ends; exit 0 when it completed, 10
+    /// when tests failed, 11 when it stopped at another step
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+/// Runs `status`.
+pub async fn run(config: &Config, json: bool, args: StatusArgs) -> anyhow::Result<()> {
+    let services = config.connect(None).await?;
+    let id = ubuntu_ci_core::model::Uri::<ubuntu_ci_core::model::Ticket>::parse(&args.ticket)?.id();
+    let ticket = services.tickets.get_ticket(id).await?;
+    let request = match &services.requests {
+        Some(requests) => requests.status(id).await?,
+        None => None,
+    };
+    if json {
+        output::json(&serde_json::json!({"ticket": ticket.ticket, "request": request}))?;
+    } else {
+        show(&ticket, request.as_ref());
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    let mut events = services.tickets.events(id, None).await?;
+    let (mut step, mut status, mut message) = (
+        ticket.ticket.current_workflow_step,
+        ticket.ticket.status,
+        String::new(),
+    );
+    while let Some(event) = events.next().await {
+        let event = event?;
+        if json {
+            output::json(&event)?;
+        } else {
+            println!(
+                "{}  {:<14} {:<11} {}",
+                event.created_at.format("%H:%M:%S"),
+                event.step,
+                event.status,
+                event.message
+            );
+        }
+        (step, status, message) = (event.step, event.status, event.message);
+    }
+    match (step, status) {
+        (WorkflowStep::Complete, StepStatus::Succeeded) => Ok(()),
+        (WorkflowStep::ImageTest, StepStatus::Failed) => {
+            Err(TestsDidNotPass(format!("FAILED ({message})")).into())
+        }
+        (step, _) => Err(RequestDidNotComplete {
+            step: step.to_string(),
+            reason: message,
+        }
+        .into()),
+    }
+}
+
+fn show(detail: &TicketDetail, request: Option<&RequestStatus>) {
+    let t = &detail.ticket;
+    println!(
+        "ticket {}: {} — {} {} ({})",
+        t.id,
+        t.title,
+        t.current_workflow_step,
+        t.status,
+        format!("{:?}", t.state).to_lowercase()
+    );
+    show_request(request);
+}
+
+/// The request's lines of `status` and `ticket show`.
+pub fn show_request(request: Option<&RequestStatus>) {
+    let Some(request) = request else {
+        println!("no request (create-ticket --wait, or the API, starts one)");
+        return;
+    };
+    let p = &request.progress;
+    let state = if request.finished {
+        format!("{:?}", p.state).to_uppercase()
+    } else if request.cancel_requested {
+        "stopping".to_owned()
+    } else {
+        "under way".to_owned()
+    };
+    println!("request: {state} at {} (series {})", p.step, p.series);
+    if let Some(reason) = &p.reason {
+        println!("  reason: {reason}");
+    }
+    if let Some(waiting) = &request.waiting {
+        println!(
+            "  waiting for {} since {}: number {} in line",
+            waiting.waiting_for, waiting.since, waiting.position
+        );
+    }
+    if let Some(ppa) = &p.ppa {
+        println!("  PPA: {ppa}");
+    }
+    for build in &p.builds {
+        println!(
+            "  build: {} {} {:?}",
+            build.source, build.version, build.state
+        );
+    }
+    if let Some(image) = &p.image {
+        println!("  image: {image}");
+    }
+    for test in &p.tests {
+        println!("  tests: {} {}", test.source, test.test_result);
+    }
+    for published in &p.published {
+        println!("  published: {published}");
+    }
+}
