@@ -926,7 +926,6 @@ async fn a_failed_request_is_retried_from_the_step_it_failed_at() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "hangs: requests waiting for a build slot stall the run (open bug, see issue 6)"]
 async fn a_hundred_requests_run_at_once_within_the_bounds_per_kind() {
     let mut options = LanderOptions::new("bookworm").unwrap();
     options.limits = ubuntu_ci_core::lander::StepLimits {

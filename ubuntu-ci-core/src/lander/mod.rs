@@ -1413,39 +1413,45 @@ impl Run<'_> {
     /// The ticket's PPA, waited for (noted as such) while every PPA is busy.
     async fn assign_ppa(&self) -> Stopped<crate::ppa::Ppa> {
         let step = WorkflowStep::PpaAssignment;
-        let mut noted = false;
-        let result = loop {
-            let attempt = self.services().ready_ppa(self.ticket());
-            tokio::pin!(attempt);
-            let result = tokio::select! {
-                result = &mut attempt => result,
-                () = tokio::time::sleep(PPA_WAIT_NOTICE), if !noted => {
-                    self.note_waiting(step, Some("a PPA")).await?;
-                    noted = true;
-                    tokio::select! {
-                        result = &mut attempt => result,
-                        () = self.cancel.cancelled() => break Err(self.cancelled(step)),
+        let started = Instant::now();
+        let attempt = async {
+            loop {
+                match self.services().ready_ppa(self.ticket()).await {
+                    // Every PPA stayed busy for the pool's whole wait: still in line.
+                    Err(err) if err.kind() == ErrorKind::Unavailable => {
+                        tokio::time::sleep(CANCEL_POLL).await;
                     }
+                    other => return other,
                 }
-                () = self.cancel.cancelled() => break Err(self.cancelled(step)),
-            };
-            match result {
-                // Every PPA stayed busy for the pool's whole wait: still in line.
-                Err(err) if err.kind() == ErrorKind::Unavailable => {
-                    if !noted {
-                        self.note_waiting(step, Some("a PPA")).await?;
-                        noted = true;
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(CANCEL_POLL) => {}
-                        () = self.cancel.cancelled() => break Err(self.cancelled(step)),
-                    }
-                }
-                Err(err) => break Err(Stop::failed(step, err.to_string())),
-                Ok(ppa) => break Ok(ppa),
             }
         };
-        if noted {
+        // The note is written while the attempt goes on (it may hold the store's writer
+        // meanwhile: awaiting the note alone would wait for it forever). Both are dropped
+        // before the note is taken back: a note still in line for the writer, but no
+        // longer polled, would keep it from everyone else.
+        let noting = async {
+            tokio::time::sleep(PPA_WAIT_NOTICE).await;
+            self.note_waiting(step, Some("a PPA")).await
+        };
+        let result = {
+            tokio::pin!(attempt, noting);
+            let mut noted = false;
+            loop {
+                tokio::select! {
+                    result = &mut attempt => {
+                        break result.map_err(|e| Stop::failed(step, e.to_string()));
+                    }
+                    note = &mut noting, if !noted => {
+                        noted = true;
+                        if let Err(stop) = note {
+                            break Err(stop);
+                        }
+                    }
+                    () = self.cancel.cancelled() => break Err(self.cancelled(step)),
+                }
+            }
+        };
+        if started.elapsed() >= PPA_WAIT_NOTICE {
             self.note_waiting(step, None).await?;
         }
         result
