@@ -249,25 +249,26 @@ async fn rig(failing_builds: &[&str], failing_tests: &[&str]) -> Rig {
     .await
 }
 
-/// As [`rig`], the lander with `options`, each build taking `pause`.
-async fn rig_with(
+type Fakes = (
+    Services,
+    Arc<InstantBuilder>,
+    Arc<InstantImages>,
+    Arc<InstantTests>,
+);
+
+/// `services` with instant workers (each build taking `pause`), `.deb`s made in `debs`.
+fn instant(
+    mut services: Services,
+    debs: PathBuf,
     failing_builds: &[&str],
     failing_tests: &[&str],
-    options: LanderOptions,
     pause: std::time::Duration,
-) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: Some(dir.path().join("data")),
-        ..Config::default()
-    };
-    let mut services = config.connect(None).await.unwrap();
+) -> Fakes {
     let archives = services.archives.local().unwrap().clone();
-    let debs = dir.path().join("debs");
     std::fs::create_dir_all(&debs).unwrap();
     let builder = Arc::new(InstantBuilder {
         store: services.store.clone(),
-        archives: archives.clone(),
+        archives,
         queues: services.queues.clone(),
         debs,
         failing: failing_builds.iter().map(|s| (*s).to_owned()).collect(),
@@ -289,6 +290,26 @@ async fn rig_with(
         calls: Concurrency::default(),
     });
     services.tests = tests.clone();
+    (services, builder, images, tests)
+}
+
+/// As [`rig`], the lander with `options`, each build taking `pause`.
+async fn rig_with(
+    failing_builds: &[&str],
+    failing_tests: &[&str],
+    options: LanderOptions,
+    pause: std::time::Duration,
+) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: Some(dir.path().join("data")),
+        ..Config::default()
+    };
+    let services = config.connect(None).await.unwrap();
+    let debs = dir.path().join("debs");
+    let (services, builder, images, tests) =
+        instant(services, debs, failing_builds, failing_tests, pause);
+    let archives = services.archives.local().unwrap().clone();
     let lander = Lander::new(services.clone(), options);
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
@@ -1013,4 +1034,103 @@ async fn a_hundred_requests_run_at_once_within_the_bounds_per_kind() {
     assert_eq!(peaks.0, 2, "builds overlapped: {peaks:?}");
     assert_eq!(rig.builder.built.lock().unwrap().len(), 100);
     assert!(store.unfinished().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_runs_the_requests_handed_to_it_through_the_api() {
+    use ubuntu_ci_core::lander::remote::HttpLanders;
+    use ubuntu_ci_core::server::lander_api::SubmitOptions;
+    use ubuntu_ci_core::submit::{CreateTicket, NoProgress};
+    use ubuntu_ci_tests::{TestServer, TOKEN};
+
+    let work = tempfile::tempdir().unwrap();
+    let debs = work.path().join("debs");
+    let server = TestServer::start_with(move |state| {
+        let (services, ..) = instant(state.services.clone(), debs, &[], &["hello-ci"], {
+            std::time::Duration::ZERO
+        });
+        let lander = Lander::new(services, LanderOptions::new("bookworm").unwrap());
+        state.with_lander(lander)
+    })
+    .await;
+    let client = server.client(Some(TOKEN)).await;
+    let upload = upload_named(work.path(), "hello-ci");
+    let ticket = CreateTicket::new("dev@example.com", "through the API")
+        .with_upload(upload)
+        .run(&client, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let id = ticket.ticket.id;
+    let landers = HttpLanders::new(server.url.as_str(), Some(TOKEN.into())).unwrap();
+    assert!(landers.status(id).await.unwrap().is_none(), "none yet");
+
+    // Without the token, nothing starts; bad options are refused.
+    let anonymous = HttpLanders::new(server.url.as_str(), None).unwrap();
+    let err = anonymous
+        .submit(id, &SubmitOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ubuntu_ci_core::ErrorKind::Unauthorized);
+    let bad = SubmitOptions {
+        series: Some("../etc".into()),
+        ..SubmitOptions::default()
+    };
+    let err = landers.submit(id, &bad).await.unwrap_err();
+    assert_eq!(err.kind(), ubuntu_ci_core::ErrorKind::InvalidInput);
+    assert!(landers.status(id).await.unwrap().is_none());
+
+    // Submitted: it runs on the server (its tests fail), as the client sees on the ticket.
+    let status = landers.submit(id, &SubmitOptions::default()).await.unwrap();
+    assert_eq!(status.request.ticket_id, id);
+    let mut events = client.tickets.events(id, None).await.unwrap();
+    while events.next().await.is_some() {}
+    let status = landers.status(id).await.unwrap().unwrap();
+    assert!(status.finished);
+    assert_eq!(status.progress.state, RequestState::Failed);
+    assert_eq!(status.progress.step, WorkflowStep::ImageTest);
+    let err = landers.cancel(id).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ubuntu_ci_core::ErrorKind::Conflict,
+        "nothing under way"
+    );
+
+    // Retried through the API: it fails the same way (the fake's tests still fail), from
+    // the step it stopped at.
+    let retried = landers.retry(id).await.unwrap();
+    assert_eq!(retried.request.ticket_id, id);
+    let started = std::time::Instant::now();
+    let status = loop {
+        let status = landers.status(id).await.unwrap().unwrap();
+        if status.finished {
+            break status;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.progress.step, WorkflowStep::ImageTest);
+    let transitions = steps(&server.services, id).await;
+    assert_eq!(
+        transitions
+            .iter()
+            .filter(|t| **t == (WorkflowStep::ImageTest, StepStatus::Failed))
+            .count(),
+        2
+    );
+    assert_released(&server.services, id).await;
+
+    // A server without a lander says so.
+    let bare = TestServer::start().await;
+    let err = HttpLanders::new(bare.url.as_str(), Some(TOKEN.into()))
+        .unwrap()
+        .cancel(1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ubuntu_ci_core::ErrorKind::Unsupported | ubuntu_ci_core::ErrorKind::NotFound
+        ),
+        "{err}"
+    );
 }

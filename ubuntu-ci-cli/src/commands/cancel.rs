@@ -2,6 +2,7 @@
 
 use clap::Args;
 use ubuntu_ci_core::config::Config;
+use ubuntu_ci_core::lander::remote::HttpLanders;
 use ubuntu_ci_core::Error;
 
 /// Arguments of `cancel`.
@@ -14,16 +15,19 @@ pub struct CancelArgs {
 /// Runs `cancel`.
 pub async fn run(config: &Config, json: bool, args: CancelArgs) -> anyhow::Result<()> {
     let services = config.connect(None).await?;
-    let Some(requests) = services.requests.clone() else {
-        return Err(Error::unsupported(
-            "cancel through a server needs workers and landers on the server, which are not \
-             there yet",
-        )
-        .into());
-    };
     // Unknown tickets are named as such.
     services.tickets.get_ticket(args.ticket).await?;
-    if !requests.request_cancel(args.ticket).await? {
+    let asked = match (&services.requests, &config.server) {
+        (Some(requests), _) => requests.request_cancel(args.ticket).await?,
+        (None, Some(server)) => {
+            HttpLanders::new(server, config.token.clone())?
+                .cancel(args.ticket)
+                .await?;
+            true
+        }
+        (None, None) => false,
+    };
+    if !asked {
         return Err(Error::conflict(format!(
             "ticket {} has no request under way (its lander finished, or it never started)",
             args.ticket

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use ubuntu_ci_core::config::Config;
+use ubuntu_ci_core::lander::remote::HttpLanders;
 use ubuntu_ci_core::lander::{ExecuteRequest, Lander};
 use ubuntu_ci_core::queue::QueueName;
+use ubuntu_ci_core::server::lander_api::SubmitOptions;
 use ubuntu_ci_core::submit::CreateTicket;
 use ubuntu_ci_core::Error;
 
@@ -34,16 +36,18 @@ pub struct CreateTicketArgs {
     #[arg(long)]
     pub assignee: Option<String>,
     /// Then run the request through every step (build, image, tests, publishing), showing
-    /// each as it goes; exit 0 when it completed, 10 when tests failed
+    /// each as it goes; exit 0 when it completed, 10 when tests failed, 11 when it stopped
+    /// at another step. Through a server, the server's lander runs it (always) and this
+    /// follows it
     #[arg(long)]
     pub wait: bool,
-    /// The series to build and test for, with --wait [default: the configured one,
-    /// bookworm]; not the .changes' Distribution
-    #[arg(long, requires = "wait")]
+    /// The series to build and test for [default: the configured one, bookworm]; not the
+    /// .changes' Distribution. Locally with --wait; through a server always
+    #[arg(long)]
     pub series: Option<String>,
-    /// The base image (a URL of the data store), with --wait [default: the series' base
-    /// image, made once]
-    #[arg(long, value_name = "URL", requires = "wait")]
+    /// The base image (a URL of the data store) [default: the series' base image, made
+    /// once]. Locally with --wait; through a server always
+    #[arg(long, value_name = "URL")]
     pub base_image: Option<String>,
 }
 
@@ -62,19 +66,19 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
     if let Some(assignee) = args.assignee {
         request = request.with_assignee(assignee);
     }
-    for source in args.sources {
+    for source in args.sources.clone() {
         request = request.with_upload(source);
     }
     let services = config.connect(None).await?;
     let Some(archives) = services.archives.local().cloned() else {
-        if args.wait {
-            return Err(Error::unsupported(
-                "create-ticket --wait through a server needs workers and landers on the \
-                 server, which are not there yet; without --server it runs the request here",
-            )
-            .into());
-        }
-        return created(config, json, request, &services).await;
+        return through_server(
+            config,
+            json,
+            request,
+            &services,
+            (args.series, args.base_image, args.wait),
+        )
+        .await;
     };
     if !args.wait {
         return created(config, json, request, &services).await;
@@ -110,6 +114,53 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
         handle,
     )
     .await
+}
+
+/// Through a server: creates the ticket, hands it to the server's lander, and with
+/// `--wait` follows it to its end.
+async fn through_server(
+    config: &Config,
+    json: bool,
+    request: CreateTicket,
+    services: &ubuntu_ci_core::config::Services,
+    (series, base_image, wait): (Option<String>, Option<String>, bool),
+) -> anyhow::Result<()> {
+    let server = config.server.clone().unwrap_or_default();
+    let ticket = request
+        .run(services, crate::progress::for_terminal(json))
+        .await?;
+    let id = ticket.ticket.id;
+    let url = config.resource_url(&ticket.ticket.resource_uri.to_string())?;
+    let options = SubmitOptions {
+        series,
+        base_image,
+        binary_packages: Vec::new(),
+    };
+    let landers = HttpLanders::new(&server, config.token.clone())?;
+    match landers.submit(id, &options).await {
+        Ok(_) => {}
+        Err(err) if err.kind() == ubuntu_ci_core::ErrorKind::Unsupported && !wait => {
+            eprintln!(
+                "ubuntu-ci create-ticket: warning: ticket {id} was not handed to a lander: {err}"
+            );
+        }
+        Err(err) => return Err(err.into()),
+    }
+    if !wait {
+        if json {
+            return output::json(&ticket);
+        }
+        println!("{url}");
+        return Ok(());
+    }
+    if !json {
+        eprintln!("==> ticket {id}: {url} (its lander runs on {server})");
+    }
+    let result = crate::commands::status::follow_ticket(services, &ticket, json).await;
+    if !json {
+        println!("{url}");
+    }
+    result
 }
 
 /// Creates the ticket and prints it.

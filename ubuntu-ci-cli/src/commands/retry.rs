@@ -3,6 +3,7 @@
 
 use clap::Args;
 use ubuntu_ci_core::config::Config;
+use ubuntu_ci_core::lander::remote::HttpLanders;
 use ubuntu_ci_core::lander::Lander;
 use ubuntu_ci_core::queue::QueueName;
 use ubuntu_ci_core::Error;
@@ -17,17 +18,27 @@ pub struct RetryArgs {
 /// Runs `retry`.
 pub async fn run(config: &Config, json: bool, args: RetryArgs) -> anyhow::Result<()> {
     let services = config.connect(None).await?;
+    let ticket = services.tickets.get_ticket(args.ticket).await?;
     let (Some(requests), Some(archives)) = (
         services.requests.clone(),
         services.archives.local().cloned(),
     ) else {
-        return Err(Error::unsupported(
-            "retry through a server needs landers on the server, which are not there yet; \
-             without --server it runs the request here",
-        )
-        .into());
+        let Some(server) = &config.server else {
+            return Err(Error::unsupported("retry needs local state or a server").into());
+        };
+        // The server's lander runs it; its progress is on the ticket.
+        let status = HttpLanders::new(server, config.token.clone())?
+            .retry(args.ticket)
+            .await?;
+        if !json {
+            eprintln!(
+                "==> ticket {}: retrying from {} on {server}",
+                args.ticket, status.progress.step
+            );
+        }
+        let ticket = services.tickets.get_ticket(args.ticket).await?;
+        return crate::commands::status::follow_ticket(&services, &ticket, json).await;
     };
-    let ticket = services.tickets.get_ticket(args.ticket).await?;
     let Some(status) = requests.status(args.ticket).await? else {
         return Err(Error::not_found(format!(
             "ticket {} never had a request to retry (create-ticket --wait starts one)",

@@ -1,7 +1,10 @@
-//! `ubuntu-ci serve`: the REST API and the data store over HTTP.
+//! `ubuntu-ci serve`: the REST API and the data store over HTTP, and the lander that runs
+//! the requests of tickets handed to it through the API (and resumes unfinished ones).
 
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 use ubuntu_ci_core::config::Config;
+use ubuntu_ci_core::lander::Lander;
 use ubuntu_ci_core::server::{self, ServerState};
 use ubuntu_ci_core::Error;
 
@@ -57,9 +60,43 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     } else {
         println!("ubuntu-ci serve: listening on {address}, reachable at {public_url}");
     }
-    let state = ServerState::new(services, token, public_url);
+    let mut state = ServerState::new(services.clone(), token, public_url);
+    if let Some(archives) = services.archives.local() {
+        let series = archives.series(None)?;
+        let lander = Lander::new(services.clone(), config.lander.options(&series)?);
+        state = state.with_lander(lander.clone());
+        tokio::spawn(adopt(lander));
+    }
     server::serve(listener, state, shutdown_signal()).await?;
     Ok(())
+}
+
+/// How often the server looks for requests no lander runs any more.
+const ADOPT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Resumes the requests left unfinished (a lander killed, here or in a `create-ticket
+/// --wait`), at start and then every [`ADOPT_EVERY`]: claims keep it off the requests a
+/// living lander runs.
+async fn adopt(lander: Lander) {
+    loop {
+        match lander.resume_in_background(CancellationToken::new()).await {
+            Ok(handles) => {
+                for handle in handles {
+                    let ticket = handle.ticket_id();
+                    eprintln!("ubuntu-ci serve: resuming the request of ticket {ticket}");
+                    tokio::spawn(async move {
+                        if let Err(err) = handle.outcome().await {
+                            eprintln!(
+                                "ubuntu-ci serve: the lander of ticket {ticket} failed: {err}"
+                            );
+                        }
+                    });
+                }
+            }
+            Err(err) => eprintln!("ubuntu-ci serve: cannot look for unfinished requests: {err}"),
+        }
+        tokio::time::sleep(ADOPT_EVERY).await;
+    }
 }
 
 async fn shutdown_signal() {

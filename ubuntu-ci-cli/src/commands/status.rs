@@ -4,7 +4,8 @@
 
 use clap::Args;
 use futures::StreamExt;
-use ubuntu_ci_core::config::Config;
+use ubuntu_ci_core::config::{Config, Services};
+use ubuntu_ci_core::lander::remote::HttpLanders;
 use ubuntu_ci_core::lander::store::RequestStatus;
 use ubuntu_ci_core::model::{StepStatus, TicketDetail, WorkflowStep};
 
@@ -27,10 +28,7 @@ pub async fn run(config: &Config, json: bool, args: StatusArgs) -> anyhow::Resul
     let services = config.connect(None).await?;
     let id = ubuntu_ci_core::model::Uri::<ubuntu_ci_core::model::Ticket>::parse(&args.ticket)?.id();
     let ticket = services.tickets.get_ticket(id).await?;
-    let request = match &services.requests {
-        Some(requests) => requests.status(id).await?,
-        None => None,
-    };
+    let request = request_status(config, &services, id).await?;
     if json {
         output::json(&serde_json::json!({"ticket": ticket.ticket, "request": request}))?;
     } else {
@@ -39,7 +37,35 @@ pub async fn run(config: &Config, json: bool, args: StatusArgs) -> anyhow::Resul
     if !args.follow {
         return Ok(());
     }
-    let mut events = services.tickets.events(id, None).await?;
+    follow_ticket(&services, &ticket, json).await
+}
+
+/// The request's status: from the local store, or from the server's landers.
+pub async fn request_status(
+    config: &Config,
+    services: &Services,
+    ticket: i64,
+) -> anyhow::Result<Option<RequestStatus>> {
+    if let Some(requests) = &services.requests {
+        return Ok(requests.status(ticket).await?);
+    }
+    match &config.server {
+        Some(server) => Ok(HttpLanders::new(server, config.token.clone())?
+            .status(ticket)
+            .await?),
+        None => Ok(None),
+    }
+}
+
+/// Prints the ticket's progress as it comes (its events), until it closes; ends as it
+/// did: Ok when it completed, [`TestsDidNotPass`] when its tests failed,
+/// [`RequestDidNotComplete`] otherwise.
+pub async fn follow_ticket(
+    services: &Services,
+    ticket: &TicketDetail,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut events = services.tickets.events(ticket.ticket.id, None).await?;
     let (mut step, mut status, mut message) = (
         ticket.ticket.current_workflow_step,
         ticket.ticket.status,

@@ -60,10 +60,10 @@ pub async fn run(config: &Config, json: bool, command: TicketCommand) -> anyhow:
                 output::json(&ticket)
             } else {
                 print_detail(&ticket);
-                if let Some(requests) = &services.requests {
-                    let request = requests.status(ticket.ticket.id).await?;
-                    crate::commands::status::show_request(request.as_ref());
-                }
+                let request =
+                    crate::commands::status::request_status(config, &services, ticket.ticket.id)
+                        .await?;
+                crate::commands::status::show_request(request.as_ref());
                 Ok(())
             }
         }

@@ -36,6 +36,7 @@
 
 pub(crate) mod claim;
 pub mod limits;
+pub mod remote;
 pub mod store;
 
 pub use limits::StepLimits;

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod error;
+pub mod lander_api;
 pub mod openapi;
 pub mod ppa_api;
 pub mod store_api;
@@ -39,6 +40,8 @@ pub struct ServerState {
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// Open event streams; each holds a permit (they cost a task and polling).
     pub(crate) event_streams: Arc<tokio::sync::Semaphore>,
+    /// The lander that runs the tickets' requests (none: this server runs none).
+    pub lander: Option<crate::lander::Lander>,
 }
 
 /// Most event streams open at once; more are refused with a retryable 503.
@@ -53,7 +56,15 @@ impl ServerState {
             public_url,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+            lander: None,
         }
+    }
+
+    /// Runs the tickets' requests with `lander`.
+    #[must_use]
+    pub fn with_lander(mut self, lander: crate::lander::Lander) -> ServerState {
+        self.lander = Some(lander);
+        self
     }
 
     /// Allows at most `limit` event streams open at once (default [`MAX_EVENT_STREAMS`]).
@@ -121,6 +132,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub fn router(state: ServerState) -> Router {
     let api = api::routes()
         .merge(ppa_api::routes())
+        .merge(lander_api::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
     Router::new()
         .merge(api)

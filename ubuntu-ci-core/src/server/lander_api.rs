@@ -1,0 +1,182 @@
+//! The tickets' requests over HTTP: the ticket system handing a ticket to its lander (the
+//! seed's step 3), and what the CLI's `status`, `cancel` and `retry` do through a server.
+//!
+//! - `POST /api/v1/ticket/<id>/request/` (token), body `{}` or any of `series`,
+//!   `base_image`, `binary_packages`: the lander takes the ticket's uploads through every
+//!   step; 202 with the request's status. 409 when it has a request under way.
+//! - `GET /api/v1/ticket/<id>/request/`: where the request stands (step, what it waits
+//!   for and its place in line, builds, image, tests, outcome); 404 when there is none.
+//! - `POST /api/v1/ticket/<id>/cancel/` (token): stops the request; 202, or 409 when
+//!   nothing is under way.
+//! - `POST /api/v1/ticket/<id>/retry/` (token): takes a failed or cancelled request up
+//!   again at its step; 202 with its status.
+//!
+//! A server without a lander answers 501 to the writes.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::ServerState;
+use crate::error::{Error, Result};
+use crate::lander::store::RequestStatus;
+use crate::lander::{ExecuteRequest, Lander, RequestHandle};
+use crate::queue::QueueName;
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// The routes.
+pub fn routes() -> Router<ServerState> {
+    Router::new()
+        .route(
+            "/api/v1/ticket/{id}/request/",
+            get(request_status).post(submit),
+        )
+        .route("/api/v1/ticket/{id}/cancel/", post(cancel))
+        .route("/api/v1/ticket/{id}/retry/", post(retry))
+}
+
+/// What a submission may set; the rest comes from the ticket (its uploads) and the
+/// server's configuration (the series, its base image).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitOptions {
+    /// The series to build and test for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
+    /// The base image, a URL of the data store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<String>,
+    /// The binary packages to install and test (default: every binary built).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binary_packages: Vec<String>,
+}
+
+/// The answer to a stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelAnswer {
+    /// The ticket.
+    pub ticket: i64,
+    /// Always true: the stop was asked for.
+    pub cancel_requested: bool,
+}
+
+fn ticket_id(id: &str) -> Result<i64> {
+    match id.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(Error::not_found(format!("no such ticket: {id:?}"))),
+    }
+}
+
+fn lander(state: &ServerState) -> Result<&Lander> {
+    state.lander.as_ref().ok_or_else(|| {
+        Error::unsupported("this server runs no lander (it serves the API and the store only)")
+    })
+}
+
+/// The request's status once it is recorded, 202.
+async fn accepted(state: &ServerState, handle: RequestHandle) -> ApiResult<Response> {
+    let ticket = handle.ticket_id();
+    // The outcome is on the ticket and in the store; the task only logs a lander error.
+    tokio::spawn(async move {
+        if let Err(err) = handle.outcome().await {
+            tracing::error!(ticket, error = %err, "the lander failed");
+        }
+    });
+    let status = status_of(state, ticket).await?;
+    Ok((StatusCode::ACCEPTED, Json(status)).into_response())
+}
+
+async fn status_of(state: &ServerState, ticket: i64) -> Result<RequestStatus> {
+    let store = state
+        .services
+        .requests
+        .as_ref()
+        .ok_or_else(|| Error::unsupported("this server keeps no lander requests"))?;
+    store.status(ticket).await?.ok_or_else(|| {
+        Error::not_found(format!(
+            "ticket {ticket} has no request (POST /api/v1/ticket/{ticket}/request/ starts one)"
+        ))
+    })
+}
+
+async fn submit(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let id = ticket_id(&id)?;
+    let options: SubmitOptions = if body.iter().all(u8::is_ascii_whitespace) {
+        SubmitOptions::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::invalid(format!("the request's options: {e}")))?
+    };
+    let lander = lander(&state)?;
+    let ticket = state.services.tickets.get_ticket(id).await?;
+    let queue = QueueName::fresh(&format!("ticket-{id}"))?;
+    let mut request = ExecuteRequest::for_ticket(&ticket, &queue);
+    if request.source_packages.is_empty() {
+        return Err(Error::invalid(format!(
+            "ticket {id} has no uploads (SPU artifacts): nothing to build"
+        ))
+        .into());
+    }
+    if let Some(series) = options.series {
+        crate::archive::check_series(&series)?;
+        request.series = Some(series);
+    }
+    request.base_image = options.base_image;
+    request.binary_packages = options.binary_packages;
+    let handle = lander.submit(request).await?;
+    accepted(&state, handle).await
+}
+
+async fn request_status(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RequestStatus>> {
+    let id = ticket_id(&id)?;
+    state.services.tickets.get_ticket(id).await?;
+    Ok(Json(status_of(&state, id).await?))
+}
+
+async fn cancel(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let id = ticket_id(&id)?;
+    let lander = lander(&state)?;
+    state.services.tickets.get_ticket(id).await?;
+    if !lander.cancel(id).await? {
+        return Err(Error::conflict(format!(
+            "ticket {id} has no request under way (its lander finished, or it never started)"
+        ))
+        .into());
+    }
+    let answer = CancelAnswer {
+        ticket: id,
+        cancel_requested: true,
+    };
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+async fn retry(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let id = ticket_id(&id)?;
+    let handle = lander(&state)?.retry(id, None).await?;
+    accepted(&state, handle).await
+}
