@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use ubuntu_ci_core::config::Config;
-use ubuntu_ci_core::lander::{ExecuteRequest, Lander, LanderOptions};
+use ubuntu_ci_core::lander::{ExecuteRequest, Lander};
 use ubuntu_ci_core::queue::{ProgressMessage, QueueName};
 use ubuntu_ci_core::submit::{CreateTicket, NoProgress};
 
@@ -50,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     let request = ExecuteRequest::for_ticket(&ticket, &queue);
-    let lander = Lander::new(services.clone(), LanderOptions::new("bookworm")?);
+    let lander = Lander::new(services.clone(), config.lander_options("bookworm")?);
     let outcome = lander.execute(request, CancellationToken::new()).await?;
     printer.await?;
     println!("{:?} at {}", outcome.state, outcome.step);

@@ -2,6 +2,7 @@
 //! `ubuntu-ci` binary, the example package built into a temporary folder.
 
 pub mod apt;
+pub mod fakes;
 pub mod gpg;
 pub mod workers;
 
@@ -185,14 +186,14 @@ impl Drop for ServedProcess {
     }
 }
 
-/// Starts `ubuntu-ci serve` on `data_dir` with `token`; its stderr goes to
-/// `<data_dir>/serve.log`.
+/// Starts `ubuntu-ci serve --no-lander` on `data_dir` with `token` (the tickets made
+/// through it are not built); its stderr goes to `<data_dir>/serve.log`.
 pub fn serve_process(data_dir: &Path, token: &str) -> ServedProcess {
     use std::io::BufRead;
     std::fs::create_dir_all(data_dir).expect("data dir");
     let log = data_dir.join("serve.log");
     let mut child = ubuntu_ci(data_dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-lander"])
         .env("UBUNTU_CI_TOKEN", token)
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(&log).expect("serve.log"))

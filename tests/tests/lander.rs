@@ -4,228 +4,23 @@
 //! release and what reached the archive PPA.
 
 use std::collections::BTreeSet;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use ubuntu_ci_core::archive::{Archives, Publishable};
-use ubuntu_ci_core::builder::fetch::fetch_sources;
-use ubuntu_ci_core::builder::{BuildSource, SourceBuilder};
+use ubuntu_ci_core::archive::Archives;
 use ubuntu_ci_core::config::{Config, Services};
-use ubuntu_ci_core::image::{Bootstrap, BuildImage, ImageBuilder};
 use ubuntu_ci_core::lander::{ExecuteRequest, Lander, LanderOptions, RequestState};
 use ubuntu_ci_core::model::{
     NewTicket, PageRequest, StepStatus, TransitionFilter, Uri, WorkflowStep,
 };
 use ubuntu_ci_core::ppa::{PpaName, PpaState};
-use ubuntu_ci_core::queue::{Done, ProgressMessage, ProgressQueues, QueueName};
-use ubuntu_ci_core::runner::{TestImage, TestRunner};
-use ubuntu_ci_core::store::{Body, ContainerName, ObjectName, ObjectStore};
-use ubuntu_ci_core::Result;
-use ubuntu_ci_tests::apt::build_deb;
+use ubuntu_ci_core::queue::{ProgressMessage, QueueName};
+use ubuntu_ci_tests::fakes::{instant, InstantBuilder, InstantImages, InstantTests};
 use ubuntu_ci_tests::workers::{example_variant, stage_upload};
-
-/// Sends a phase and `done` on `queue`, as a worker does.
-async fn finish(queues: &dyn ProgressQueues, queue: &str, phase: &str, done: Done) -> Result<Done> {
-    let queue = QueueName::new(queue)?;
-    queues
-        .publish(
-            &queue,
-            ProgressMessage::Phase {
-                phase: phase.to_owned(),
-                message: format!("fake {phase}"),
-            }
-            .to_json(),
-        )
-        .await?;
-    queues
-        .publish(&queue, ProgressMessage::Done(done.clone()).to_json())
-        .await?;
-    Ok(done)
-}
-
-/// How many calls of a fake are under way, and the most there were at once.
-#[derive(Debug, Default)]
-struct Concurrency {
-    now: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-impl Concurrency {
-    /// Counts a call for as long as the returned guard lives.
-    fn enter(&self) -> impl Drop + '_ {
-        struct Leave<'a>(&'a Concurrency);
-        impl Drop for Leave<'_> {
-            fn drop(&mut self) {
-                self.0.now.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.peak.fetch_max(now, Ordering::SeqCst);
-        Leave(self)
-    }
-
-    fn peak(&self) -> usize {
-        self.peak.load(Ordering::SeqCst)
-    }
-}
-
-/// Publishes the upload's source and one `all` binary of its name into the PPA (the same
-/// `.deb` for each source version, kept in the data store as a real build's are), or fails
-/// for sources named in `failing`.
-#[derive(Debug)]
-struct InstantBuilder {
-    store: Arc<dyn ObjectStore>,
-    archives: Archives,
-    queues: Arc<dyn ProgressQueues>,
-    debs: PathBuf,
-    failing: BTreeSet<String>,
-    built: Mutex<Vec<String>>,
-    made: tokio::sync::Mutex<HashMap<String, (PathBuf, String)>>,
-    calls: Concurrency,
-    /// How long each build takes.
-    pause: std::time::Duration,
-}
-
-#[async_trait]
-impl SourceBuilder for InstantBuilder {
-    async fn build_source(&self, request: BuildSource, _: CancellationToken) -> Result<Done> {
-        let _call = self.calls.enter();
-        tokio::time::sleep(self.pause).await;
-        let dir = tempfile::tempdir()?;
-        let upload = fetch_sources(&*self.store, &request.source_packages, dir.path()).await?;
-        let source = upload.dsc.source.clone();
-        self.built.lock().unwrap().push(source.clone());
-        if self.failing.contains(&source) {
-            let done = Done::failed(format!("{source}: deliberate build failure"));
-            return finish(&*self.queues, &request.progress_queue, "build", done).await;
-        }
-        let (deb, url) = {
-            let key = format!("{source}_{}", upload.dsc.version);
-            let mut made = self.made.lock().await;
-            if let Some(made) = made.get(&key) {
-                made.clone()
-            } else {
-                let control = format!(
-                    "Package: {source}\nVersion: {}\nArchitecture: all\n\
-                     Maintainer: Tests <tests@example.com>\nDescription: built by a fake\n",
-                    upload.dsc.version
-                );
-                let deb = build_deb(&self.debs, &control, "xz");
-                let container = ContainerName::new("instant.builds")?;
-                self.store.ensure_container(&container, true).await?;
-                let name = ObjectName::new(format!("{key}_all.deb"))?;
-                self.store
-                    .put(&container, &name, Body::File(std::fs::File::open(&deb)?))
-                    .await?;
-                let url = self.store.object_url(&container, &name).to_string();
-                made.insert(key, (deb.clone(), url.clone()));
-                (deb, url)
-            }
-        };
-        let ppa: PpaName = request.ppa.parse()?;
-        self.archives
-            .publish(
-                &ppa,
-                request.series.as_deref(),
-                vec![Publishable::Source(Box::new(upload)), Publishable::Deb(deb)],
-            )
-            .await?;
-        let mut results = serde_json::Map::new();
-        results.insert("binaries".into(), vec![url].into());
-        let done = Done::completed(results);
-        finish(&*self.queues, &request.progress_queue, "build", done).await
-    }
-}
-
-/// Records its requests and answers at once with made-up image URLs.
-#[derive(Debug, Default)]
-struct InstantImages {
-    queues: Option<Arc<dyn ProgressQueues>>,
-    bootstraps: Mutex<Vec<Bootstrap>>,
-    builds: Mutex<Vec<BuildImage>>,
-    /// The next this many image builds say nothing and do not end until cancelled.
-    hangs: AtomicU32,
-    calls: Concurrency,
-}
-
-#[async_trait]
-impl ImageBuilder for InstantImages {
-    async fn bootstrap(&self, request: Bootstrap, _: CancellationToken) -> Result<Done> {
-        self.bootstraps.lock().unwrap().push(request.clone());
-        self.made(&request.progress_queue, "bootstrap", "base")
-            .await
-    }
-
-    async fn build_image(&self, request: BuildImage, cancel: CancellationToken) -> Result<Done> {
-        let _call = self.calls.enter();
-        self.builds.lock().unwrap().push(request.clone());
-        let hang = self
-            .hangs
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if hang {
-            // Until told to stop, as a real worker ends its processes.
-            cancel.cancelled().await;
-            let queues = self.queues.as_ref().unwrap();
-            let done = Done::failed("the image build was cancelled");
-            return finish(&**queues, &request.progress_queue, "install", done).await;
-        }
-        self.made(&request.progress_queue, "install", "image").await
-    }
-}
-
-impl InstantImages {
-    /// Reports `file:///images/<name>.tar.zst` made.
-    async fn made(&self, queue: &str, phase: &str, name: &str) -> Result<Done> {
-        let mut results = serde_json::Map::new();
-        results.insert(
-            "url_list".into(),
-            vec![format!("file:///images/{name}.tar.zst")].into(),
-        );
-        let queues = self.queues.as_ref().unwrap();
-        finish(&**queues, queue, phase, Done::completed(results)).await
-    }
-}
-
-/// Passes every test, but those of sources named in `failing`.
-#[derive(Debug)]
-struct InstantTests {
-    queues: Arc<dyn ProgressQueues>,
-    failing: Mutex<BTreeSet<String>>,
-    runs: Mutex<Vec<TestImage>>,
-    calls: Concurrency,
-}
-
-#[async_trait]
-impl TestRunner for InstantTests {
-    async fn test_image(&self, request: TestImage, _: CancellationToken) -> Result<Done> {
-        let _call = self.calls.enter();
-        self.runs.lock().unwrap().push(request.clone());
-        let names = request.package_name.names();
-        let failing = {
-            let failing = self.failing.lock().unwrap();
-            names.iter().any(|n| failing.contains(n))
-        };
-        let mut results = serde_json::Map::new();
-        results.insert(
-            "test_request_id".into(),
-            request.test_request_id.clone().into(),
-        );
-        results.insert(
-            "test_result".into(),
-            if failing { "FAILED" } else { "PASSED" }.into(),
-        );
-        results.insert("artifacts".into(), serde_json::Value::Array(Vec::new()));
-        let queue = request.progress_queue.clone().unwrap();
-        finish(&*self.queues, &queue, "test", Done::completed(results)).await
-    }
-}
 
 struct Rig {
     _dir: tempfile::TempDir,
@@ -247,50 +42,6 @@ async fn rig(failing_builds: &[&str], failing_tests: &[&str]) -> Rig {
         std::time::Duration::ZERO,
     )
     .await
-}
-
-type Fakes = (
-    Services,
-    Arc<InstantBuilder>,
-    Arc<InstantImages>,
-    Arc<InstantTests>,
-);
-
-/// `services` with instant workers (each build taking `pause`), `.deb`s made in `debs`.
-fn instant(
-    mut services: Services,
-    debs: PathBuf,
-    failing_builds: &[&str],
-    failing_tests: &[&str],
-    pause: std::time::Duration,
-) -> Fakes {
-    let archives = services.archives.local().unwrap().clone();
-    std::fs::create_dir_all(&debs).unwrap();
-    let builder = Arc::new(InstantBuilder {
-        store: services.store.clone(),
-        archives,
-        queues: services.queues.clone(),
-        debs,
-        failing: failing_builds.iter().map(|s| (*s).to_owned()).collect(),
-        built: Mutex::new(Vec::new()),
-        made: tokio::sync::Mutex::new(HashMap::new()),
-        calls: Concurrency::default(),
-        pause,
-    });
-    services.builder = builder.clone();
-    let images = Arc::new(InstantImages {
-        queues: Some(services.queues.clone()),
-        ..InstantImages::default()
-    });
-    services.images = images.clone();
-    let tests = Arc::new(InstantTests {
-        queues: services.queues.clone(),
-        failing: Mutex::new(failing_tests.iter().map(|s| (*s).to_owned()).collect()),
-        runs: Mutex::new(Vec::new()),
-        calls: Concurrency::default(),
-    });
-    services.tests = tests.clone();
-    (services, builder, images, tests)
 }
 
 /// As [`rig`], the lander with `options`, each build taking `pause`.
@@ -953,6 +704,7 @@ async fn a_hundred_requests_run_at_once_within_the_bounds_per_kind() {
         builds: 2,
         images: 2,
         tests: 4,
+        ppas: 16,
     };
     // Builds slow enough for requests to queue up for them.
     let pause = std::time::Duration::from_millis(100);

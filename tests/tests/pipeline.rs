@@ -133,6 +133,34 @@ fn create_ticket_wait_runs_the_whole_pipeline() {
     assert_eq!(detail["status"], "FAILED");
     assert_eq!(detail["state"], "closed");
 
+    // `ubuntu-ci retry`: from IMAGE_TEST, with the build put back into a PPA from the data
+    // store (no sbuild), the image kept; the test still fails (exit 10), and `status`
+    // says so.
+    let retried = run(dir.path(), &["retry", "2"]);
+    let stderr = text(&retried.stderr);
+    assert_eq!(retried.status.code(), Some(10), "{stderr}");
+    assert!(stderr.contains("retrying from IMAGE_TEST"), "{stderr}");
+    assert!(
+        stderr.contains("putting the build of hello-ci 1.0-2 back"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("==> build:"), "not built again: {stderr}");
+    assert!(
+        !stderr.contains("building an image"),
+        "image kept: {stderr}"
+    );
+    assert!(stderr.contains("==> test 3/3 (100%)"), "{stderr}");
+    let status = run(dir.path(), &["status", "2"]);
+    let shown = text(&status.stdout);
+    assert!(shown.contains("request: FAILED at IMAGE_TEST"), "{shown}");
+    let followed = run(dir.path(), &["status", "2", "--follow"]);
+    assert_eq!(followed.status.code(), Some(10), "a closed ticket's end");
+    assert_eq!(
+        run(dir.path(), &["retry", "1"]).status.code(),
+        Some(5),
+        "completed"
+    );
+
     // `ubuntu-ci cancel` from another process while sbuild compiles: the waiting command
     // ends with exit 11, the ticket CANCELLED, no build process left, the PPA free.
     let again = example_variant(dir.path(), "cancelled", |tree| {

@@ -91,6 +91,19 @@ pub struct LanderConfig {
     pub tests: Option<usize>,
 }
 
+impl Config {
+    /// The lander's options for `series`: the `[lander]` section's settings, with as
+    /// many requests holding a PPA at once as the `[ppa]` pool has PPAs at most.
+    ///
+    /// # Errors
+    /// As [`LanderConfig::options`] and [`PpaConfig::pool_options`].
+    pub fn lander_options(&self, series: &str) -> Result<crate::lander::LanderOptions> {
+        let mut options = self.lander.options(series)?;
+        options.limits.ppas = usize::try_from(self.ppa.pool_options()?.max).unwrap_or(1);
+        Ok(options)
+    }
+}
+
 impl LanderConfig {
     /// The lander's options for `series`, with this section's settings.
     ///
@@ -822,7 +835,8 @@ mod tests {
             crate::lander::StepLimits {
                 builds: 3,
                 images: 2,
-                tests: 5
+                tests: 5,
+                ppas: 16
             }
         );
         let defaults = Config::default().lander.options("bookworm").unwrap();

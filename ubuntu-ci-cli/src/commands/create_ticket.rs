@@ -85,7 +85,7 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
     }
     // Everything --wait needs is checked before the ticket is made.
     let series = archives.series(args.series.as_deref())?;
-    let options = config.lander.options(&series)?;
+    let options = config.lander_options(&series)?;
     let ticket = request
         .run(&services, crate::progress::for_terminal(json))
         .await?;

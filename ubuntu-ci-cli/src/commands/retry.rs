@@ -47,7 +47,7 @@ pub async fn run(config: &Config, json: bool, args: RetryArgs) -> anyhow::Result
         .into());
     };
     let series = archives.series(Some(&status.progress.series))?;
-    let lander = Lander::new(services.clone(), config.lander.options(&series)?);
+    let lander = Lander::new(services.clone(), config.lander_options(&series)?);
     let queue = QueueName::fresh(&format!("ticket-{}", args.ticket))?;
     let messages = services.queues.subscribe(&queue, None).await?;
     let handle = lander.retry(args.ticket, Some(queue)).await?;

@@ -17,6 +17,10 @@ pub struct ServeArgs {
     /// URL clients reach this server at, used in stored objects' URLs [default: http://ADDR/]
     #[arg(long, env = "UBUNTU_CI_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// Serve the API and the store only: run no lander (tickets handed to it are refused
+    /// with 501, unfinished requests are left alone)
+    #[arg(long)]
+    pub no_lander: bool,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -61,9 +65,9 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
         println!("ubuntu-ci serve: listening on {address}, reachable at {public_url}");
     }
     let mut state = ServerState::new(services.clone(), token, public_url);
-    if let Some(archives) = services.archives.local() {
+    if let Some(archives) = services.archives.local().filter(|_| !args.no_lander) {
         let series = archives.series(None)?;
-        let lander = Lander::new(services.clone(), config.lander.options(&series)?);
+        let lander = Lander::new(services.clone(), config.lander_options(&series)?);
         state = state.with_lander(lander.clone());
         tokio::spawn(adopt(lander));
     }

@@ -2,7 +2,9 @@
 //! images, tests), first come first served, with the wait kept on the request so that
 //! `ticket show` and the API give each waiting ticket's place in line.
 
-use tokio::sync::{Semaphore, SemaphorePermit};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 /// The bounds per kind of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +15,9 @@ pub struct StepLimits {
     pub images: usize,
     /// Test runs at once.
     pub tests: usize,
+    /// Requests holding a PPA at once: the pool's size at most (more would only wait in
+    /// the pool, all woken at each release).
+    pub ppas: usize,
 }
 
 impl StepLimits {
@@ -25,6 +30,7 @@ impl StepLimits {
             builds: cores.max(1),
             images: (cores / 2).max(1),
             tests: cores.max(1),
+            ppas: crate::ppa::PoolOptions::default().max as usize,
         }
     }
 
@@ -65,6 +71,7 @@ pub(crate) struct Gates {
     builds: Semaphore,
     images: Semaphore,
     tests: Semaphore,
+    ppas: Arc<Semaphore>,
 }
 
 impl Gates {
@@ -73,7 +80,13 @@ impl Gates {
             builds: Semaphore::new(limits.builds.max(1)),
             images: Semaphore::new(limits.images.max(1)),
             tests: Semaphore::new(limits.tests.max(1)),
+            ppas: Arc::new(Semaphore::new(limits.ppas.max(1))),
         }
+    }
+
+    /// The PPA gate: a permit is held from assignment to release.
+    pub(crate) fn ppas(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.ppas)
     }
 
     pub(crate) fn gate(&self, work: Work) -> &Semaphore {
@@ -88,6 +101,11 @@ impl Gates {
     pub(crate) fn try_enter(&self, work: Work) -> Option<SemaphorePermit<'_>> {
         self.gate(work).try_acquire().ok()
     }
+
+    /// A PPA permit at once, when one is free.
+    pub(crate) fn try_enter_ppas(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.ppas).try_acquire_owned().ok()
+    }
 }
 
 #[cfg(test)]
@@ -101,7 +119,8 @@ mod tests {
             StepLimits {
                 builds: 2,
                 images: 1,
-                tests: 2
+                tests: 2,
+                ppas: 16
             }
         );
         assert_eq!(StepLimits::for_cores(0).images, 1);

@@ -70,6 +70,9 @@ const CANCEL_POLL: Duration = Duration::from_secs(1);
 /// How long a worker told to stop (time limit, declared dead) is given to end.
 const WORKER_GRACE: Duration = Duration::from_secs(30);
 
+/// How often a running request renews the lease of its PPA (the pool's lease is hours).
+const PPA_RENEWAL: Duration = Duration::from_secs(600);
+
 /// How long `get_ppa` may take before the request is noted as waiting for a PPA.
 const PPA_WAIT_NOTICE: Duration = Duration::from_millis(500);
 
@@ -294,6 +297,8 @@ pub struct Lander {
     gates: Arc<Gates>,
     /// The requests this lander runs, by ticket, with their cancellation.
     running: Arc<Mutex<HashMap<i64, CancellationToken>>>,
+    /// Set once the watcher of the running requests is started.
+    watcher: Arc<std::sync::OnceLock<()>>,
 }
 
 /// A request running in the background (see [`Lander::submit`]).
@@ -376,6 +381,7 @@ impl Lander {
             services,
             options,
             running: Arc::new(Mutex::new(HashMap::new())),
+            watcher: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
@@ -471,6 +477,16 @@ impl Lander {
         let ticket = request.ticket_id;
         if let Ok(mut running) = self.running.lock() {
             running.insert(ticket, cancel.clone());
+        }
+        if let Some(store) = &self.services.requests {
+            self.watcher.get_or_init(|| {
+                tokio::spawn(watch_requests(
+                    Arc::downgrade(&self.running),
+                    Arc::clone(store),
+                    self.services.ppas.clone(),
+                    self.options.claim_lease,
+                ));
+            });
         }
         // Forgotten however the run ends, a dropped (aborted) task included.
         let _running = scopeguard(|| {
@@ -667,21 +683,13 @@ impl Lander {
             .current_workflow_step;
         // A stop asked for through the store (`ubuntu-ci cancel`, from any process) cancels
         // this run as `cancel` does.
+        // (The lander's watcher looks for them all at once: see `watch_requests`.)
         let cancel = cancel.child_token();
-        let watcher = match self.services.requests.clone() {
-            Some(store) => {
-                if store.cancel_requested(request.ticket_id).await? {
-                    cancel.cancel();
-                }
-                Some(tokio::spawn(watch_cancel(
-                    store,
-                    request.ticket_id,
-                    cancel.clone(),
-                    self.options.claim_lease,
-                )))
+        if let Some(store) = &self.services.requests {
+            if store.cancel_requested(request.ticket_id).await? {
+                cancel.cancel();
             }
-            None => None,
-        };
+        }
         let mut run = Run {
             lander: self,
             request: &request,
@@ -689,19 +697,19 @@ impl Lander {
             cancel: &cancel,
             outcome: progress,
             floor,
+            ppa_permit: None,
         };
         let result = match crate::archive::check_series(&series) {
             Ok(()) => run.steps().await,
             Err(err) => Err(Stop::failed(WorkflowStep::Queued, err.to_string())),
         };
-        if let Some(watcher) = watcher {
-            watcher.abort();
-        }
         let mut outcome = run.outcome;
         let released = match &outcome.ppa {
             Some(_) => self.services.ppas.release_ppa(request.ticket_id).await,
             None => Ok(()),
         };
+        // The next request in line may take a PPA now.
+        drop(run.ppa_permit);
         let result = match (result, released) {
             (Ok(()), Err(err)) => Err(Stop::failed(
                 WorkflowStep::Publish,
@@ -779,6 +787,8 @@ struct Run<'a> {
     outcome: RequestOutcome,
     /// The ticket's step when this run started.
     floor: WorkflowStep,
+    /// Its share of the PPA pool, once it has one (released with the run).
+    ppa_permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Run<'_> {
@@ -1412,8 +1422,24 @@ impl Run<'_> {
     }
 
     /// The ticket's PPA, waited for (noted as such) while every PPA is busy.
-    async fn assign_ppa(&self) -> Stopped<crate::ppa::Ppa> {
+    async fn assign_ppa(&mut self) -> Stopped<crate::ppa::Ppa> {
         let step = WorkflowStep::PpaAssignment;
+        // First in line for this lander's share of the pool (held to the end of the run).
+        let permit = match self.lander.gates.try_enter_ppas() {
+            Some(permit) => permit,
+            None => {
+                self.note_waiting(step, Some("a PPA")).await?;
+                let permit = tokio::select! {
+                    permit = self.lander.gates.ppas().acquire_owned() => permit.map_err(|e| {
+                        Stop::failed(step, format!("the lander is shutting down: {e}"))
+                    }),
+                    () = self.cancel.cancelled() => Err(self.cancelled(step)),
+                };
+                self.note_waiting(step, None).await?;
+                permit?
+            }
+        };
+        self.ppa_permit = Some(permit);
         let started = Instant::now();
         let attempt = async {
             loop {
@@ -1609,34 +1635,59 @@ impl Run<'_> {
     }
 }
 
-/// Cancels `cancel` when the store says a stop of `ticket`'s request was asked for;
-/// looks every [`CANCEL_POLL`] until `cancel` is cancelled, and renews this lander's claim
-/// on the request every quarter of `lease`.
-async fn watch_cancel(
+/// Watches the requests a lander runs (`running`, until the lander is gone), all at once:
+/// every [`CANCEL_POLL`] it cancels those a stop was asked for through the store (from any
+/// process); every quarter of `lease` it renews the lander's claims on its requests; every
+/// [`PPA_RENEWAL`] the leases of their PPAs (so a long request keeps its PPA).
+async fn watch_requests(
+    running: std::sync::Weak<Mutex<HashMap<i64, CancellationToken>>>,
     store: Arc<dyn RequestStore>,
-    ticket: i64,
-    cancel: CancellationToken,
+    ppas: Arc<dyn crate::ppa::PpaAssigner>,
     lease: Duration,
 ) {
     let mut renewed = Instant::now();
+    let mut ppa_renewed = Instant::now();
     loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(CANCEL_POLL.min(lease / 4)) => {}
-        }
-        if store.cancel_requested(ticket).await.unwrap_or(false) {
-            cancel.cancel();
+        tokio::time::sleep(CANCEL_POLL.min(lease / 4)).await;
+        let Some(running) = running.upgrade() else {
             return;
+        };
+        let tokens: HashMap<i64, CancellationToken> = match running.lock() {
+            Ok(running) => running.clone(),
+            Err(_) => return,
+        };
+        drop(running);
+        if tokens.is_empty() {
+            continue;
+        }
+        match store.cancels_requested().await {
+            Ok(tickets) => {
+                for ticket in tickets {
+                    if let Some(token) = tokens.get(&ticket) {
+                        token.cancel();
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot look for stops asked for"),
         }
         if renewed.elapsed() >= lease / 4 {
-            let runner = claim::runner();
-            let renewal = store
-                .claim(ticket, runner, Some(runner), &claim::until(lease))
-                .await;
-            if let Err(err) = renewal {
-                tracing::warn!(ticket, error = %err, "cannot renew the lander's claim");
+            let until = claim::until(lease);
+            if let Err(err) = store.renew_claims(claim::runner(), &until).await {
+                tracing::warn!(error = %err, "cannot renew the lander's claims");
             }
             renewed = Instant::now();
+        }
+        if ppa_renewed.elapsed() >= PPA_RENEWAL {
+            for &ticket in tokens.keys() {
+                // None held yet (or any more) is not a problem.
+                match ppas.renew(ticket).await {
+                    Err(err) if err.kind() != ErrorKind::NotFound => {
+                        tracing::warn!(ticket, error = %err, "cannot renew the PPA's lease");
+                    }
+                    _ => {}
+                }
+            }
+            ppa_renewed = Instant::now();
         }
     }
 }

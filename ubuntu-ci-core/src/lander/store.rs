@@ -36,6 +36,13 @@ pub trait RequestStore: Send + Sync + fmt::Debug {
     /// Whether a stop of the ticket's request was asked for.
     async fn cancel_requested(&self, ticket: i64) -> Result<bool>;
 
+    /// The tickets whose unfinished requests a stop was asked for (one query for all the
+    /// requests a lander runs).
+    async fn cancels_requested(&self) -> Result<Vec<i64>>;
+
+    /// Renews until `until` every claim `runner` holds on unfinished requests; how many.
+    async fn renew_claims(&self, runner: &str, until: &str) -> Result<u64>;
+
     /// Says what the ticket's request waits for (`a build slot`, `a PPA`), from now on;
     /// `None`: it waits no more.
     async fn set_waiting(&self, ticket: i64, waiting_for: Option<&str>) -> Result<()>;
@@ -208,6 +215,34 @@ impl RequestStore for SqlRequestStore {
                 != 0),
             None => Ok(false),
         }
+    }
+
+    async fn cancels_requested(&self) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT ticket_id FROM lander_request WHERE finished = 0 AND cancel_requested = 1",
+        )
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| row.try_get::<i64, _>("ticket_id").map_err(db_error))
+            .collect()
+    }
+
+    async fn renew_claims(&self, runner: &str, until: &str) -> Result<u64> {
+        let mut tx = self.db.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE lander_request SET claimed_until = $1 \
+             WHERE finished = 0 AND claimed_by = $2",
+        )
+        .bind(until.to_owned())
+        .bind(runner.to_owned())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(changed)
     }
 
     async fn unfinished(&self) -> Result<Vec<(ExecuteRequest, RequestOutcome)>> {
@@ -471,6 +506,20 @@ mod tests {
             .claim(t, "c", Some("a"), "2030-01-01T00:00:00Z")
             .await
             .unwrap());
+        assert_eq!(
+            store
+                .renew_claims("b", "2032-01-01T00:00:00Z")
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store.claimant(t).await.unwrap(),
+            Some(("b".to_owned(), "2032-01-01T00:00:00Z".to_owned()))
+        );
+        assert_eq!(store.cancels_requested().await.unwrap(), Vec::<i64>::new());
+        assert!(store.request_cancel(t).await.unwrap());
+        assert_eq!(store.cancels_requested().await.unwrap(), [t]);
         for (n, &t) in tickets[..3].iter().enumerate() {
             assert_eq!(
                 place(store.status(t).await.unwrap()),

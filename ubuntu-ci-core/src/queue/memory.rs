@@ -57,6 +57,8 @@ struct Inner {
     queues: HashMap<QueueName, Queue>,
     /// Dropped queues and when.
     dropped: HashMap<QueueName, Instant>,
+    /// When the queues were last looked through for expired ones.
+    purged_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -115,14 +117,29 @@ impl MemoryQueues {
 
 impl Inner {
     /// Drops finished queues past `retention`, and forgets dropped names after as long.
+    /// Looks through every queue at most every quarter of `retention` (and every second):
+    /// with thousands of queues, looking at each publish would cost more than the rest.
     fn purge(&mut self, retention: Duration) {
         let now = Instant::now();
+        let every = (retention / 4).min(Duration::from_secs(1));
+        if self
+            .purged_at
+            .is_some_and(|at| now.duration_since(at) < every)
+        {
+            return;
+        }
+        self.purged_at = Some(now);
         let expired: Vec<QueueName> = self
             .queues
             .iter()
             .filter(|(_, q)| {
-                q.finished_at
-                    .is_some_and(|at| now.duration_since(at) >= retention)
+                let expired = q
+                    .finished_at
+                    .is_some_and(|at| now.duration_since(at) >= retention);
+                let abandoned = q.finished_at.is_none()
+                    && q.changed.receiver_count() == 0
+                    && now.duration_since(q.touched_at) >= ABANDONED;
+                expired || abandoned
             })
             .map(|(name, _)| name.clone())
             .collect();
