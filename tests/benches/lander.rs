@@ -123,13 +123,13 @@ impl ArchiveService for MemoryArchives {
 /// Instant workers: a build "publishes" the source's one binary into the memory archive;
 /// images and test runs answer at once.
 #[derive(Debug)]
-struct Instant_ {
+struct InstantWorkers {
     queues: Arc<dyn ProgressQueues>,
     archives: Arc<MemoryArchives>,
     calls: AtomicU64,
 }
 
-impl Instant_ {
+impl InstantWorkers {
     async fn done(&self, queue: &str, done: Done) -> Result<Done> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let queue = QueueName::new(queue)?;
@@ -150,7 +150,7 @@ impl Instant_ {
 }
 
 #[async_trait]
-impl SourceBuilder for Instant_ {
+impl SourceBuilder for InstantWorkers {
     async fn build_source(&self, request: BuildSource, _: CancellationToken) -> Result<Done> {
         for architecture in ["source", "all"] {
             self.archives.add(
@@ -171,18 +171,20 @@ impl SourceBuilder for Instant_ {
 }
 
 #[async_trait]
-impl ImageBuilder for Instant_ {
+impl ImageBuilder for InstantWorkers {
     async fn bootstrap(&self, request: Bootstrap, _: CancellationToken) -> Result<Done> {
-        self.done(&request.progress_queue, Instant_::image()).await
+        self.done(&request.progress_queue, InstantWorkers::image())
+            .await
     }
 
     async fn build_image(&self, request: BuildImage, _: CancellationToken) -> Result<Done> {
-        self.done(&request.progress_queue, Instant_::image()).await
+        self.done(&request.progress_queue, InstantWorkers::image())
+            .await
     }
 }
 
 #[async_trait]
-impl TestRunner for Instant_ {
+impl TestRunner for InstantWorkers {
     async fn test_image(&self, request: TestImage, _: CancellationToken) -> Result<Done> {
         let mut results = serde_json::Map::new();
         results.insert("test_request_id".into(), request.test_request_id.into());
@@ -270,7 +272,7 @@ async fn bench(tickets: usize) {
     };
     let mut services: Services = config.connect(None).await.expect("services");
     let archives = Arc::new(MemoryArchives::default());
-    let workers = Arc::new(Instant_ {
+    let workers = Arc::new(InstantWorkers {
         queues: services.queues.clone(),
         archives: Arc::clone(&archives),
         calls: AtomicU64::new(0),
@@ -305,7 +307,7 @@ async fn bench(tickets: usize) {
                 let workers = Arc::clone(&workers);
                 let archives = Arc::clone(&archives);
                 tasks.push(tokio::spawn(async move {
-                    direct(&*workers, &*archives, n).await;
+                    direct(&workers, &archives, n).await;
                 }));
             }
             for task in tasks {
@@ -388,9 +390,9 @@ async fn bench(tickets: usize) {
         memory
     );
     println!(
-        "lander / baseline: wall {:.1}x, CPU {:.1}x; targets: < 10 s, < 2 ms CPU, < 100 KiB: {}",
-        run.wall.as_secs_f64() / baseline.wall.as_secs_f64().max(1e-9),
-        run.cpu.as_secs_f64() / baseline.cpu.as_secs_f64().max(1e-9),
+        "lander / baseline: wall {:.0}x (the baseline is the workers' own cost: the rest is \
+         the lander's); targets: < 10 s, < 2 ms CPU, < 100 KiB: {}",
+        run.wall.as_secs_f64() / baseline.wall.as_secs_f64().max(1e-3),
         if run.wall < Duration::from_secs(10) && per(run.cpu) < 2.0 && memory < 100.0 {
             "met"
         } else {
@@ -400,7 +402,7 @@ async fn bench(tickets: usize) {
 }
 
 /// One ticket's worker calls and copy, made directly.
-async fn direct(workers: &Instant_, archives: &MemoryArchives, n: usize) {
+async fn direct(workers: &InstantWorkers, archives: &MemoryArchives, n: usize) {
     let queue = |kind: &str| QueueName::fresh(&format!("{kind}-{n}")).expect("queue");
     let ppa: PpaName = format!("ppa:ci-team/ppa_direct_{n}").parse().expect("ppa");
     let archive: PpaName = "ppa:ci-team/ppa_direct_archive".parse().expect("ppa");

@@ -151,8 +151,10 @@ impl SourceBuilder for InstantBuilder {
             } else {
                 let control = format!(
                     "Package: {source}\nVersion: {}\nArchitecture: all\n\
-                     Maintainer: Tests <tests@example.com>\nDescription: built by a fake\n",
-                    upload.dsc.version
+                     Maintainer: Tests <tests@example.com>\n\
+                     Description: built by a fake in process {}\n",
+                    upload.dsc.version,
+                    std::process::id()
                 );
                 let deb = build_deb(&self.debs, &control, "xz");
                 let container = ContainerName::new("instant.builds")?;

@@ -96,6 +96,17 @@ fn create_ticket_wait_runs_the_whole_pipeline() {
     for kind in ["BINARY", "BUILD_LOG", "IMAGE", "TEST_RESULT", "TEST_LOG"] {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }
+    // The upload's own results are on its subticket; the image is the ticket's.
+    for artifact in detail["artifacts"].as_array().unwrap() {
+        let on_subticket = !artifact["subticket"].is_null();
+        match artifact["type"].as_str().unwrap() {
+            "BINARY" | "BUILD_LOG" | "TEST_RESULT" | "TEST_LOG" => {
+                assert!(on_subticket, "{artifact}");
+            }
+            "IMAGE" => assert!(!on_subticket, "{artifact}"),
+            _ => {}
+        }
+    }
 
     // A version with a failing test: exit 10, the failure named, nothing more published,
     // and the PPA free again. The base image made above is reused.

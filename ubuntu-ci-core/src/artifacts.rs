@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::model::{ArtifactType, NewArtifact, Uri};
+use crate::model::{ArtifactType, NewArtifact, PageRequest, SubticketFilter, Uri};
 use crate::store::{Body, DataStore};
 use crate::tickets::TicketSystem;
 
@@ -50,4 +50,36 @@ pub async fn keep_file(
             .await?;
     }
     Ok(url.to_string())
+}
+
+/// The subticket of ticket `ticket` whose upload (SPU) has `fingerprint`; `None` when there
+/// is none, or the ticket system cannot say.
+pub async fn subticket_of(
+    tickets: &dyn TicketSystem,
+    ticket: i64,
+    fingerprint: &str,
+) -> Option<i64> {
+    let page = tickets
+        .list_subtickets(
+            SubticketFilter {
+                ticket: Some(Uri::new(ticket)),
+                source_package_upload: None,
+            },
+            PageRequest {
+                limit: PageRequest::MAX_LIMIT,
+                offset: 0,
+            },
+        )
+        .await
+        .ok()?;
+    for subticket in page.objects {
+        let spu = tickets
+            .get_spu(subticket.source_package_upload.id())
+            .await
+            .ok()?;
+        if spu.fingerprint == fingerprint {
+            return Some(subticket.id);
+        }
+    }
+    None
 }

@@ -32,7 +32,7 @@ use crate::archive::{Archives, Publishable};
 use crate::artifacts::{keep_file, Owner};
 use crate::error::{Error, Result};
 use crate::fsutil::set_mode;
-use crate::model::{ArtifactType, PageRequest, SubticketFilter, Uri};
+use crate::model::ArtifactType;
 use crate::ppa::PpaName;
 use crate::queue::{Done, ProgressQueues, QueueName};
 use crate::store::{DataStore, ObjectStore};
@@ -324,29 +324,7 @@ impl SbuildBuilder {
     /// The subticket of `upload` in ticket `ticket`: the one whose SPU has its fingerprint.
     async fn subticket_of(&self, ticket: Option<i64>, upload: &ValidatedUpload) -> Option<i64> {
         let (tickets, ticket) = (self.tickets.as_ref()?, ticket?);
-        let page = tickets
-            .list_subtickets(
-                SubticketFilter {
-                    ticket: Some(Uri::new(ticket)),
-                    source_package_upload: None,
-                },
-                PageRequest {
-                    limit: PageRequest::MAX_LIMIT,
-                    offset: 0,
-                },
-            )
-            .await
-            .ok()?;
-        for subticket in page.objects {
-            let spu = tickets
-                .get_spu(subticket.source_package_upload.id())
-                .await
-                .ok()?;
-            if spu.fingerprint == upload.fingerprint {
-                return Some(subticket.id);
-            }
-        }
-        None
+        crate::artifacts::subticket_of(&**tickets, ticket, &upload.fingerprint).await
     }
 
     /// The chroot tarball of `series`/`arch`, made when missing or too old.

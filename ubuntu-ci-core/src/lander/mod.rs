@@ -346,6 +346,13 @@ impl fmt::Debug for Lander {
     }
 }
 
+/// A request recorded and claimed, with its ticket's step then.
+struct Taken {
+    request: ExecuteRequest,
+    progress: RequestOutcome,
+    floor: WorkflowStep,
+}
+
 /// Why a request stopped at a step.
 struct Stop {
     step: WorkflowStep,
@@ -398,14 +405,31 @@ impl Lander {
     /// As [`Lander::execute`]'s, before anything runs; `Conflict` when the ticket has a
     /// request under way.
     pub async fn submit(&self, request: ExecuteRequest) -> Result<RequestHandle> {
-        let (request, progress) = self.take(request).await?;
-        Ok(self.spawn(request, progress, CancellationToken::new()))
+        let taken = self.take(request).await?;
+        Ok(self.spawn(
+            taken.request,
+            taken.progress,
+            CancellationToken::new(),
+            Some(taken.floor),
+        ))
     }
 
     /// Checks `request`, and records and claims it.
-    async fn take(&self, request: ExecuteRequest) -> Result<(ExecuteRequest, RequestOutcome)> {
+    async fn take(&self, request: ExecuteRequest) -> Result<Taken> {
         QueueName::new(request.progress_queue.clone())?;
-        self.services.tickets.get_ticket(request.ticket_id).await?;
+        let ticket = self
+            .services
+            .tickets
+            .get_ticket(request.ticket_id)
+            .await?
+            .ticket;
+        if ticket.state == crate::model::TicketState::Closed {
+            return Err(Error::conflict(format!(
+                "ticket {} is closed ({} {}); `ubuntu-ci retry {}` takes a failed or \
+                 cancelled request up again",
+                ticket.id, ticket.current_workflow_step, ticket.status, ticket.id
+            )));
+        }
         let series = request
             .series
             .clone()
@@ -427,19 +451,19 @@ impl Lander {
             return Err(under_way(request.ticket_id));
         }
         if let Some(store) = &self.services.requests {
-            if !store.record(&request, &progress).await? {
+            let until = claim::until(self.options.claim_lease);
+            if !store
+                .record(&request, &progress, Some((claim::runner(), &until)))
+                .await?
+            {
                 return Err(under_way(request.ticket_id));
             }
-            store
-                .claim(
-                    request.ticket_id,
-                    claim::runner(),
-                    None,
-                    &claim::until(self.options.claim_lease),
-                )
-                .await?;
         }
-        Ok((request, progress))
+        Ok(Taken {
+            request,
+            progress,
+            floor: ticket.current_workflow_step,
+        })
     }
 
     fn is_running(&self, ticket: i64) -> bool {
@@ -455,11 +479,13 @@ impl Lander {
         request: ExecuteRequest,
         progress: RequestOutcome,
         cancel: CancellationToken,
+        floor: Option<WorkflowStep>,
     ) -> RequestHandle {
         let ticket_id = request.ticket_id;
         let lander = self.clone();
         let token = cancel.clone();
-        let task = tokio::spawn(async move { lander.run_here(request, progress, token).await });
+        let task =
+            tokio::spawn(async move { lander.run_here(request, progress, token, floor).await });
         RequestHandle {
             ticket_id,
             cancel,
@@ -473,6 +499,7 @@ impl Lander {
         request: ExecuteRequest,
         progress: RequestOutcome,
         cancel: CancellationToken,
+        floor: Option<WorkflowStep>,
     ) -> Result<RequestOutcome> {
         let ticket = request.ticket_id;
         if let Ok(mut running) = self.running.lock() {
@@ -494,7 +521,7 @@ impl Lander {
                 running.remove(&ticket);
             }
         });
-        self.run(request, progress, cancel).await
+        self.run(request, progress, cancel, floor).await
     }
 
     /// Asks the ticket's request to stop, wherever it runs: at once when this lander runs
@@ -578,18 +605,14 @@ impl Lander {
             format!("retrying from {stopped_at}"),
         )
         .await?;
-        if !store.record(&request, &progress).await? {
+        let until = claim::until(self.options.claim_lease);
+        if !store
+            .record(&request, &progress, Some((claim::runner(), &until)))
+            .await?
+        {
             return Err(under_way(ticket));
         }
-        store
-            .claim(
-                ticket,
-                claim::runner(),
-                None,
-                &claim::until(self.options.claim_lease),
-            )
-            .await?;
-        Ok(self.spawn(request, progress, CancellationToken::new()))
+        Ok(self.spawn(request, progress, CancellationToken::new(), None))
     }
 
     /// Runs `request` to its end (or `cancel`): every step recorded on the ticket, the
@@ -604,8 +627,9 @@ impl Lander {
         request: ExecuteRequest,
         cancel: CancellationToken,
     ) -> Result<RequestOutcome> {
-        let (request, progress) = self.take(request).await?;
-        self.run_here(request, progress, cancel).await
+        let taken = self.take(request).await?;
+        self.run_here(taken.request, taken.progress, cancel, Some(taken.floor))
+            .await
     }
 
     /// Carries on with every request a lander left unfinished (and no other lander runs),
@@ -659,7 +683,7 @@ impl Lander {
                 store.finish(ticket, &progress).await?;
                 continue;
             }
-            handles.push(self.spawn(request, progress, cancel.child_token()));
+            handles.push(self.spawn(request, progress, cancel.child_token(), None));
         }
         Ok(handles)
     }
@@ -669,27 +693,32 @@ impl Lander {
         request: ExecuteRequest,
         progress: RequestOutcome,
         cancel: CancellationToken,
+        floor: Option<WorkflowStep>,
     ) -> Result<RequestOutcome> {
         let queue = QueueName::new(request.progress_queue.clone())?;
         let series = progress.series.clone();
-        // A resumed request's ticket is further on already: steps before are not recorded
-        // again (a ticket never goes back).
-        let floor = self
-            .services
-            .tickets
-            .get_ticket(request.ticket_id)
-            .await?
-            .ticket
-            .current_workflow_step;
         // A stop asked for through the store (`ubuntu-ci cancel`, from any process) cancels
-        // this run as `cancel` does.
-        // (The lander's watcher looks for them all at once: see `watch_requests`.)
+        // this run as `cancel` does: the lander's watcher looks for them all at once (see
+        // `watch_requests`); a resumed request looks once first.
         let cancel = cancel.child_token();
-        if let Some(store) = &self.services.requests {
-            if store.cancel_requested(request.ticket_id).await? {
-                cancel.cancel();
+        // A resumed request's ticket is further on already: steps before are not recorded
+        // again (a ticket never goes back). A new request's ticket was just read.
+        let floor = match floor {
+            Some(floor) => floor,
+            None => {
+                if let Some(store) = &self.services.requests {
+                    if store.cancel_requested(request.ticket_id).await? {
+                        cancel.cancel();
+                    }
+                }
+                self.services
+                    .tickets
+                    .get_ticket(request.ticket_id)
+                    .await?
+                    .ticket
+                    .current_workflow_step
             }
-        }
+        };
         let mut run = Run {
             lander: self,
             request: &request,
@@ -881,11 +910,36 @@ impl Run<'_> {
             .await
             .map_err(|e| Stop::failed(step, e.to_string()))?;
         self.restore(ppa, series, &uploads).await?;
+        let present = self
+            .present_binaries(ppa, series)
+            .await
+            .map_err(|e| Stop::failed(step, e.to_string()))?;
         let total = uploads.len();
         for (n, upload) in uploads.iter().enumerate() {
             let what = format!("{} {}", upload.source, upload.version);
             if self.built(upload).is_some() {
                 continue;
+            }
+            if upload.binaries.iter().any(|b| present.contains(b)) {
+                // A build whose end was not recorded (its lander killed) may have published
+                // some of its binaries: a build is not reproducible byte for byte, so they
+                // go before it runs again.
+                self.enter(
+                    step,
+                    format!("removing what an interrupted build of {what} left in {ppa}"),
+                )
+                .await?;
+                match self
+                    .services()
+                    .archives
+                    .remove_package(ppa, Some(series), &upload.source, Some(&upload.version))
+                    .await
+                {
+                    Err(err) if err.kind() != ErrorKind::NotFound => {
+                        return Err(Stop::failed(step, err.to_string()));
+                    }
+                    _ => {}
+                }
             }
             self.enter(step, format!("building {what} ({}/{total})", n + 1))
                 .await?;
@@ -1230,16 +1284,7 @@ impl Run<'_> {
         if self.outcome.builds.is_empty() {
             return Ok(());
         }
-        let present: BTreeSet<String> = self
-            .services()
-            .archives
-            .packages(ppa, Some(series))
-            .await
-            .map_err(fail)?
-            .into_iter()
-            .filter(|p| p.architecture != "source")
-            .map(|p| p.name)
-            .collect();
+        let present = self.present_binaries(ppa, series).await.map_err(fail)?;
         let mut lost = false;
         for upload in uploads {
             let Some(build) = self.built(upload) else {
@@ -1277,6 +1322,19 @@ impl Run<'_> {
             self.outcome.tests.clear();
         }
         self.save().await
+    }
+
+    /// The names of the binary packages `ppa` carries for `series`.
+    async fn present_binaries(&self, ppa: &PpaName, series: &str) -> Result<BTreeSet<String>> {
+        Ok(self
+            .services()
+            .archives
+            .packages(ppa, Some(series))
+            .await?
+            .into_iter()
+            .filter(|p| p.architecture != "source")
+            .map(|p| p.name)
+            .collect())
     }
 
     /// Publishes the stored `.deb`s of `upload` (and its source, when it was for `series`)

@@ -15,10 +15,16 @@ use crate::tickets::sql::{db_error, now, SqlTicketSystem};
 /// The lander's durable state.
 #[async_trait]
 pub trait RequestStore: Send + Sync + fmt::Debug {
-    /// Records `request` with `progress`; `false` when the ticket's request is unfinished
-    /// already (the first is kept with its progress). A finished one is replaced (and a
-    /// stop asked for it is forgotten).
-    async fn record(&self, request: &ExecuteRequest, progress: &RequestOutcome) -> Result<bool>;
+    /// Records `request` with `progress`, claimed by `claim` (a runner, until when) when
+    /// given; `false` when the ticket's request is unfinished already (the first is kept
+    /// with its progress). A finished one is replaced (and a stop asked for it is
+    /// forgotten).
+    async fn record(
+        &self,
+        request: &ExecuteRequest,
+        progress: &RequestOutcome,
+        claim: Option<(&str, &str)>,
+    ) -> Result<bool>;
 
     /// Saves how far the ticket's request got.
     async fn save(&self, ticket: i64, progress: &RequestOutcome) -> Result<()>;
@@ -143,16 +149,22 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
 
 #[async_trait]
 impl RequestStore for SqlRequestStore {
-    async fn record(&self, request: &ExecuteRequest, progress: &RequestOutcome) -> Result<bool> {
+    async fn record(
+        &self,
+        request: &ExecuteRequest,
+        progress: &RequestOutcome,
+        claim: Option<(&str, &str)>,
+    ) -> Result<bool> {
         let at = now();
         let mut tx = self.db.begin().await?;
         let changed = sqlx::query(
             "INSERT INTO lander_request \
-             (ticket_id, request, progress, finished, created_at, updated_at) \
-             VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (ticket_id) DO UPDATE SET \
+             (ticket_id, request, progress, finished, created_at, updated_at, claimed_by, \
+              claimed_until) \
+             VALUES ($1, $2, $3, 0, $4, $4, $5, $6) ON CONFLICT (ticket_id) DO UPDATE SET \
              request = excluded.request, progress = excluded.progress, finished = 0, \
              cancel_requested = 0, waiting_for = NULL, waiting_since = NULL, \
-             claimed_by = NULL, claimed_until = NULL, \
+             claimed_by = excluded.claimed_by, claimed_until = excluded.claimed_until, \
              created_at = excluded.created_at, updated_at = excluded.updated_at \
              WHERE lander_request.finished = 1",
         )
@@ -160,6 +172,8 @@ impl RequestStore for SqlRequestStore {
         .bind(to_json(request)?)
         .bind(to_json(progress)?)
         .bind(at)
+        .bind(claim.map(|(runner, _)| runner.to_owned()))
+        .bind(claim.map(|(_, until)| until.to_owned()))
         .execute(&mut **tx)
         .await
         .map_err(db_error)?
@@ -413,14 +427,14 @@ mod tests {
     async fn keeps_requests(db: SqlTicketSystem) {
         let store = SqlRequestStore::new(&db);
         let (a, b) = (ticket(&db).await, ticket(&db).await);
-        assert!(store.record(&request(a), &progress(a)).await.unwrap());
-        assert!(store.record(&request(b), &progress(b)).await.unwrap());
+        assert!(store.record(&request(a), &progress(a), None).await.unwrap());
+        assert!(store.record(&request(b), &progress(b), None).await.unwrap());
         let mut further = progress(a);
         further.ppa = Some("ppa:ci-team/ppa_build_1".into());
         further.image = Some("file:///store/image.tar.zst".into());
         store.save(a, &further).await.unwrap();
         assert!(
-            !store.record(&request(a), &progress(a)).await.unwrap(),
+            !store.record(&request(a), &progress(a), None).await.unwrap(),
             "unfinished: kept"
         );
 
@@ -454,11 +468,11 @@ mod tests {
         store.finish(b, &progress(b)).await.unwrap();
         let mut second = request(b);
         second.series = Some("trixie".into());
-        assert!(store.record(&second, &progress(b)).await.unwrap());
+        assert!(store.record(&second, &progress(b), None).await.unwrap());
         let unfinished = store.unfinished().await.unwrap();
         assert_eq!(unfinished, [(second, progress(b))]);
         assert!(!store.cancel_requested(b).await.unwrap());
-        let err = store.record(&request(9999), &progress(9999)).await;
+        let err = store.record(&request(9999), &progress(9999), None).await;
         assert!(err.is_err(), "no such ticket");
     }
 
@@ -469,7 +483,7 @@ mod tests {
         let mut tickets = Vec::new();
         for _ in 0..4 {
             let t = ticket(&db).await;
-            assert!(store.record(&request(t), &progress(t)).await.unwrap());
+            assert!(store.record(&request(t), &progress(t), None).await.unwrap());
             tickets.push(t);
         }
         let place = |status: Option<RequestStatus>| {

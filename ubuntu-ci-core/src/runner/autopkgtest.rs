@@ -221,9 +221,20 @@ impl AutopkgtestRunner {
                 format!("finding the tests of {}", packages.join(", ")),
             )
             .await?;
-        let dsc = self
+        let (dsc, fingerprint) = self
             .find_source(request, &packages, &ppas, description.as_ref(), &arch, w)
             .await?;
+        // The results belong to the upload's subticket when the upload is the request's,
+        // else to the ticket.
+        let owner = match (&self.tickets, request.ticket_id, &fingerprint) {
+            (Some(tickets), Some(ticket), Some(fingerprint)) => {
+                match crate::artifacts::subticket_of(&**tickets, ticket, fingerprint).await {
+                    Some(subticket) => Some(Owner::Subticket(subticket)),
+                    None => Some(Owner::Ticket(ticket)),
+                }
+            }
+            (_, ticket, _) => ticket.map(Owner::Ticket),
+        };
 
         reporter
             .phase("fetch", format!("fetching the image {}", request.image_url))
@@ -350,7 +361,7 @@ impl AutopkgtestRunner {
         let log_url = self
             .keep(
                 &store,
-                request.ticket_id,
+                owner,
                 &format!("{stem}.log"),
                 &log,
                 ArtifactType::TestLog,
@@ -403,7 +414,7 @@ impl AutopkgtestRunner {
         let junit_url = self
             .keep(
                 &store,
-                request.ticket_id,
+                owner,
                 &format!("{stem}.xml"),
                 &junit_path,
                 ArtifactType::TestResult,
@@ -414,7 +425,7 @@ impl AutopkgtestRunner {
             artifacts.push(
                 self.keep(
                     &store,
-                    request.ticket_id,
+                    owner,
                     &format!("{stem}.summary"),
                     &summary,
                     ArtifactType::TestResult,
@@ -520,18 +531,19 @@ impl AutopkgtestRunner {
         description: Option<&ImageDescription>,
         arch: &str,
         work: &Path,
-    ) -> Result<PathBuf> {
+    ) -> Result<(PathBuf, Option<String>)> {
         let series = description.map(|d| d.series.as_str());
         if !request.source_packages.is_empty() {
             let dir = work.join("upload");
             std::fs::create_dir_all(&dir)?;
             let upload = fetch_sources(&*self.store, &request.source_packages, &dir).await?;
-            return upload
+            let dsc = upload
                 .files
                 .iter()
                 .find(|f| f.name.ends_with(".dsc"))
                 .map(|f| f.path.clone())
-                .ok_or_else(|| Error::internal("a validated upload without a .dsc"));
+                .ok_or_else(|| Error::internal("a validated upload without a .dsc"))?;
+            return Ok((dsc, Some(upload.fingerprint)));
         }
         let mut found: Option<(String, PathBuf)> = None;
         for package in packages {
@@ -577,7 +589,7 @@ impl AutopkgtestRunner {
             }
         }
         found
-            .map(|(_, dsc)| dsc)
+            .map(|(_, dsc)| (dsc, None))
             .ok_or_else(|| Error::invalid("package_name: name at least one binary package"))
     }
 
@@ -596,20 +608,12 @@ impl AutopkgtestRunner {
     async fn keep(
         &self,
         store: &DataStore,
-        ticket: Option<i64>,
+        owner: Option<Owner>,
         name: &str,
         path: &Path,
         kind: ArtifactType,
     ) -> Result<String> {
-        keep_file(
-            store,
-            self.tickets.as_ref(),
-            ticket.map(Owner::Ticket),
-            name,
-            path,
-            kind,
-        )
-        .await
+        keep_file(store, self.tickets.as_ref(), owner, name, path, kind).await
     }
 }
 

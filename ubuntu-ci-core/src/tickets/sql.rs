@@ -633,6 +633,9 @@ impl SqlTicketSystem {
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(30))
+            // A SQLite connection is a file of this host: pinging it at every acquire would
+            // cost a round trip to its worker thread for each statement, and catch nothing.
+            .test_before_acquire(dialect == Dialect::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
