@@ -551,17 +551,6 @@ fn workers_through_a_server_are_unsupported_at_once() {
             "hello",
         ],
         vec!["test", "http://x/image.tar.zst", "hello"],
-        vec![
-            "create-ticket",
-            "-t",
-            "t",
-            "-o",
-            "dev@example.com",
-            "-s",
-            "x_1_source.changes",
-            "--wait",
-        ],
-        vec!["cancel", "1"],
     ] {
         let output = run_within_a_minute(
             ubuntu_ci(&client)
@@ -577,6 +566,98 @@ fn workers_through_a_server_are_unsupported_at_once() {
         assert!(
             stderr(&output).contains("needs workers"),
             "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn requests_through_a_server_without_a_lander_say_so() {
+    let work = tempfile::tempdir().unwrap();
+    let server = serve(&work.path().join("server"), "cli-token");
+    let client = work.path().join("client");
+    let changes = build_example_package(&work.path().join("pkg"));
+    let uci = |args: &[&str]| {
+        let mut command = ubuntu_ci(&client);
+        command
+            .args(["--server", &server.url, "--token", "cli-token"])
+            .args(args);
+        command
+    };
+    // The ticket is made; handing it to a lander is not possible there, and said.
+    let made = run_within_a_minute(
+        uci(&["create-ticket", "-t", "t", "-o", "dev@example.com", "-s"]).arg(&changes),
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(
+        stderr(&made).contains("runs no lander"),
+        "{}",
+        stderr(&made)
+    );
+    let waited = run_within_a_minute(
+        uci(&[
+            "create-ticket",
+            "-t",
+            "t",
+            "-o",
+            "dev@example.com",
+            "--wait",
+            "-s",
+        ])
+        .arg(&changes),
+    );
+    assert_eq!(waited.status.code(), Some(9), "{}", stderr(&waited));
+    for args in [vec!["cancel", "1"], vec!["retry", "1"]] {
+        let output = run_within_a_minute(&mut uci(&args));
+        assert_eq!(
+            output.status.code(),
+            Some(9),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("runs no lander"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    let status = run_within_a_minute(&mut uci(&["status", "1"]));
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(
+        stdout(&status).contains("no request"),
+        "{}",
+        stdout(&status)
+    );
+    let unknown = run_within_a_minute(&mut uci(&["status", "99"]));
+    assert_eq!(unknown.status.code(), Some(4), "{}", stderr(&unknown));
+}
+
+#[test]
+fn status_retry_and_cancel_name_what_is_missing_locally() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let changes = build_example_package(&work.path().join("pkg"));
+    ok(run(ubuntu_ci(&data)
+        .args(["create-ticket", "-t", "t", "-o", "dev@example.com", "-s"])
+        .arg(&changes)));
+    let status = ok(run(ubuntu_ci(&data).args(["status", "1"])));
+    assert!(stdout(&status).contains("ticket 1: t — NEW PENDING (open)"));
+    assert!(
+        stdout(&status).contains("no request"),
+        "{}",
+        stdout(&status)
+    );
+    let retry = run(ubuntu_ci(&data).args(["retry", "1"]));
+    assert_eq!(retry.status.code(), Some(4), "{}", stderr(&retry));
+    assert!(stderr(&retry).contains("never had a request"));
+    let cancel = run(ubuntu_ci(&data).args(["cancel", "1"]));
+    assert_eq!(cancel.status.code(), Some(5), "{}", stderr(&cancel));
+    for args in [["status", "7"], ["retry", "7"], ["cancel", "7"]] {
+        let output = run(ubuntu_ci(&data).args(args));
+        assert_eq!(
+            output.status.code(),
+            Some(4),
+            "{args:?}: {}",
             stderr(&output)
         );
     }
