@@ -217,3 +217,25 @@ pub fn serve_process(data_dir: &Path, token: &str) -> ServedProcess {
         warnings,
     }
 }
+
+/// Every transition of `ticket`, oldest first.
+pub async fn transitions(
+    services: &Services,
+    ticket: i64,
+) -> Vec<ubuntu_ci_core::model::Transition> {
+    use ubuntu_ci_core::model::{PageRequest, TransitionFilter, Uri};
+    services
+        .tickets
+        .list_transitions(
+            TransitionFilter {
+                ticket: Some(Uri::new(ticket)),
+            },
+            PageRequest {
+                limit: PageRequest::MAX_LIMIT,
+                offset: 0,
+            },
+        )
+        .await
+        .expect("transitions")
+        .objects
+}

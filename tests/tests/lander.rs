@@ -14,12 +14,11 @@ use tokio_util::sync::CancellationToken;
 use ubuntu_ci_core::archive::Archives;
 use ubuntu_ci_core::config::{Config, Services};
 use ubuntu_ci_core::lander::{ExecuteRequest, Lander, LanderOptions, RequestState};
-use ubuntu_ci_core::model::{
-    NewTicket, PageRequest, StepStatus, TransitionFilter, Uri, WorkflowStep,
-};
+use ubuntu_ci_core::model::{NewTicket, StepStatus, WorkflowStep};
 use ubuntu_ci_core::ppa::{PpaName, PpaState};
 use ubuntu_ci_core::queue::{ProgressMessage, QueueName};
 use ubuntu_ci_tests::fakes::{instant, InstantBuilder, InstantImages, InstantTests};
+use ubuntu_ci_tests::transitions;
 use ubuntu_ci_tests::workers::{example_variant, stage_upload};
 
 struct Rig {
@@ -102,20 +101,8 @@ async fn ticket(services: &Services) -> i64 {
 }
 
 async fn steps(services: &Services, ticket: i64) -> Vec<(WorkflowStep, StepStatus)> {
-    services
-        .tickets
-        .list_transitions(
-            TransitionFilter {
-                ticket: Some(Uri::new(ticket)),
-            },
-            PageRequest {
-                limit: 1000,
-                offset: 0,
-            },
-        )
+    transitions(services, ticket)
         .await
-        .unwrap()
-        .objects
         .into_iter()
         .map(|t| (t.step, t.status))
         .collect()
@@ -582,21 +569,8 @@ async fn a_silent_worker_is_declared_dead_and_called_again() {
         outcome.reason
     );
     assert_eq!(rig.images.builds.lock().unwrap().len(), 2, "called again");
-    let messages: Vec<String> = rig
-        .services
-        .tickets
-        .list_transitions(
-            TransitionFilter {
-                ticket: Some(Uri::new(id)),
-            },
-            PageRequest {
-                limit: 1000,
-                offset: 0,
-            },
-        )
+    let messages: Vec<String> = transitions(&rig.services, id)
         .await
-        .unwrap()
-        .objects
         .into_iter()
         .map(|t| t.message)
         .collect();

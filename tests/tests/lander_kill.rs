@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 
 use ubuntu_ci_core::config::{Config, Services};
 use ubuntu_ci_core::lander::ExecuteRequest;
-use ubuntu_ci_core::model::{
-    NewTicket, PageRequest, StepStatus, TransitionFilter, Uri, WorkflowStep,
-};
+use ubuntu_ci_core::model::{NewTicket, StepStatus, WorkflowStep};
 use ubuntu_ci_core::ppa::PpaState;
 use ubuntu_ci_core::queue::QueueName;
+use ubuntu_ci_tests::transitions;
 use ubuntu_ci_tests::workers::{example_variant, stage_upload};
 
 /// Where a run is killed: a point where the victim stops for good, or the first time the
@@ -42,21 +41,9 @@ fn victim(data: &Path, args: &[&str], hang: Option<&str>) -> Child {
     command.spawn().expect("lander_victim")
 }
 
-async fn transitions(services: &Services, ticket: i64) -> Vec<(WorkflowStep, StepStatus)> {
-    services
-        .tickets
-        .list_transitions(
-            TransitionFilter {
-                ticket: Some(Uri::new(ticket)),
-            },
-            PageRequest {
-                limit: 1000,
-                offset: 0,
-            },
-        )
+async fn steps(services: &Services, ticket: i64) -> Vec<(WorkflowStep, StepStatus)> {
+    transitions(services, ticket)
         .await
-        .unwrap()
-        .objects
         .into_iter()
         .map(|t| (t.step, t.status))
         .collect()
@@ -109,10 +96,7 @@ async fn killed_and_resumed(changes: &Path, kill: Kill) {
         }
         Kill::After(step, status) => {
             let child = victim(&data, &run, None);
-            while !transitions(&services, ticket)
-                .await
-                .contains(&(step, status))
-            {
+            while !steps(&services, ticket).await.contains(&(step, status)) {
                 assert!(started.elapsed() < Duration::from_secs(60), "{kill:?}");
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -131,7 +115,7 @@ async fn killed_and_resumed(changes: &Path, kill: Kill) {
         "{kill:?}: {}",
         String::from_utf8_lossy(&resumed.stdout)
     );
-    let history = transitions(&services, ticket).await;
+    let history = steps(&services, ticket).await;
     assert_eq!(
         history
             .iter()
