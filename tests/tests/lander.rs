@@ -860,3 +860,45 @@ async fn a_server_runs_the_requests_handed_to_it_through_the_api() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_just_submitted_is_not_resumed_beside_itself() {
+    let rig = rig(&[], &[]).await;
+    let upload = upload_named(&rig.work, "hello-ci");
+    let urls = stage_upload(&*rig.services.store, &upload).await;
+    for _ in 0..20 {
+        let id = ticket(&rig.services).await;
+        let queue = QueueName::fresh("ticket").unwrap();
+        let handle = rig
+            .lander
+            .submit(request(id, urls.clone(), &queue))
+            .await
+            .unwrap();
+        // As `serve`'s adoption may, at once: the request runs here already.
+        let again = rig
+            .lander
+            .resume_in_background(CancellationToken::new())
+            .await
+            .unwrap();
+        assert!(
+            again.iter().all(|h| h.ticket_id() != id),
+            "ticket {id} run twice"
+        );
+        let outcome = handle.outcome().await.unwrap();
+        assert_eq!(
+            outcome.state,
+            RequestState::Completed,
+            "{:?}",
+            outcome.reason
+        );
+        for other in again {
+            other.outcome().await.unwrap();
+        }
+        let completes = steps(&rig.services, id)
+            .await
+            .into_iter()
+            .filter(|t| *t == (WorkflowStep::Complete, StepStatus::Succeeded))
+            .count();
+        assert_eq!(completes, 1);
+    }
+}

@@ -346,6 +346,30 @@ impl fmt::Debug for Lander {
     }
 }
 
+/// A ticket marked as running in a lander's table, until dropped or kept.
+struct Reserved<'a> {
+    running: &'a Mutex<HashMap<i64, CancellationToken>>,
+    ticket: i64,
+    kept: bool,
+}
+
+impl Reserved<'_> {
+    /// Leaves the mark for the run to take over.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            if let Ok(mut running) = self.running.lock() {
+                running.remove(&self.ticket);
+            }
+        }
+    }
+}
+
 /// A request recorded and claimed, with its ticket's step then.
 struct Taken {
     request: ExecuteRequest,
@@ -405,17 +429,14 @@ impl Lander {
     /// As [`Lander::execute`]'s, before anything runs; `Conflict` when the ticket has a
     /// request under way.
     pub async fn submit(&self, request: ExecuteRequest) -> Result<RequestHandle> {
-        let taken = self.take(request).await?;
-        Ok(self.spawn(
-            taken.request,
-            taken.progress,
-            CancellationToken::new(),
-            Some(taken.floor),
-        ))
+        let cancel = CancellationToken::new();
+        let taken = self.take(request, &cancel).await?;
+        Ok(self.spawn(taken.request, taken.progress, cancel, Some(taken.floor)))
     }
 
-    /// Checks `request`, and records and claims it.
-    async fn take(&self, request: ExecuteRequest) -> Result<Taken> {
+    /// Checks `request`, and records and claims it; from then on it is known as running
+    /// here (with `cancel`), so that nothing else here takes it too.
+    async fn take(&self, request: ExecuteRequest, cancel: &CancellationToken) -> Result<Taken> {
         QueueName::new(request.progress_queue.clone())?;
         let ticket = self
             .services
@@ -447,9 +468,7 @@ impl Lander {
             tests: Vec::new(),
             published: Vec::new(),
         };
-        if self.is_running(request.ticket_id) {
-            return Err(under_way(request.ticket_id));
-        }
+        let reserved = self.reserve(request.ticket_id, cancel)?;
         if let Some(store) = &self.services.requests {
             let until = claim::until(self.options.claim_lease);
             if !store
@@ -459,6 +478,7 @@ impl Lander {
                 return Err(under_way(request.ticket_id));
             }
         }
+        reserved.keep();
         Ok(Taken {
             request,
             progress,
@@ -466,11 +486,23 @@ impl Lander {
         })
     }
 
-    fn is_running(&self, ticket: i64) -> bool {
-        self.running
+    /// Marks the ticket's request as running here, at once (before any task starts), so
+    /// that a resume or a second submission meanwhile leaves it; `Conflict` when it is
+    /// already. Undone when the guard is dropped without [`Reserved::keep`].
+    fn reserve(&self, ticket: i64, cancel: &CancellationToken) -> Result<Reserved<'_>> {
+        let mut running = self
+            .running
             .lock()
-            .map(|running| running.contains_key(&ticket))
-            .unwrap_or(false)
+            .map_err(|_| Error::internal("the lander's table of running requests is poisoned"))?;
+        if running.contains_key(&ticket) {
+            return Err(under_way(ticket));
+        }
+        running.insert(ticket, cancel.clone());
+        Ok(Reserved {
+            running: &self.running,
+            ticket,
+            kept: false,
+        })
     }
 
     /// Runs a recorded (and claimed) request in the background.
@@ -573,9 +605,11 @@ impl Lander {
                  API's request call, starts one)"
             )));
         };
-        if !status.finished || self.is_running(ticket) {
+        if !status.finished {
             return Err(under_way(ticket));
         }
+        let cancel = CancellationToken::new();
+        let reserved = self.reserve(ticket, &cancel)?;
         if status.progress.state == RequestState::Completed {
             return Err(Error::conflict(format!(
                 "ticket {ticket} completed: there is nothing to retry"
@@ -612,7 +646,8 @@ impl Lander {
         {
             return Err(under_way(ticket));
         }
-        Ok(self.spawn(request, progress, CancellationToken::new(), None))
+        reserved.keep();
+        Ok(self.spawn(request, progress, cancel, None))
     }
 
     /// Runs `request` to its end (or `cancel`): every step recorded on the ticket, the
@@ -627,7 +662,7 @@ impl Lander {
         request: ExecuteRequest,
         cancel: CancellationToken,
     ) -> Result<RequestOutcome> {
-        let taken = self.take(request).await?;
+        let taken = self.take(request, &cancel).await?;
         self.run_here(taken.request, taken.progress, cancel, Some(taken.floor))
             .await
     }
@@ -661,9 +696,11 @@ impl Lander {
         let mut handles = Vec::new();
         for (request, progress) in store.unfinished().await? {
             let ticket = request.ticket_id;
-            if self.is_running(ticket) {
+            // Taken here first: a request running here (or being submitted) is left.
+            let token = cancel.child_token();
+            let Ok(reserved) = self.reserve(ticket, &token) else {
                 continue;
-            }
+            };
             let was = store.claimant(ticket).await?;
             if let Some((by, until)) = &was {
                 if by != claim::runner() && claim::holds(by, until) {
@@ -678,12 +715,28 @@ impl Lander {
             {
                 continue;
             }
-            let detail = self.services.tickets.get_ticket(ticket).await?;
-            if detail.ticket.state == crate::model::TicketState::Closed {
-                store.finish(ticket, &progress).await?;
+            let detail = self.services.tickets.get_ticket(ticket).await?.ticket;
+            if detail.state == crate::model::TicketState::Closed {
+                // Its end is on the ticket; the lander that recorded it stopped before
+                // marking the request finished.
+                let mut ended = progress;
+                ended.step = detail.current_workflow_step;
+                ended.state = match detail.status {
+                    StepStatus::Succeeded => RequestState::Completed,
+                    StepStatus::Cancelled => RequestState::Cancelled,
+                    _ => RequestState::Failed,
+                };
+                if ended.state != RequestState::Completed && ended.reason.is_none() {
+                    ended.reason = Some(format!(
+                        "ended {} at {} (as its ticket records)",
+                        detail.status, detail.current_workflow_step
+                    ));
+                }
+                store.finish(ticket, &ended).await?;
                 continue;
             }
-            handles.push(self.spawn(request, progress, cancel.child_token(), None));
+            reserved.keep();
+            handles.push(self.spawn(request, progress, token, None));
         }
         Ok(handles)
     }
@@ -700,7 +753,22 @@ impl Lander {
         // A stop asked for through the store (`ubuntu-ci cancel`, from any process) cancels
         // this run as `cancel` does: the lander's watcher looks for them all at once (see
         // `watch_requests`); a resumed request looks once first.
+        let cancel_here = cancel.clone();
         let cancel = cancel.child_token();
+        // A stop asked for here (Ctrl-C, `RequestHandle::cancel`) is kept in the store at
+        // once, so that a process that leaves before the run ended does not leave a
+        // request a later lander would carry on.
+        let keeper = self.services.requests.clone().map(|store| {
+            let ticket = request.ticket_id;
+            let task = tokio::spawn(async move {
+                cancel_here.cancelled().await;
+                if let Err(err) = store.request_cancel(ticket).await {
+                    tracing::warn!(ticket, error = %err, "cannot keep the stop in the store");
+                }
+            });
+            // Ended with the run, however the run ends (a dropped run included).
+            scopeguard(move || task.abort())
+        });
         // A resumed request's ticket is further on already: steps before are not recorded
         // again (a ticket never goes back). A new request's ticket was just read.
         let floor = match floor {
@@ -727,15 +795,20 @@ impl Lander {
             outcome: progress,
             floor,
             ppa_permit: None,
+            ppa_asked: false,
         };
         let result = match crate::archive::check_series(&series) {
             Ok(()) => run.steps().await,
             Err(err) => Err(Stop::failed(WorkflowStep::Queued, err.to_string())),
         };
+        drop(keeper);
         let mut outcome = run.outcome;
-        let released = match &outcome.ppa {
-            Some(_) => self.services.ppas.release_ppa(request.ticket_id).await,
-            None => Ok(()),
+        // Released whenever the pool may have given one out, even when the assignment
+        // then failed or was cancelled (for a ticket holding none, releasing does nothing).
+        let released = if outcome.ppa.is_some() || run.ppa_asked {
+            self.services.ppas.release_ppa(request.ticket_id).await
+        } else {
+            Ok(())
         };
         // The next request in line may take a PPA now.
         drop(run.ppa_permit);
@@ -818,6 +891,8 @@ struct Run<'a> {
     floor: WorkflowStep,
     /// Its share of the PPA pool, once it has one (released with the run).
     ppa_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Whether the pool was asked for a PPA (it may have given one out).
+    ppa_asked: bool,
 }
 
 impl Run<'_> {
@@ -1498,6 +1573,7 @@ impl Run<'_> {
             }
         };
         self.ppa_permit = Some(permit);
+        self.ppa_asked = true;
         let started = Instant::now();
         let attempt = async {
             loop {
@@ -1603,30 +1679,47 @@ impl Run<'_> {
                     if crate::queue::is_final(&message.body) {
                         break;
                     }
-                    if queues.publish(&queue, message.body).await.is_err() {
-                        break;
+                    // A message the request's queue refused is lost, but the worker is
+                    // still heard from.
+                    if let Err(err) = queues.publish(&queue, message.body).await {
+                        tracing::warn!(error = %err, "a worker's message was not passed on");
                     }
                 }
             })
         };
         let mut handle = tokio::spawn(call(worker_queue.clone(), worker.clone()));
-        let deadline = options.step_timeout.map(|limit| started + limit);
+        // Far-off limits (huge configured times) are never reached rather than overflowing.
+        let later = |at: Instant, by: Duration| at.checked_add(by);
+        let deadline = options.step_timeout.and_then(|limit| later(started, limit));
         let silence = options.silence_limit();
         let joined = loop {
             let now = Instant::now();
             let last = started + Duration::from_millis(heard.load(Ordering::Relaxed));
-            let mut wake = last + silence;
-            if let Some(deadline) = deadline {
-                wake = wake.min(deadline);
-            }
+            let quiet_until = later(last, silence);
+            let wake = match (quiet_until, deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let nap = wake.map_or(Duration::from_secs(3600), |w| {
+                w.saturating_duration_since(now)
+            });
             tokio::select! {
                 joined = &mut handle => break joined,
-                () = tokio::time::sleep(wake.saturating_duration_since(now)) => {}
+                () = tokio::time::sleep(nap) => {}
+                () = self.cancel.cancelled() => {
+                    // The worker's token is a child: it is told to stop; it is given a
+                    // while, then dropped.
+                    if tokio::time::timeout(WORKER_GRACE, &mut handle).await.is_err() {
+                        handle.abort();
+                    }
+                    relay.abort();
+                    return Err(self.cancelled(step));
+                }
             }
             let now = Instant::now();
             let last = started + Duration::from_millis(heard.load(Ordering::Relaxed));
             let over_time = deadline.is_some_and(|d| now >= d);
-            if !over_time && now < last + silence {
+            if !over_time && later(last, silence).is_none_or(|quiet| now < quiet) {
                 continue;
             }
             // The worker is told to stop (ending its processes) and given a while.
