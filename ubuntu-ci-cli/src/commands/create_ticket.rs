@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use ubuntu_ci_core::config::Config;
 use ubuntu_ci_core::lander::remote::HttpLanders;
-use ubuntu_ci_core::lander::{ExecuteRequest, Lander};
+use ubuntu_ci_core::lander::{ExecuteRequest, Lander, SubmitOptions};
 use ubuntu_ci_core::queue::QueueName;
-use ubuntu_ci_core::server::lander_api::SubmitOptions;
 use ubuntu_ci_core::submit::CreateTicket;
 use ubuntu_ci_core::Error;
 
@@ -98,11 +97,12 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
     }
     let queue = QueueName::new(format!("ticket-{id}-exchange"))?;
     let messages = services.queues.subscribe(&queue, None).await?;
-    let execute = ExecuteRequest {
+    let submitted = SubmitOptions {
         series: Some(series),
         base_image: args.base_image,
-        ..ExecuteRequest::for_ticket(&ticket, &queue)
+        binary_packages: Vec::new(),
     };
+    let execute = ExecuteRequest::for_ticket_with(&ticket, &queue, submitted)?;
     let lander = Lander::new(services.clone(), options);
     let handle = lander.submit(execute).await?;
     crate::commands::request::follow_request(

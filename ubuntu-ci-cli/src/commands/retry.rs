@@ -39,23 +39,18 @@ pub async fn run(config: &Config, json: bool, args: RetryArgs) -> anyhow::Result
         let ticket = services.tickets.get_ticket(args.ticket).await?;
         return crate::commands::status::follow_ticket(&services, &ticket, json).await;
     };
-    let Some(status) = requests.status(args.ticket).await? else {
-        return Err(Error::not_found(format!(
-            "ticket {} never had a request to retry (create-ticket --wait starts one)",
-            args.ticket
-        ))
-        .into());
-    };
-    let series = archives.series(Some(&status.progress.series))?;
-    let lander = Lander::new(services.clone(), config.lander_options(&series)?);
+    // Where it stopped, for the message (the lander checks that there is a request to
+    // retry; its series is the request's).
+    let stopped_at = requests.status(args.ticket).await?.map(|s| s.progress.step);
+    let lander = Lander::new(
+        services.clone(),
+        config.lander_options(&archives.series(None)?)?,
+    );
     let queue = QueueName::fresh(&format!("ticket-{}", args.ticket))?;
     let messages = services.queues.subscribe(&queue, None).await?;
     let handle = lander.retry(args.ticket, Some(queue)).await?;
-    if !json {
-        eprintln!(
-            "==> ticket {}: retrying from {}",
-            args.ticket, status.progress.step
-        );
+    if let (false, Some(step)) = (json, stopped_at) {
+        eprintln!("==> ticket {}: retrying from {step}", args.ticket);
     }
     crate::commands::request::follow_request(
         config,

@@ -123,6 +123,51 @@ impl ExecuteRequest {
     }
 }
 
+/// What a submission may set beside the ticket (its uploads): the rest comes from the
+/// lander's configuration (the series, its base image).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitOptions {
+    /// The series to build and test for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
+    /// The base image, a URL of the data store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<String>,
+    /// The binary packages to install and test (default: every binary built).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binary_packages: Vec<String>,
+}
+
+impl ExecuteRequest {
+    /// [`ExecuteRequest::for_ticket`] with `options`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a ticket without uploads, or a malformed series.
+    pub fn for_ticket_with(
+        ticket: &TicketDetail,
+        progress_queue: &QueueName,
+        options: SubmitOptions,
+    ) -> Result<ExecuteRequest> {
+        let request = ExecuteRequest::for_ticket(ticket, progress_queue);
+        if request.source_packages.is_empty() {
+            return Err(Error::invalid(format!(
+                "ticket {} has no uploads (SPU artifacts): nothing to build",
+                ticket.ticket.id
+            )));
+        }
+        if let Some(series) = &options.series {
+            crate::archive::check_series(series)?;
+        }
+        Ok(ExecuteRequest {
+            series: options.series,
+            base_image: options.base_image,
+            binary_packages: options.binary_packages,
+            ..request
+        })
+    }
+}
+
 fn id_from_text_or_number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<i64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

@@ -4,8 +4,9 @@
 use reqwest::Method;
 
 use super::store::RequestStatus;
+use super::SubmitOptions;
 use crate::error::{ErrorKind, Result};
-use crate::server::lander_api::{CancelAnswer, SubmitOptions};
+use crate::server::lander_api::CancelAnswer;
 use crate::wire::ApiClient;
 
 /// A client of a server's landers.

@@ -25,6 +25,7 @@ use super::error::ApiError;
 use super::ServerState;
 use crate::error::{Error, Result};
 use crate::lander::store::RequestStatus;
+pub use crate::lander::SubmitOptions;
 use crate::lander::{ExecuteRequest, Lander, RequestHandle};
 use crate::queue::QueueName;
 
@@ -39,22 +40,6 @@ pub fn routes() -> Router<ServerState> {
         )
         .route("/api/v1/ticket/{id}/cancel/", post(cancel))
         .route("/api/v1/ticket/{id}/retry/", post(retry))
-}
-
-/// What a submission may set; the rest comes from the ticket (its uploads) and the
-/// server's configuration (the series, its base image).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitOptions {
-    /// The series to build and test for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub series: Option<String>,
-    /// The base image, a URL of the data store.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_image: Option<String>,
-    /// The binary packages to install and test (default: every binary built).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub binary_packages: Vec<String>,
 }
 
 /// The answer to a stop.
@@ -122,19 +107,7 @@ async fn submit(
     let lander = lander(&state)?;
     let ticket = state.services.tickets.get_ticket(id).await?;
     let queue = QueueName::fresh(&format!("ticket-{id}"))?;
-    let mut request = ExecuteRequest::for_ticket(&ticket, &queue);
-    if request.source_packages.is_empty() {
-        return Err(Error::invalid(format!(
-            "ticket {id} has no uploads (SPU artifacts): nothing to build"
-        ))
-        .into());
-    }
-    if let Some(series) = options.series {
-        crate::archive::check_series(&series)?;
-        request.series = Some(series);
-    }
-    request.base_image = options.base_image;
-    request.binary_packages = options.binary_packages;
+    let request = ExecuteRequest::for_ticket_with(&ticket, &queue, options)?;
     let handle = lander.submit(request).await?;
     accepted(&state, handle).await
 }
