@@ -556,6 +556,19 @@ const CLOSED_SQL: &str =
 
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
+/// Begins a transaction with `statement`, in a task of its own so that it is begun whole
+/// even when the caller is dropped meanwhile (a timeout, an aborted task): sqlx would
+/// otherwise put the connection back in the pool inside the open transaction, where on
+/// SQLite it holds the write lock and every later writer waits for it in vain. Begun
+/// whole, the transaction is dropped as one, and rolled back.
+async fn begin_whole(pool: &sqlx::AnyPool, statement: &'static str) -> Result<Tx> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.begin_with(statement).await })
+        .await
+        .map_err(|e| Error::internal(format!("a database transaction could not begin: {e}")))?
+        .map_err(db_error)
+}
+
 /// A write transaction; on SQLite it also holds this process's writer lock, so that writers
 /// queue here instead of sleeping in SQLite's busy handler (whose back-off costs
 /// milliseconds). Other processes still meet at SQLite's own lock.
@@ -785,11 +798,7 @@ impl SqlTicketSystem {
 
     pub(crate) async fn begin(&self) -> Result<WriteTx> {
         let writer = self.writer_lock().await;
-        let tx = self
-            .pool
-            .begin_with(self.dialect.begin())
-            .await
-            .map_err(db_error)?;
+        let tx = begin_whole(&self.pool, self.dialect.begin()).await?;
         Ok(WriteTx {
             tx,
             _writer: writer,
@@ -961,11 +970,7 @@ impl TicketSystem for SqlTicketSystem {
 
     async fn get_ticket(&self, id: i64) -> Result<TicketDetail> {
         // One snapshot: the ticket's state agrees with the history read beside it.
-        let mut tx = self
-            .pool
-            .begin_with(self.dialect.begin_read())
-            .await
-            .map_err(db_error)?;
+        let mut tx = begin_whole(&self.pool, self.dialect.begin_read()).await?;
         let row = sqlx::query("SELECT * FROM ticket WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -1435,6 +1440,35 @@ mod tests {
         let url = format!("sqlite://{}/tickets.db", dir.path().display());
         let err = SqlTicketSystem::connect(&url).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported);
+    }
+
+    /// A writer dropped at any point of its transaction (a timeout, an aborted task)
+    /// leaves no transaction open: the next writer goes on at once.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_write_dropped_half_way_leaves_the_database_writable() {
+        let (_dir, system) = sqlite().await;
+        for step in 0..40u64 {
+            let dropped = async {
+                let mut tx = system.begin().await?;
+                sqlx::query("UPDATE ticket SET title = 'x' WHERE id = 0")
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                tx.commit().await
+            };
+            let early = std::time::Duration::from_micros(step * 25);
+            let _ = tokio::time::timeout(early, dropped).await;
+            let next = system.create_ticket(NewTicket {
+                owner: "dev@example.com".into(),
+                title: format!("after a write dropped at {} µs", step * 25),
+                description: String::new(),
+                bug_id: String::new(),
+            });
+            tokio::time::timeout(std::time::Duration::from_secs(10), next)
+                .await
+                .expect("the next write is not kept waiting")
+                .unwrap();
+        }
     }
 
     #[tokio::test]
