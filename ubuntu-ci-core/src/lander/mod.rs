@@ -1325,9 +1325,13 @@ impl Run<'_> {
         .await
     }
 
-    /// The request's uploads, each its `.changes` and the files it lists, validated and in
-    /// build-dependency order.
+    /// The request's uploads, each its `.changes` and the files it lists, in
+    /// build-dependency order. Read from the store without copies on disk: each `.changes`
+    /// and its `.dsc` (checked against each other, checksums included), and the size of
+    /// every other file it lists; the builder checks the other files' checksums when it
+    /// fetches them.
     async fn uploads(&self) -> Result<Vec<Upload>> {
+        let store = &*self.services().store;
         let urls = &self.request.source_packages;
         let name = |url: &str| url.rsplit('/').next().unwrap_or(url).to_owned();
         let changes: Vec<&String> = urls.iter().filter(|u| u.ends_with(".changes")).collect();
@@ -1337,30 +1341,56 @@ impl Run<'_> {
                  _source.changes with its files",
             ));
         }
-        let dir = tempfile::tempdir()?;
         let mut uploads = Vec::new();
         let mut claimed = BTreeSet::new();
-        for (n, changes_url) in changes.iter().enumerate() {
-            // The .changes alone first, to learn which files are its own.
-            let sub = dir.path().join(n.to_string());
-            std::fs::create_dir_all(&sub)?;
-            let listed = listed_files(&*self.services().store, changes_url, &sub).await?;
-            let mut own = vec![(*changes_url).clone()];
-            for url in urls {
-                if listed.contains(&name(url)) && claimed.insert(url.clone()) {
-                    own.push(url.clone());
+        for changes_url in changes {
+            let changes_name = name(changes_url);
+            let bytes = read_control_file(store, changes_url).await?;
+            let changes = crate::upload::Changes::parse(&bytes)
+                .map_err(|e| e.with_resource(changes_name.clone()))?;
+            let mut own = vec![changes_url.clone()];
+            let mut dsc = None;
+            for entry in &changes.files {
+                let Some(url) = urls.iter().find(|u| name(u) == entry.name) else {
+                    return Err(Error::invalid(format!(
+                        "source_packages: {changes_name} lists {}, which is not among the URLs",
+                        entry.name
+                    )));
+                };
+                if !claimed.insert(url.clone()) {
+                    return Err(Error::invalid(format!(
+                        "source_packages: {} is listed by two .changes",
+                        entry.name
+                    )));
+                }
+                own.push(url.clone());
+                if changes.dsc().is_some_and(|d| d.name == entry.name) {
+                    let bytes = read_control_file(store, url).await?;
+                    dsc = Some(crate::upload::check_dsc_bytes(&changes, entry, &bytes)?);
+                } else {
+                    let (container, object) = source_object(store, url)?;
+                    let info = store.head(&container, &object).await?;
+                    if info.size != entry.size {
+                        return Err(Error::invalid(format!(
+                            "{}: {} bytes in the store, {} listed by {changes_name}",
+                            entry.name, info.size, entry.size
+                        ))
+                        .with_resource(url.clone()));
+                    }
                 }
             }
-            let all = sub.join("all");
-            std::fs::create_dir_all(&all)?;
-            let upload = fetch_sources(&*self.services().store, &own, &all).await?;
+            let Some(dsc) = dsc else {
+                return Err(Error::invalid(format!(
+                    "{changes_name} lists no .dsc: not a source upload"
+                )));
+            };
             uploads.push((
-                BuildNode::of(&upload.dsc),
+                BuildNode::of(&dsc),
                 Upload {
                     urls: own,
-                    source: upload.dsc.source.clone(),
-                    version: upload.dsc.version.clone(),
-                    binaries: upload.dsc.binaries.clone(),
+                    source: dsc.source.clone(),
+                    version: dsc.version.clone(),
+                    binaries: dsc.binaries.clone(),
                 },
             ));
         }
@@ -1908,19 +1938,32 @@ fn under_way(ticket: i64) -> Error {
     ))
 }
 
-/// The names of the files the `.changes` at `url` (an object of `store`) lists, read from
-/// a copy in `dir`.
-async fn listed_files(
-    store: &dyn crate::store::ObjectStore,
-    url: &str,
-    dir: &std::path::Path,
-) -> Result<BTreeSet<String>> {
+/// The control file (`.changes`, `.dsc`) at `url`, an object of `store`, read into memory
+/// (at most [`crate::upload::deb822::MAX_CONTROL_FILE_BYTES`]).
+async fn read_control_file(store: &dyn crate::store::ObjectStore, url: &str) -> Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let limit = crate::upload::deb822::MAX_CONTROL_FILE_BYTES;
     let (container, object) = source_object(store, url)?;
-    let path = dir.join(object.as_str());
-    crate::store::download(store, &container, &object, &path).await?;
-    let bytes = crate::upload::deb822::read_bounded(std::fs::File::open(&path)?, 1 << 20)?;
-    let changes = crate::upload::Changes::parse(&bytes)?;
-    Ok(changes.files.into_iter().map(|f| f.name).collect())
+    let too_large = || {
+        Error::invalid(format!(
+            "larger than the limit of {limit} bytes for a control file"
+        ))
+        .with_resource(url.to_owned())
+    };
+    let (info, reader) = store.get(&container, &object).await?;
+    if info.size > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(info.size).unwrap_or(0));
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| Error::from(e).with_resource(url.to_owned()))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 fn first_url(done: &Done) -> Option<String> {

@@ -117,22 +117,14 @@ impl SqlRequestStore {
         }
     }
 
-    /// Runs `sql` with `binds` (text, then the ticket last) in a write transaction; the rows
+    /// Runs the one statement `sql` with `binds` (text, then the ticket last); the rows
     /// changed.
     async fn update(&self, sql: &str, binds: &[Option<String>], ticket: i64) -> Result<u64> {
-        let mut tx = self.db.begin().await?;
         let mut query = sqlx::query(sql);
         for bind in binds {
             query = query.bind(bind.clone());
         }
-        let changed = query
-            .bind(ticket)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_error)?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(changed)
+        self.db.write_one(query.bind(ticket)).await
     }
 }
 
@@ -156,8 +148,7 @@ impl RequestStore for SqlRequestStore {
         claim: Option<(&str, &str)>,
     ) -> Result<bool> {
         let at = now();
-        let mut tx = self.db.begin().await?;
-        let changed = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO lander_request \
              (ticket_id, request, progress, finished, created_at, updated_at, claimed_by, \
               claimed_until) \
@@ -173,13 +164,8 @@ impl RequestStore for SqlRequestStore {
         .bind(to_json(progress)?)
         .bind(at)
         .bind(claim.map(|(runner, _)| runner.to_owned()))
-        .bind(claim.map(|(_, until)| until.to_owned()))
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(changed > 0)
+        .bind(claim.map(|(_, until)| until.to_owned()));
+        Ok(self.db.write_one(query).await? > 0)
     }
 
     async fn save(&self, ticket: i64, progress: &RequestOutcome) -> Result<()> {
@@ -244,19 +230,13 @@ impl RequestStore for SqlRequestStore {
     }
 
     async fn renew_claims(&self, runner: &str, until: &str) -> Result<u64> {
-        let mut tx = self.db.begin().await?;
-        let changed = sqlx::query(
+        let query = sqlx::query(
             "UPDATE lander_request SET claimed_until = $1 \
              WHERE finished = 0 AND claimed_by = $2",
         )
         .bind(until.to_owned())
-        .bind(runner.to_owned())
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(changed)
+        .bind(runner.to_owned());
+        self.db.write_one(query).await
     }
 
     async fn unfinished(&self) -> Result<Vec<(ExecuteRequest, RequestOutcome)>> {

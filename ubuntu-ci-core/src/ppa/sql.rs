@@ -101,7 +101,7 @@ impl SqlPpaPool {
                     .bind(self.options.owner.clone())
                     .bind(format!("ppa_build_{n}"))
                     .bind(now())
-                    .execute(&mut **tx)
+                    .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
                 }
@@ -126,7 +126,7 @@ impl SqlPpaPool {
             key.copy_from_slice(&digest[..8]);
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(i64::from_be_bytes(key))
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
         }
@@ -151,7 +151,7 @@ impl SqlPpaPool {
         .bind(self.lease_end())
         .bind(self.options.owner.clone())
         .bind(ticket)
-        .fetch_optional(&mut ***tx)
+        .fetch_optional(&mut **tx)
         .await
         .map_err(db_error)?
         .as_ref()
@@ -170,7 +170,7 @@ impl SqlPpaPool {
         }
         let known = sqlx::query("SELECT id FROM ticket WHERE id = $1")
             .bind(ticket)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_error)?;
         if known.is_none() {
@@ -184,14 +184,14 @@ impl SqlPpaPool {
         )
         .bind(at.clone())
         .bind(owner.clone())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
         let free = sqlx::query(
             "SELECT id FROM ppa WHERE owner = $1 AND state = 'free' ORDER BY id LIMIT 1",
         )
         .bind(owner.clone())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
         let row = match free {
@@ -205,14 +205,14 @@ impl SqlPpaPool {
                 .bind(self.lease_end())
                 .bind(at)
                 .bind(id)
-                .fetch_one(&mut **tx)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(db_error)?
             }
             None => {
                 let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM ppa WHERE owner = $1")
                     .bind(owner.clone())
-                    .fetch_one(&mut **tx)
+                    .fetch_one(&mut *tx)
                     .await
                     .and_then(|row| row.try_get("n"))
                     .map_err(db_error)?;
@@ -230,7 +230,7 @@ impl SqlPpaPool {
                 .bind(ticket)
                 .bind(self.lease_end())
                 .bind(at)
-                .fetch_one(&mut **tx)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(db_error)?
             }
@@ -253,7 +253,7 @@ impl SqlPpaPool {
         )
         .bind(self.options.owner.clone())
         .bind(timestamp(stale))
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
         let Some(row) = row else {
@@ -265,7 +265,7 @@ impl SqlPpaPool {
         sqlx::query("UPDATE ppa SET state = 'cleaning', updated_at = $1 WHERE id = $2")
             .bind(now())
             .bind(id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(db_error)?;
         tx.commit().await?;
@@ -279,7 +279,7 @@ impl SqlPpaPool {
         .bind(next)
         .bind(now())
         .bind(id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
         tx.commit().await?;
@@ -335,7 +335,7 @@ impl PpaAssigner for SqlPpaPool {
         .bind(now())
         .bind(self.options.owner.clone())
         .bind(ticket)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
         tx.commit().await?;

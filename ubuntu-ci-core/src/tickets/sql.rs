@@ -10,6 +10,7 @@
 //! one ticket are serialised, so its events get increasing ids in commit order and a
 //! subscriber reading "events after id N" never misses one.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,6 +188,30 @@ ALTER TABLE lander_request ADD COLUMN claimed_until TEXT
 "#,
     sqlite: &[],
     postgres: &[],
+},
+// A transition moves its ticket and records its event in the statement that inserts it:
+// one statement (one round trip) for what took four.
+Migration {
+    common: "",
+    sqlite: &[concat!(
+        "CREATE TRIGGER transition_recorded AFTER INSERT ON transition BEGIN ",
+        "UPDATE ticket SET step = NEW.step, status = NEW.status, updated_at = NEW.created_at ",
+        "WHERE id = NEW.ticket_id; ",
+        "INSERT INTO event (ticket_id, kind, resource_uri, step, status, message, created_at) VALUES ",
+        "(NEW.ticket_id, 'progress', '/api/v1/progress/' || NEW.id || '/', NEW.step, NEW.status, NEW.message, NEW.created_at); ",
+        "END"
+    )],
+    postgres: &[
+        concat!(
+            "CREATE FUNCTION transition_recorded() RETURNS trigger AS $$ BEGIN ",
+            "UPDATE ticket SET step = NEW.step, status = NEW.status, updated_at = NEW.created_at ",
+            "WHERE id = NEW.ticket_id; ",
+            "INSERT INTO event (ticket_id, kind, resource_uri, step, status, message, created_at) VALUES ",
+            "(NEW.ticket_id, 'progress', '/api/v1/progress/' || NEW.id || '/', NEW.step, NEW.status, NEW.message, NEW.created_at); ",
+            "RETURN NEW; END $$ LANGUAGE plpgsql"
+        ),
+        "CREATE TRIGGER transition_recorded AFTER INSERT ON transition FOR EACH ROW EXECUTE FUNCTION transition_recorded()",
+    ],
 }];
 
 /// The SQL dialect of the connected database.
@@ -232,12 +257,50 @@ pub struct SqlTicketSystem {
     dialect: Dialect,
     /// The ticket id of every commit that wrote events, to wake this process's subscribers.
     events_written: Arc<broadcast::Sender<i64>>,
-    /// This process's SQLite writers, one at a time.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    /// This process's SQLite writer connection, for one writer at a time (none on
+    /// PostgreSQL, whose row locks suffice).
+    writer: Option<SharedWriter>,
     /// Dropped with the last clone, which ends the background checkpoints.
     alive: Arc<()>,
     /// Ticket creations, written in batches by [`write_tickets`].
     creates: tokio::sync::mpsc::Sender<PendingCreate>,
+    /// Where this process last left tickets it moved.
+    known: Arc<KnownStates>,
+}
+
+/// Where this process last left the tickets it moved (step and status), so that their next
+/// transition is one conditional statement instead of a transaction that reads them first.
+/// A hint only: the statement checks it, and a closed ticket is forgotten.
+#[derive(Debug, Default)]
+struct KnownStates(std::sync::Mutex<HashMap<i64, (WorkflowStep, StepStatus)>>);
+
+/// Most tickets whose state is remembered (beyond, the memory starts over).
+const MAX_KNOWN_STATES: usize = 100_000;
+
+impl KnownStates {
+    fn get(&self, ticket: i64) -> Option<(WorkflowStep, StepStatus)> {
+        self.0.lock().ok()?.get(&ticket).copied()
+    }
+
+    fn note(&self, ticket: i64, step: WorkflowStep, status: StepStatus) {
+        let Ok(mut known) = self.0.lock() else {
+            return;
+        };
+        if TicketState::of(step, status) == TicketState::Closed {
+            known.remove(&ticket);
+            return;
+        }
+        if known.len() >= MAX_KNOWN_STATES {
+            known.clear();
+        }
+        known.insert(ticket, (step, status));
+    }
+
+    fn forget(&self, ticket: i64) {
+        if let Ok(mut known) = self.0.lock() {
+            known.remove(&ticket);
+        }
+    }
 }
 
 /// A validated ticket waiting to be written, and where its answer goes.
@@ -253,23 +316,25 @@ const MAX_CREATE_BATCH: usize = 64;
 /// clone of the ticket system is dropped.
 async fn write_tickets(
     pool: AnyPool,
-    writer: Arc<tokio::sync::Mutex<()>>,
-    dialect: Dialect,
+    writer: Option<SharedWriter>,
+    known: Arc<KnownStates>,
     mut creates: tokio::sync::mpsc::Receiver<PendingCreate>,
 ) {
     let mut batch = Vec::with_capacity(MAX_CREATE_BATCH);
     while creates.recv_many(&mut batch, MAX_CREATE_BATCH).await > 0 {
         let (tickets, replies): (Vec<NewTicket>, Vec<_>) = batch.drain(..).unzip();
-        let _writer = match dialect {
-            Dialect::Sqlite => Some(writer.lock().await),
-            Dialect::Postgres => None,
+        let result = match &writer {
+            Some(writer) => {
+                let mut held = HeldWriter::take(writer).await;
+                insert_tickets(&mut *held, tickets).await
+            }
+            None => insert_tickets(&pool, tickets).await,
         };
-        let result = insert_tickets(&pool, tickets).await;
-        drop(_writer);
         match result {
             Ok(created) => {
                 // Nobody can be subscribed to a ticket that did not exist: no wake-up.
                 for (reply, ticket) in replies.into_iter().zip(created) {
+                    known.note(ticket.id, ticket.current_workflow_step, ticket.status);
                     let _ = reply.send(Ok(ticket));
                 }
             }
@@ -284,7 +349,10 @@ async fn write_tickets(
 
 /// Inserts tickets with one statement (atomic on its own; the trigger adds each creation
 /// event) and returns them in the order given.
-async fn insert_tickets(pool: &AnyPool, tickets: Vec<NewTicket>) -> Result<Vec<Ticket>> {
+async fn insert_tickets<'c, E>(db: E, tickets: Vec<NewTicket>) -> Result<Vec<Ticket>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let at = now();
     let rows: Vec<String> = (0..tickets.len())
         .map(|i| {
@@ -318,7 +386,7 @@ async fn insert_tickets(pool: &AnyPool, tickets: Vec<NewTicket>) -> Result<Vec<T
             .bind(StepStatus::Pending.as_str())
             .bind(at.clone());
     }
-    let rows = query.fetch_all(pool).await.map_err(db_error)?;
+    let rows = query.fetch_all(db).await.map_err(db_error)?;
     let mut created: Vec<Option<Ticket>> = rows
         .iter()
         .map(ticket_from)
@@ -569,30 +637,117 @@ async fn begin_whole(pool: &sqlx::AnyPool, statement: &'static str) -> Result<Tx
         .map_err(db_error)
 }
 
-/// A write transaction; on SQLite it also holds this process's writer lock, so that writers
-/// queue here instead of sleeping in SQLite's busy handler (whose back-off costs
-/// milliseconds). Other processes still meet at SQLite's own lock.
-pub(crate) struct WriteTx {
-    tx: Tx,
-    _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+/// This process's SQLite writer: a connection kept aside for writes (no pool checkout,
+/// no ping at each release), used by one writer at a time, so that writers queue here
+/// instead of sleeping in SQLite's busy handler (whose back-off costs milliseconds).
+/// Other processes still meet at SQLite's own lock.
+pub(crate) struct Writer {
+    conn: sqlx::AnyConnection,
+    /// A transaction was begun and not ended: its writer was dropped half-way.
+    open: bool,
+}
+
+type SharedWriter = Arc<tokio::sync::Mutex<Writer>>;
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("open", &self.open).finish()
+    }
+}
+
+impl Writer {
+    /// Rolls back what a writer dropped half-way left open (nothing when its BEGIN had not
+    /// run: SQLite then says no transaction is active).
+    async fn end_open(&mut self) {
+        if self.open {
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+            self.open = false;
+        }
+    }
+}
+
+/// The writer, held. A transaction its holder leaves open is rolled back by the next
+/// holder, and at once by a task that queues for it, so that the database is never left
+/// locked.
+pub(crate) struct HeldWriter {
+    guard: tokio::sync::OwnedMutexGuard<Writer>,
+    writer: SharedWriter,
+}
+
+impl HeldWriter {
+    async fn take(writer: &SharedWriter) -> HeldWriter {
+        let mut guard = Arc::clone(writer).lock_owned().await;
+        guard.end_open().await;
+        HeldWriter {
+            guard,
+            writer: Arc::clone(writer),
+        }
+    }
+}
+
+impl Drop for HeldWriter {
+    fn drop(&mut self) {
+        if self.guard.open {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let writer = Arc::clone(&self.writer);
+                runtime.spawn(async move { writer.lock().await.end_open().await });
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for HeldWriter {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.guard.conn
+    }
+}
+
+impl std::ops::DerefMut for HeldWriter {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.guard.conn
+    }
+}
+
+/// A write transaction: on SQLite, on this process's writer connection; on PostgreSQL,
+/// on a connection of the pool.
+pub(crate) enum WriteTx {
+    Pooled(Tx),
+    Writer(HeldWriter),
 }
 
 impl WriteTx {
     pub(crate) async fn commit(self) -> Result<()> {
-        self.tx.commit().await.map_err(db_error)
+        match self {
+            WriteTx::Pooled(tx) => tx.commit().await.map_err(db_error),
+            WriteTx::Writer(mut held) => {
+                sqlx::query("COMMIT")
+                    .execute(&mut *held)
+                    .await
+                    .map_err(db_error)?;
+                held.guard.open = false;
+                Ok(())
+            }
+        }
     }
 }
 
 impl std::ops::Deref for WriteTx {
-    type Target = Tx;
-    fn deref(&self) -> &Tx {
-        &self.tx
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        match self {
+            WriteTx::Pooled(tx) => tx,
+            WriteTx::Writer(held) => held,
+        }
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut Tx {
-        &mut self.tx
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        match self {
+            WriteTx::Pooled(tx) => tx,
+            WriteTx::Writer(held) => held,
+        }
     }
 }
 
@@ -677,12 +832,26 @@ impl SqlTicketSystem {
                     .with_source(e)
             })?;
         let events_written = Arc::new(broadcast::channel(1024).0);
-        let writer = Arc::new(tokio::sync::Mutex::new(()));
+        let writer = match dialect {
+            Dialect::Sqlite => {
+                let conn = pool.acquire().await.map_err(|e| {
+                    Error::unavailable("cannot open the ticket database")
+                        .with_resource(redact(&url))
+                        .with_source(e)
+                })?;
+                Some(Arc::new(tokio::sync::Mutex::new(Writer {
+                    conn: conn.detach(),
+                    open: false,
+                })))
+            }
+            Dialect::Postgres => None,
+        };
+        let known: Arc<KnownStates> = Arc::default();
         let (creates, pending) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(write_tickets(
             pool.clone(),
             writer.clone(),
-            dialect,
+            Arc::clone(&known),
             pending,
         ));
         let system = SqlTicketSystem {
@@ -692,6 +861,7 @@ impl SqlTicketSystem {
             writer,
             alive: Arc::new(()),
             creates,
+            known,
         };
         system.migrate().await?;
         if dialect == Dialect::Sqlite {
@@ -736,7 +906,7 @@ impl SqlTicketSystem {
             // races with itself on PostgreSQL, so it waits for the lock too.
             Dialect::Postgres => {
                 sqlx::query("SELECT pg_advisory_xact_lock(7215090412)")
-                    .execute(&mut **tx)
+                    .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
             }
@@ -746,11 +916,11 @@ impl SqlTicketSystem {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
         )
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
         let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await
             .and_then(|row| row.try_get::<Option<i64>, _>("v"))
             .map_err(db_error)?;
@@ -774,35 +944,43 @@ impl SqlTicketSystem {
                 .chain(own.iter().copied());
             for statement in statements {
                 sqlx::query(statement)
-                    .execute(&mut **tx)
+                    .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
             }
             sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)")
                 .bind(index as i64 + 1)
                 .bind(now())
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
         }
         tx.commit().await
     }
 
-    /// This process's SQLite writer lock (nothing on PostgreSQL, whose row locks suffice).
-    async fn writer_lock(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match self.dialect {
-            Dialect::Sqlite => Some(self.writer.clone().lock_owned().await),
-            Dialect::Postgres => None,
+    /// This process's SQLite writer, held (nothing on PostgreSQL).
+    async fn writer(&self) -> Option<HeldWriter> {
+        match &self.writer {
+            Some(writer) => Some(HeldWriter::take(writer).await),
+            None => None,
         }
     }
 
     pub(crate) async fn begin(&self) -> Result<WriteTx> {
-        let writer = self.writer_lock().await;
-        let tx = begin_whole(&self.pool, self.dialect.begin()).await?;
-        Ok(WriteTx {
-            tx,
-            _writer: writer,
-        })
+        match self.writer().await {
+            Some(mut held) => {
+                // Marked open first: a writer dropped during BEGIN is rolled back too.
+                held.guard.open = true;
+                sqlx::query(self.dialect.begin())
+                    .execute(&mut *held)
+                    .await
+                    .map_err(db_error)?;
+                Ok(WriteTx::Writer(held))
+            }
+            None => Ok(WriteTx::Pooled(
+                begin_whole(&self.pool, self.dialect.begin()).await?,
+            )),
+        }
     }
 
     async fn count(&self, table: &str, filter: &Filter) -> Result<u64> {
@@ -864,7 +1042,7 @@ impl SqlTicketSystem {
     /// Takes the ticket's write lock by touching its row, and returns its step and status.
     async fn lock_ticket(
         &self,
-        tx: &mut Tx,
+        tx: &mut WriteTx,
         ticket: i64,
         at: &str,
     ) -> Result<(WorkflowStep, StepStatus)> {
@@ -885,7 +1063,7 @@ impl SqlTicketSystem {
     #[allow(clippy::too_many_arguments)]
     async fn insert_event(
         &self,
-        tx: &mut Tx,
+        tx: &mut WriteTx,
         ticket: i64,
         kind: EventKind,
         resource_uri: String,
@@ -909,6 +1087,67 @@ impl SqlTicketSystem {
         .await
         .map_err(db_error)?;
         Ok(())
+    }
+
+    /// Records `new` in one statement when this process knows where its ticket stands
+    /// (it moved it last) and the move is allowed from there: the statement inserts only
+    /// if the ticket is still there. `None` when the state is unknown, was changed
+    /// elsewhere, or forbids the move (the full path then reads it and says why). SQLite
+    /// only: its write lock makes the check and the insert one step; PostgreSQL takes the
+    /// ticket's row lock in a transaction.
+    async fn record_transition_where_known(
+        &self,
+        new: &NewTransition,
+        at: &str,
+    ) -> Result<Option<Transition>> {
+        let ticket = new.ticket.id();
+        let Some((step, status)) = self.known.get(ticket) else {
+            return Ok(None);
+        };
+        if self.dialect != Dialect::Sqlite
+            || check_transition(step, status, new.step, new.status).is_err()
+        {
+            return Ok(None);
+        }
+        let query = sqlx::query(
+            "INSERT INTO transition (ticket_id, step, status, message, created_at) \
+             SELECT $1, $2, $3, $4, $5 \
+             WHERE EXISTS (SELECT 1 FROM ticket WHERE id = $1 AND step = $6 AND status = $7) \
+             RETURNING *",
+        )
+        .bind(ticket)
+        .bind(new.step.as_str())
+        .bind(new.status.as_str())
+        .bind(new.message.clone())
+        .bind(at.to_owned())
+        .bind(step.as_str())
+        .bind(status.as_str());
+        let row = match self.writer().await {
+            Some(mut held) => query.fetch_optional(&mut *held).await,
+            None => query.fetch_optional(&self.pool).await,
+        }
+        .map_err(db_error)?;
+        let Some(row) = row else {
+            self.known.forget(ticket);
+            return Ok(None);
+        };
+        let transition = transition_from(&row)?;
+        self.known.note(ticket, new.step, new.status);
+        let _ = self.events_written.send(ticket);
+        Ok(Some(transition))
+    }
+
+    /// Runs one statement in autocommit (atomic on its own), queued behind this process's
+    /// other writers; the rows it changed.
+    pub(crate) async fn write_one<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<u64> {
+        let done = match self.writer().await {
+            Some(mut held) => query.execute(&mut *held).await,
+            None => query.execute(&self.pool).await,
+        };
+        Ok(done.map_err(db_error)?.rows_affected())
     }
 
     /// Commits a write that recorded events of `ticket`, and wakes its subscribers.
@@ -1038,14 +1277,14 @@ impl TicketSystem for SqlTicketSystem {
             "INSERT INTO sourcepackage (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name.to_owned())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?
         .rows_affected()
             == 1;
         let row = sqlx::query("SELECT * FROM sourcepackage WHERE name = $1")
             .bind(name.to_owned())
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db_error)?;
         tx.commit().await?;
@@ -1082,7 +1321,7 @@ impl TicketSystem for SqlTicketSystem {
         .bind(new.version.clone())
         .bind(new.fingerprint)
         .bind(now())
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| {
             let err = db_error(e);
@@ -1138,7 +1377,7 @@ impl TicketSystem for SqlTicketSystem {
         .bind(new.ticket.id())
         .bind(new.assignee)
         .bind(at.clone())
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
         let subticket = subticket_from(&row)?;
@@ -1210,7 +1449,7 @@ impl TicketSystem for SqlTicketSystem {
         .bind(new.reference)
         .bind(new.artifact_type.as_str())
         .bind(at.clone())
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
         let artifact = artifact_from(&row)?;
@@ -1254,43 +1493,31 @@ impl TicketSystem for SqlTicketSystem {
 
     async fn record_transition(&self, new: NewTransition) -> Result<Transition> {
         let new = new.validate()?;
+        let ticket = new.ticket.id();
         let at = now();
+        // The insert's trigger moves the ticket and records the event.
+        if let Some(transition) = self.record_transition_where_known(&new, &at).await? {
+            return Ok(transition);
+        }
         let mut tx = self.begin().await?;
-        let (step, status) = self.lock_ticket(&mut tx, new.ticket.id(), &at).await?;
+        let (step, status) = self.lock_ticket(&mut tx, ticket, &at).await?;
         check_transition(step, status, new.step, new.status)
             .map_err(|e| e.with_resource(new.ticket.to_string()))?;
-        sqlx::query("UPDATE ticket SET step = $1, status = $2 WHERE id = $3")
-            .bind(new.step.as_str())
-            .bind(new.status.as_str())
-            .bind(new.ticket.id())
-            .execute(&mut **tx)
-            .await
-            .map_err(db_error)?;
         let row = sqlx::query(
             "INSERT INTO transition (ticket_id, step, status, message, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING *",
         )
-        .bind(new.ticket.id())
+        .bind(ticket)
         .bind(new.step.as_str())
         .bind(new.status.as_str())
         .bind(new.message.clone())
-        .bind(at.clone())
-        .fetch_one(&mut **tx)
+        .bind(at)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
         let transition = transition_from(&row)?;
-        self.insert_event(
-            &mut tx,
-            new.ticket.id(),
-            EventKind::Progress,
-            transition.resource_uri.to_string(),
-            new.step,
-            new.status,
-            &new.message,
-            &at,
-        )
-        .await?;
-        self.commit_with_events(tx, new.ticket.id()).await?;
+        self.commit_with_events(tx, ticket).await?;
+        self.known.note(ticket, new.step, new.status);
         Ok(transition)
     }
 
@@ -1451,7 +1678,7 @@ mod tests {
             let dropped = async {
                 let mut tx = system.begin().await?;
                 sqlx::query("UPDATE ticket SET title = 'x' WHERE id = 0")
-                    .execute(&mut **tx)
+                    .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
                 tx.commit().await

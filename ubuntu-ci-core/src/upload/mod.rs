@@ -711,6 +711,19 @@ fn digest_located(located: &Located, name: &str) -> Result<FileDigests> {
 
 /// Compares what a list claims about a file with what was read; the error names the field
 /// holding the wrong claim.
+/// The `.dsc` a `.changes` lists (`entry`), read into memory: checked against the
+/// `.changes`' size and checksums, parsed, and matched with it (name and version).
+///
+/// # Errors
+/// `InvalidInput` naming the `.dsc`, as [`validate_changes`] would.
+pub(crate) fn check_dsc_bytes(changes: &Changes, entry: &FileEntry, bytes: &[u8]) -> Result<Dsc> {
+    let in_dsc = |err: Error| err.with_resource(entry.name.clone());
+    check_entry(entry, &checksums::digest_bytes(bytes)).map_err(in_dsc)?;
+    let dsc = Dsc::parse(bytes).map_err(in_dsc)?;
+    check_dsc_matches(&dsc, changes).map_err(in_dsc)?;
+    Ok(dsc)
+}
+
 fn check_entry(entry: &FileEntry, digests: &FileDigests) -> Result<()> {
     let expected = ExpectedDigests {
         size: Some(entry.size),
