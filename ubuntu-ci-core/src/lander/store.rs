@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use super::{ExecuteRequest, RequestOutcome};
 use crate::error::{Error, Result};
-use crate::tickets::sql::{db_error, now, SqlTicketSystem};
+use crate::tickets::sql::{db_error, now, Arg, SqlTicketSystem};
 
 /// The lander's durable state.
 #[async_trait]
@@ -119,13 +119,21 @@ impl SqlRequestStore {
 
     /// Runs the one statement `sql` with `binds` (text, then the ticket last); the rows
     /// changed.
-    async fn update(&self, sql: &str, binds: &[Option<String>], ticket: i64) -> Result<u64> {
-        let mut query = sqlx::query(sql);
-        for bind in binds {
-            query = query.bind(bind.clone());
-        }
-        self.db.write_one(query.bind(ticket)).await
+    async fn update(
+        &self,
+        sql: &'static str,
+        binds: &[Option<String>],
+        ticket: i64,
+    ) -> Result<u64> {
+        let mut args: Vec<Arg> = binds.iter().map(|b| text(b.clone())).collect();
+        args.push(Arg::Int(ticket));
+        self.db.write_one(sql, args).await
     }
+}
+
+/// A text argument, NULL when absent.
+fn text(value: Option<String>) -> Arg {
+    value.map_or(Arg::Null, Arg::Text)
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
@@ -148,8 +156,7 @@ impl RequestStore for SqlRequestStore {
         claim: Option<(&str, &str)>,
     ) -> Result<bool> {
         let at = now();
-        let query = sqlx::query(
-            "INSERT INTO lander_request \
+        let sql = "INSERT INTO lander_request \
              (ticket_id, request, progress, finished, created_at, updated_at, claimed_by, \
               claimed_until) \
              VALUES ($1, $2, $3, 0, $4, $4, $5, $6) ON CONFLICT (ticket_id) DO UPDATE SET \
@@ -157,15 +164,16 @@ impl RequestStore for SqlRequestStore {
              cancel_requested = 0, waiting_for = NULL, waiting_since = NULL, \
              claimed_by = excluded.claimed_by, claimed_until = excluded.claimed_until, \
              created_at = excluded.created_at, updated_at = excluded.updated_at \
-             WHERE lander_request.finished = 1",
-        )
-        .bind(request.ticket_id)
-        .bind(to_json(request)?)
-        .bind(to_json(progress)?)
-        .bind(at)
-        .bind(claim.map(|(runner, _)| runner.to_owned()))
-        .bind(claim.map(|(_, until)| until.to_owned()));
-        Ok(self.db.write_one(query).await? > 0)
+             WHERE lander_request.finished = 1";
+        let args = vec![
+            Arg::Int(request.ticket_id),
+            Arg::Text(to_json(request)?),
+            Arg::Text(to_json(progress)?),
+            Arg::Text(at),
+            text(claim.map(|(runner, _)| runner.to_owned())),
+            text(claim.map(|(_, until)| until.to_owned())),
+        ];
+        Ok(self.db.write_one(sql, args).await? > 0)
     }
 
     async fn save(&self, ticket: i64, progress: &RequestOutcome) -> Result<()> {
@@ -230,13 +238,13 @@ impl RequestStore for SqlRequestStore {
     }
 
     async fn renew_claims(&self, runner: &str, until: &str) -> Result<u64> {
-        let query = sqlx::query(
-            "UPDATE lander_request SET claimed_until = $1 \
-             WHERE finished = 0 AND claimed_by = $2",
-        )
-        .bind(until.to_owned())
-        .bind(runner.to_owned());
-        self.db.write_one(query).await
+        self.db
+            .write_one(
+                "UPDATE lander_request SET claimed_until = $1 \
+                 WHERE finished = 0 AND claimed_by = $2",
+                vec![Arg::Text(until.to_owned()), Arg::Text(runner.to_owned())],
+            )
+            .await
     }
 
     async fn unfinished(&self) -> Result<Vec<(ExecuteRequest, RequestOutcome)>> {

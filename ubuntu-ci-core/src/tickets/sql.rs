@@ -266,6 +266,170 @@ pub struct SqlTicketSystem {
     creates: tokio::sync::mpsc::Sender<PendingCreate>,
     /// Where this process last left tickets it moved.
     known: Arc<KnownStates>,
+    /// Single-statement writes, committed in batches by [`write_batches`] (SQLite).
+    writes: Option<tokio::sync::mpsc::Sender<PendingWrite>>,
+}
+
+/// A single-statement write waiting for the batch writer: its SQL (`$N` placeholders),
+/// its arguments, whether it returns a row, and where its answer goes.
+struct PendingWrite {
+    sql: &'static str,
+    args: Vec<Arg>,
+    returning: bool,
+    reply: tokio::sync::oneshot::Sender<Result<Written>>,
+}
+
+/// What a write did: the rows it changed, or the row it returned.
+enum Written {
+    Changed(u64),
+    Row(Option<AnyRow>),
+}
+
+/// Most statements committed together.
+const MAX_WRITE_BATCH: usize = 32;
+
+/// Commits single-statement writes as they come, all those queued up in one command to
+/// SQLite's thread and one transaction (group commit): under many concurrent requests each
+/// write would otherwise pay a round trip to that thread and a commit of its own. A batch
+/// in which a statement fails is rolled back and its writes are run one by one, so that
+/// each gets its own answer. Ends when the last clone of the ticket system is dropped.
+async fn write_batches(
+    writer: SharedWriter,
+    mut writes: tokio::sync::mpsc::Receiver<PendingWrite>,
+) {
+    let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
+    while writes.recv_many(&mut batch, MAX_WRITE_BATCH).await > 0 {
+        let mut held = HeldWriter::take(&writer).await;
+        let together = if batch.len() > 1 {
+            run_together(&mut held, &batch).await
+        } else {
+            None
+        };
+        let results = match together {
+            Some(results) => results,
+            None => {
+                let mut results = Vec::with_capacity(batch.len());
+                for write in &batch {
+                    results.push(run_alone(&mut held, write).await);
+                }
+                results
+            }
+        };
+        drop(held);
+        for (write, result) in batch.drain(..).zip(results) {
+            let _ = write.reply.send(result);
+        }
+    }
+}
+
+/// Runs one write in autocommit.
+async fn run_alone(conn: &mut sqlx::AnyConnection, write: &PendingWrite) -> Result<Written> {
+    let query = bind_all(sqlx::query(write.sql), &write.args);
+    if write.returning {
+        query.fetch_optional(conn).await.map(Written::Row)
+    } else {
+        query
+            .execute(conn)
+            .await
+            .map(|done| Written::Changed(done.rows_affected()))
+    }
+    .map_err(db_error)
+}
+
+/// Runs `batch` as one transaction in one command; `None` when it was rolled back (a
+/// statement failed) and must be run one write at a time.
+async fn run_together(
+    held: &mut HeldWriter,
+    batch: &[PendingWrite],
+) -> Option<Vec<Result<Written>>> {
+    use futures::TryStreamExt;
+    let mut sql = String::from("BEGIN IMMEDIATE; ");
+    let mut args = Vec::new();
+    for write in batch {
+        sql.push_str(&renumber(write.sql, args.len()));
+        sql.push_str("; ");
+        args.extend(write.args.iter().cloned());
+    }
+    sql.push_str("COMMIT");
+    held.guard.open = true;
+    let mut results = Vec::with_capacity(batch.len());
+    {
+        // Compiled for this batch only: batches rarely repeat, and would evict the
+        // statements that do from the cache.
+        let query = bind_all(sqlx::query(&sql), &args).persistent(false);
+        // sqlx 0.8 runs every statement of a SQLite query, binding `$N` across them; it
+        // deprecates this for a future version (sqlx#3108), whose upgrade must replace it.
+        #[allow(deprecated)]
+        let mut stream = query.fetch_many(&mut **held);
+        // Statements ended so far (the first is BEGIN), and the row of the current one.
+        let mut ended = 0usize;
+        let mut row = None;
+        loop {
+            match stream.try_next().await {
+                Ok(Some(sqlx::Either::Left(done))) => {
+                    if let Some(write) = ended.checked_sub(1).and_then(|i| batch.get(i)) {
+                        results.push(Ok(if write.returning {
+                            Written::Row(row.take())
+                        } else {
+                            Written::Changed(done.rows_affected())
+                        }));
+                    }
+                    row = None;
+                    ended += 1;
+                }
+                Ok(Some(sqlx::Either::Right(r))) => {
+                    row.get_or_insert(r);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    ended = 0;
+                    break;
+                }
+            }
+        }
+        if ended != batch.len() + 2 {
+            results.clear();
+        }
+    }
+    if results.len() != batch.len() {
+        held.guard.end_open().await;
+        return None;
+    }
+    held.guard.open = false;
+    Some(results)
+}
+
+/// `sql` with its placeholders `$N` shifted by `offset` (`$1` → `$(offset + 1)`), outside
+/// quoted text.
+fn renumber(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c != '$' || quoted {
+            out.push(c);
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        match digits.parse::<usize>() {
+            Ok(n) => {
+                out.push('$');
+                out.push_str(&(n + offset).to_string());
+            }
+            Err(_) => {
+                out.push('$');
+                out.push_str(&digits);
+            }
+        }
+    }
+    out
 }
 
 /// Where this process last left the tickets it moved (step and status), so that their next
@@ -573,9 +737,11 @@ fn event_from(row: &AnyRow) -> Result<TicketEvent> {
 
 /// A value bound to a numbered placeholder.
 #[derive(Debug, Clone)]
-enum Arg {
+pub(crate) enum Arg {
     Int(i64),
     Text(String),
+    /// A text column's NULL.
+    Null,
 }
 
 /// A `WHERE` clause under construction, with its arguments in placeholder order.
@@ -613,6 +779,7 @@ fn bind_all<'q>(
         query = match arg {
             Arg::Int(v) => query.bind(*v),
             Arg::Text(v) => query.bind(v.clone()),
+            Arg::Null => query.bind(None::<String>),
         };
     }
     query
@@ -847,6 +1014,11 @@ impl SqlTicketSystem {
             Dialect::Postgres => None,
         };
         let known: Arc<KnownStates> = Arc::default();
+        let writes = writer.as_ref().map(|writer| {
+            let (writes, pending) = tokio::sync::mpsc::channel(1024);
+            tokio::spawn(write_batches(Arc::clone(writer), pending));
+            writes
+        });
         let (creates, pending) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(write_tickets(
             pool.clone(),
@@ -862,6 +1034,7 @@ impl SqlTicketSystem {
             alive: Arc::new(()),
             creates,
             known,
+            writes,
         };
         system.migrate().await?;
         if dialect == Dialect::Sqlite {
@@ -1109,24 +1282,23 @@ impl SqlTicketSystem {
         {
             return Ok(None);
         }
-        let query = sqlx::query(
-            "INSERT INTO transition (ticket_id, step, status, message, created_at) \
-             SELECT $1, $2, $3, $4, $5 \
-             WHERE EXISTS (SELECT 1 FROM ticket WHERE id = $1 AND step = $6 AND status = $7) \
-             RETURNING *",
-        )
-        .bind(ticket)
-        .bind(new.step.as_str())
-        .bind(new.status.as_str())
-        .bind(new.message.clone())
-        .bind(at.to_owned())
-        .bind(step.as_str())
-        .bind(status.as_str());
-        let row = match self.writer().await {
-            Some(mut held) => query.fetch_optional(&mut *held).await,
-            None => query.fetch_optional(&self.pool).await,
-        }
-        .map_err(db_error)?;
+        let row = self
+            .write_returning(
+                "INSERT INTO transition (ticket_id, step, status, message, created_at) \
+                 SELECT $1, $2, $3, $4, $5 \
+                 WHERE EXISTS (SELECT 1 FROM ticket WHERE id = $1 AND step = $6 AND status = $7) \
+                 RETURNING *",
+                vec![
+                    Arg::Int(ticket),
+                    Arg::Text(new.step.as_str().to_owned()),
+                    Arg::Text(new.status.as_str().to_owned()),
+                    Arg::Text(new.message.clone()),
+                    Arg::Text(at.to_owned()),
+                    Arg::Text(step.as_str().to_owned()),
+                    Arg::Text(status.as_str().to_owned()),
+                ],
+            )
+            .await?;
         let Some(row) = row else {
             self.known.forget(ticket);
             return Ok(None);
@@ -1137,17 +1309,49 @@ impl SqlTicketSystem {
         Ok(Some(transition))
     }
 
-    /// Runs one statement in autocommit (atomic on its own), queued behind this process's
-    /// other writers; the rows it changed.
-    pub(crate) async fn write_one<'q>(
-        &self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ) -> Result<u64> {
-        let done = match self.writer().await {
-            Some(mut held) => query.execute(&mut *held).await,
-            None => query.execute(&self.pool).await,
+    /// Runs the one statement `sql` with `args`, atomic on its own: on SQLite, committed
+    /// with the other writes queued meanwhile (see [`write_batches`]). The rows it changed.
+    pub(crate) async fn write_one(&self, sql: &'static str, args: Vec<Arg>) -> Result<u64> {
+        match self.write(sql, args, false).await? {
+            Written::Changed(n) => Ok(n),
+            Written::Row(row) => Ok(u64::from(row.is_some())),
+        }
+    }
+
+    /// As [`SqlTicketSystem::write_one`], for a statement that returns a row.
+    async fn write_returning(&self, sql: &'static str, args: Vec<Arg>) -> Result<Option<AnyRow>> {
+        match self.write(sql, args, true).await? {
+            Written::Row(row) => Ok(row),
+            Written::Changed(_) => Ok(None),
+        }
+    }
+
+    async fn write(&self, sql: &'static str, args: Vec<Arg>, returning: bool) -> Result<Written> {
+        let Some(writes) = &self.writes else {
+            let query = bind_all(sqlx::query(sql), &args);
+            return if returning {
+                query.fetch_optional(&self.pool).await.map(Written::Row)
+            } else {
+                query
+                    .execute(&self.pool)
+                    .await
+                    .map(|done| Written::Changed(done.rows_affected()))
+            }
+            .map_err(db_error);
         };
-        Ok(done.map_err(db_error)?.rows_affected())
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        writes
+            .send(PendingWrite {
+                sql,
+                args,
+                returning,
+                reply,
+            })
+            .await
+            .map_err(|_| Error::unavailable("the ticket database is shutting down"))?;
+        answer
+            .await
+            .map_err(|_| Error::internal("the ticket database's writer stopped"))?
     }
 
     /// Commits a write that recorded events of `ticket`, and wakes its subscribers.
@@ -1696,6 +1900,75 @@ mod tests {
                 .expect("the next write is not kept waiting")
                 .unwrap();
         }
+    }
+
+    /// Writes queued together are committed together, and a failing one is answered on its
+    /// own: the others are kept.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn writes_committed_together_each_get_their_own_answer() {
+        let (_dir, system) = sqlite().await;
+        let ticket = system
+            .create_ticket(NewTicket {
+                owner: "dev@example.com".into(),
+                title: "batched".into(),
+                description: String::new(),
+                bug_id: String::new(),
+            })
+            .await
+            .unwrap();
+        let writes = (0..60i64).map(|i| {
+            let system = system.clone();
+            async move {
+                if i % 20 == 7 {
+                    // No such ticket: the foreign key refuses it.
+                    system
+                        .write_one(
+                            "INSERT INTO artifact (ticket_id, name, reference, type, created_at) \
+                             VALUES ($1, 'x', 'x', 'LOGS', 'x')",
+                            vec![Arg::Int(999_999)],
+                        )
+                        .await
+                } else {
+                    system
+                        .write_one(
+                            "UPDATE ticket SET description = description || $1 WHERE id = $2",
+                            vec![Arg::Text(format!("<{i}>")), Arg::Int(ticket.id)],
+                        )
+                        .await
+                }
+            }
+        });
+        let results = futures::future::join_all(writes).await;
+        for (i, result) in results.iter().enumerate() {
+            if i % 20 == 7 {
+                assert!(result.is_err(), "write {i}: {result:?}");
+            } else {
+                assert_eq!(*result.as_ref().unwrap(), 1, "write {i}");
+            }
+        }
+        let kept = system
+            .get_ticket(ticket.id)
+            .await
+            .unwrap()
+            .ticket
+            .description;
+        for i in (0..60).filter(|i| i % 20 != 7) {
+            assert!(kept.contains(&format!("<{i}>")), "write {i} was kept");
+        }
+        let artifacts = sqlx::query("SELECT COUNT(*) AS n FROM artifact")
+            .fetch_one(&system.pool)
+            .await
+            .unwrap();
+        assert_eq!(int(&artifacts, "n").unwrap(), 0);
+    }
+
+    #[test]
+    fn placeholders_are_renumbered_outside_quotes() {
+        assert_eq!(
+            renumber("UPDATE t SET a = $1, b = '$2' WHERE c = $2 AND d = $10", 3),
+            "UPDATE t SET a = $4, b = '$2' WHERE c = $5 AND d = $13"
+        );
+        assert_eq!(renumber("SELECT 1", 7), "SELECT 1");
     }
 
     #[tokio::test]
