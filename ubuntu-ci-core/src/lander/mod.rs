@@ -483,12 +483,7 @@ impl Lander {
     /// here (with `cancel`), so that nothing else here takes it too.
     async fn take(&self, request: ExecuteRequest, cancel: &CancellationToken) -> Result<Taken> {
         QueueName::new(request.progress_queue.clone())?;
-        let ticket = self
-            .services
-            .tickets
-            .get_ticket(request.ticket_id)
-            .await?
-            .ticket;
+        let ticket = self.services.tickets.ticket(request.ticket_id).await?;
         if ticket.state == crate::model::TicketState::Closed {
             return Err(Error::conflict(format!(
                 "ticket {} is closed ({} {}); `ubuntu-ci retry {}` takes a failed or \
@@ -643,7 +638,7 @@ impl Lander {
                 "retry needs the lander's request store (local state)",
             ));
         };
-        self.services.tickets.get_ticket(ticket).await?;
+        self.services.tickets.ticket(ticket).await?;
         let Some(status) = store.status(ticket).await? else {
             return Err(Error::not_found(format!(
                 "ticket {ticket} never had a request to retry (create-ticket --wait, or the \
@@ -760,7 +755,7 @@ impl Lander {
             {
                 continue;
             }
-            let detail = self.services.tickets.get_ticket(ticket).await?.ticket;
+            let detail = self.services.tickets.ticket(ticket).await?;
             if detail.state == crate::model::TicketState::Closed {
                 // Its end is on the ticket; the lander that recorded it stopped before
                 // marking the request finished.
@@ -826,9 +821,8 @@ impl Lander {
                 }
                 self.services
                     .tickets
-                    .get_ticket(request.ticket_id)
+                    .ticket(request.ticket_id)
                     .await?
-                    .ticket
                     .current_workflow_step
             }
         };

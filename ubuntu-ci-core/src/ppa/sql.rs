@@ -17,8 +17,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{PoolOptions, Ppa, PpaAssigner, PpaCleaner, PpaName};
-use crate::error::{Error, Result};
-use crate::tickets::sql::{db_error, now, Dialect, SqlTicketSystem, WriteTx};
+use crate::error::{Error, ErrorKind, Result};
+use crate::tickets::sql::{db_error, now, Arg, Dialect, SqlTicketSystem, WriteTx};
 
 /// How often a waiting `get_ppa` looks again for PPAs freed by other processes.
 const POLL: Duration = Duration::from_millis(200);
@@ -159,8 +159,46 @@ impl SqlPpaPool {
         .transpose()
     }
 
+    /// A free PPA of the pool reserved for `ticket`, in one statement (no transaction
+    /// holding the writer), when the ticket holds none and one is free; `None` otherwise
+    /// (the full attempt then decides). SQLite only (see `try_assign`).
+    async fn reserve_free(&self, ticket: i64) -> Result<Option<Ppa>> {
+        let row = self
+            .db
+            .write_returning(
+                "UPDATE ppa SET state = 'reserved', ticket_id = $1, lease_expires_at = $2, \
+                 updated_at = $3 \
+                 WHERE id = (SELECT id FROM ppa WHERE owner = $4 AND state = 'free' \
+                   ORDER BY id LIMIT 1) \
+                 AND state = 'free' \
+                 AND NOT EXISTS (SELECT 1 FROM ppa WHERE ticket_id = $1) \
+                 AND EXISTS (SELECT 1 FROM ticket WHERE id = $1) \
+                 RETURNING *",
+                vec![
+                    Arg::Int(ticket),
+                    Arg::Text(self.lease_end()),
+                    Arg::Text(now()),
+                    Arg::Text(self.options.owner.clone()),
+                ],
+            )
+            .await;
+        match row {
+            Ok(row) => row.as_ref().map(ppa_from).transpose(),
+            // Another process reserved one for the ticket meanwhile: the full attempt finds it.
+            Err(err) if err.kind() == ErrorKind::Conflict => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     /// One attempt: the ticket's PPA, or a free or new one; `None` when all are busy.
     async fn try_assign(&self, ticket: i64) -> Result<Option<Ppa>> {
+        // On SQLite every write is serialized, the full attempt's included. On PostgreSQL
+        // the full attempt counts on the pool's lock, which the one statement does not take.
+        if self.db.dialect() == Dialect::Sqlite {
+            if let Some(ppa) = self.reserve_free(ticket).await? {
+                return Ok(Some(ppa));
+            }
+        }
         let owner = self.options.owner.clone();
         let at = now();
         let mut tx = self.begin_locked().await?;
@@ -245,44 +283,37 @@ impl SqlPpaPool {
     async fn clean_one(&self) -> Result<bool> {
         let stale = Utc::now()
             - chrono::Duration::from_std(STALE_CLEANING).unwrap_or(chrono::Duration::MAX);
-        let mut tx = self.begin_locked().await?;
-        let row = sqlx::query(
-            "SELECT * FROM ppa WHERE owner = $1 \
-             AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $2)) \
-             ORDER BY id LIMIT 1",
-        )
-        .bind(self.options.owner.clone())
-        .bind(timestamp(stale))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        // Taken in one statement: a PPA another cleaner took meanwhile no longer matches.
+        let row = self
+            .db
+            .write_returning(
+                "UPDATE ppa SET state = 'cleaning', updated_at = $1 \
+                 WHERE id = (SELECT id FROM ppa WHERE owner = $2 \
+                   AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3)) \
+                   ORDER BY id LIMIT 1) \
+                 AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3)) \
+                 RETURNING *",
+                vec![
+                    Arg::Text(now()),
+                    Arg::Text(self.options.owner.clone()),
+                    Arg::Text(timestamp(stale)),
+                ],
+            )
+            .await?;
         let Some(row) = row else {
-            tx.commit().await?;
             return Ok(false);
         };
         let id: i64 = row.try_get("id").map_err(db_error)?;
         let ppa = ppa_from(&row)?;
-        sqlx::query("UPDATE ppa SET state = 'cleaning', updated_at = $1 WHERE id = $2")
-            .bind(now())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await?;
 
         let cleaned = self.cleaner.clean(&ppa.name).await;
         let next = if cleaned.is_ok() { "free" } else { "dirty" };
-        let mut tx = self.begin_locked().await?;
-        sqlx::query(
-            "UPDATE ppa SET state = $1, updated_at = $2 WHERE id = $3 AND state = 'cleaning'",
-        )
-        .bind(next)
-        .bind(now())
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await?;
+        self.db
+            .write_one(
+                "UPDATE ppa SET state = $1, updated_at = $2 WHERE id = $3 AND state = 'cleaning'",
+                vec![Arg::Text(next.to_owned()), Arg::Text(now()), Arg::Int(id)],
+            )
+            .await?;
         cleaned.map_err(|e| {
             e.with_operation("clean_ppa")
                 .with_resource(ppa.name.to_string())
@@ -327,18 +358,17 @@ impl PpaAssigner for SqlPpaPool {
 
     async fn release_ppa(&self, ticket: i64) -> Result<()> {
         self.seed().await?;
-        let mut tx = self.begin_locked().await?;
-        sqlx::query(
-            "UPDATE ppa SET state = 'dirty', ticket_id = NULL, lease_expires_at = NULL, \
-             updated_at = $1 WHERE owner = $2 AND ticket_id = $3",
-        )
-        .bind(now())
-        .bind(self.options.owner.clone())
-        .bind(ticket)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await?;
+        self.db
+            .write_one(
+                "UPDATE ppa SET state = 'dirty', ticket_id = NULL, lease_expires_at = NULL, \
+                 updated_at = $1 WHERE owner = $2 AND ticket_id = $3",
+                vec![
+                    Arg::Text(now()),
+                    Arg::Text(self.options.owner.clone()),
+                    Arg::Int(ticket),
+                ],
+            )
+            .await?;
         while self.clean_one().await? {}
         Ok(())
     }

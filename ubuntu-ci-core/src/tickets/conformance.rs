@@ -207,6 +207,14 @@ pub async fn unknown_references_are_not_found(system: &dyn TicketSystem) {
         ErrorKind::NotFound
     );
     assert_eq!(
+        system
+            .ticket(missing)
+            .await
+            .expect_err("ticket alone")
+            .kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
         system.get_spu(missing).await.expect_err("spu").kind(),
         ErrorKind::NotFound
     );
@@ -484,6 +492,10 @@ pub async fn transitions_keep_history_and_close(system: &dyn TicketSystem) {
         );
     }
     let detail = system.get_ticket(ticket.id).await.expect("ticket");
+    assert_eq!(
+        system.ticket(ticket.id).await.expect("ticket alone"),
+        detail.ticket
+    );
     assert_eq!(detail.ticket.current_workflow_step, WorkflowStep::Complete);
     assert_eq!(detail.ticket.status, StepStatus::Succeeded);
     assert_eq!(detail.ticket.state, TicketState::Closed);

@@ -48,6 +48,15 @@ pub trait TicketSystem: Send + Sync + std::fmt::Debug {
     /// `NotFound` when there is no such ticket.
     async fn get_ticket(&self, id: i64) -> Result<TicketDetail>;
 
+    /// The ticket alone (its step, status and state), without what hangs on it: cheaper
+    /// than [`TicketSystem::get_ticket`] where only that is needed.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such ticket.
+    async fn ticket(&self, id: i64) -> Result<Ticket> {
+        Ok(self.get_ticket(id).await?.ticket)
+    }
+
     /// Tickets matching `filter`, one page of them.
     async fn list_tickets(&self, filter: TicketFilter, page: PageRequest) -> Result<Page<Ticket>>;
 

@@ -1319,7 +1319,11 @@ impl SqlTicketSystem {
     }
 
     /// As [`SqlTicketSystem::write_one`], for a statement that returns a row.
-    async fn write_returning(&self, sql: &'static str, args: Vec<Arg>) -> Result<Option<AnyRow>> {
+    pub(crate) async fn write_returning(
+        &self,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Option<AnyRow>> {
         match self.write(sql, args, true).await? {
             Written::Row(row) => Ok(row),
             Written::Changed(_) => Ok(None),
@@ -1409,6 +1413,10 @@ impl TicketSystem for SqlTicketSystem {
         answer
             .await
             .map_err(|_| Error::internal("the ticket writer stopped"))?
+    }
+
+    async fn ticket(&self, id: i64) -> Result<Ticket> {
+        self.get_one("ticket", "ticket", id, ticket_from).await
     }
 
     async fn get_ticket(&self, id: i64) -> Result<TicketDetail> {
