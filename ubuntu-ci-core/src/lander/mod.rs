@@ -1344,7 +1344,20 @@ impl Run<'_> {
                 .map_err(|e| e.with_resource(changes_name.clone()))?;
             let mut own = vec![changes_url.clone()];
             let mut dsc = None;
+            if changes.files.len() >= crate::builder::fetch::MAX_SOURCE_FILES {
+                return Err(Error::invalid(format!(
+                    "{changes_name} lists {} files; an upload has at most {}",
+                    changes.files.len(),
+                    crate::builder::fetch::MAX_SOURCE_FILES - 1
+                )));
+            }
             for entry in &changes.files {
+                if entry.name.ends_with(".changes") {
+                    return Err(Error::invalid(format!(
+                        "{changes_name} lists {}: a .changes cannot list a .changes",
+                        entry.name
+                    )));
+                }
                 let Some(url) = urls.iter().find(|u| name(u) == entry.name) else {
                     return Err(Error::invalid(format!(
                         "source_packages: {changes_name} lists {}, which is not among the URLs",
@@ -1353,7 +1366,7 @@ impl Run<'_> {
                 };
                 if !claimed.insert(url.clone()) {
                     return Err(Error::invalid(format!(
-                        "source_packages: {} is listed by two .changes",
+                        "source_packages: {} is listed twice (by one .changes or by two)",
                         entry.name
                     )));
                 }

@@ -284,15 +284,29 @@ impl SqlPpaPool {
         let stale = Utc::now()
             - chrono::Duration::from_std(STALE_CLEANING).unwrap_or(chrono::Duration::MAX);
         // Taken in one statement: a PPA another cleaner took meanwhile no longer matches.
-        let row = self
-            .db
-            .write_returning(
+        let sql = match self.db.dialect() {
+            Dialect::Sqlite => {
                 "UPDATE ppa SET state = 'cleaning', updated_at = $1 \
                  WHERE id = (SELECT id FROM ppa WHERE owner = $2 \
                    AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3)) \
                    ORDER BY id LIMIT 1) \
                  AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3)) \
-                 RETURNING *",
+                 RETURNING *"
+            }
+            // A PPA another cleaner is taking is skipped, not waited for and then missed.
+            Dialect::Postgres => {
+                "UPDATE ppa SET state = 'cleaning', updated_at = $1 \
+                 WHERE id = (SELECT id FROM ppa WHERE owner = $2 \
+                   AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3)) \
+                   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3)) \
+                 RETURNING *"
+            }
+        };
+        let row = self
+            .db
+            .write_returning(
+                sql,
                 vec![
                     Arg::Text(now()),
                     Arg::Text(self.options.owner.clone()),

@@ -299,7 +299,17 @@ async fn write_batches(
 ) {
     let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
     while writes.recv_many(&mut batch, MAX_WRITE_BATCH).await > 0 {
-        let mut held = HeldWriter::take(&writer).await;
+        let mut held = match HeldWriter::take(&writer).await {
+            Ok(held) => held,
+            Err(err) => {
+                for write in batch.drain(..) {
+                    let _ = write
+                        .reply
+                        .send(Err(Error::new(err.kind(), err.to_string())));
+                }
+                continue;
+            }
+        };
         let together = if batch.len() > 1 {
             run_together(&mut held, &batch).await
         } else {
@@ -364,6 +374,7 @@ async fn run_together(
         // Statements ended so far (the first is BEGIN), and the row of the current one.
         let mut ended = 0usize;
         let mut row = None;
+        let mut failure = None;
         loop {
             match stream.try_next().await {
                 Ok(Some(sqlx::Either::Left(done))) => {
@@ -381,22 +392,58 @@ async fn run_together(
                     row.get_or_insert(r);
                 }
                 Ok(None) => break,
-                Err(_) => {
-                    ended = 0;
+                Err(err) => {
+                    failure = Some(db_error(err));
                     break;
                 }
             }
         }
-        if ended != batch.len() + 2 {
-            results.clear();
+        drop(stream);
+        if ended == batch.len() + 2 && failure.is_none() {
+            held.guard.open = false;
+            return Some(results);
+        }
+        if ended == 0 {
+            // BEGIN itself failed (another process held the database past the busy
+            // timeout): every write would wait again; each gets the error.
+            held.guard.open = false;
+            let err = failure.unwrap_or_else(|| Error::internal("the batch did not begin"));
+            return Some(
+                batch
+                    .iter()
+                    .map(|_| Err(Error::new(err.kind(), err.to_string())))
+                    .collect(),
+            );
         }
     }
-    if results.len() != batch.len() {
-        held.guard.end_open().await;
-        return None;
+    // Rolled back, the writes are run one by one. A transaction already gone means the
+    // batch committed and only its answers were lost: nothing may run twice.
+    match rollback(&mut held.guard.conn).await {
+        Ok(true) => {
+            held.guard.open = false;
+            None
+        }
+        Ok(false) => {
+            held.guard.open = false;
+            Some(
+                batch
+                    .iter()
+                    .map(|_| {
+                        Err(Error::internal(
+                            "a write was committed but its answer was lost",
+                        ))
+                    })
+                    .collect(),
+            )
+        }
+        // Left open: the next holder tries again; these writes fail.
+        Err(err) => Some(
+            batch
+                .iter()
+                .map(|_| Err(Error::new(err.kind(), err.to_string())))
+                .collect(),
+        ),
     }
-    held.guard.open = false;
-    Some(results)
 }
 
 /// `sql` with its placeholders `$N` shifted by `offset` (`$1` → `$(offset + 1)`), outside
@@ -436,18 +483,32 @@ fn renumber(sql: &str, offset: usize) -> String {
 /// transition is one conditional statement instead of a transaction that reads them first.
 /// A hint only: the statement checks it, and a closed ticket is forgotten.
 #[derive(Debug, Default)]
-struct KnownStates(std::sync::Mutex<HashMap<i64, (WorkflowStep, StepStatus)>>);
+struct KnownStates {
+    states: std::sync::Mutex<HashMap<i64, (WorkflowStep, StepStatus)>>,
+    /// Kept at all (SQLite only: see `record_transition_where_known`).
+    kept: bool,
+}
 
 /// Most tickets whose state is remembered (beyond, the memory starts over).
 const MAX_KNOWN_STATES: usize = 100_000;
 
 impl KnownStates {
+    fn kept(kept: bool) -> KnownStates {
+        KnownStates {
+            states: std::sync::Mutex::default(),
+            kept,
+        }
+    }
+
     fn get(&self, ticket: i64) -> Option<(WorkflowStep, StepStatus)> {
-        self.0.lock().ok()?.get(&ticket).copied()
+        self.states.lock().ok()?.get(&ticket).copied()
     }
 
     fn note(&self, ticket: i64, step: WorkflowStep, status: StepStatus) {
-        let Ok(mut known) = self.0.lock() else {
+        if !self.kept {
+            return;
+        }
+        let Ok(mut known) = self.states.lock() else {
             return;
         };
         if TicketState::of(step, status) == TicketState::Closed {
@@ -461,7 +522,7 @@ impl KnownStates {
     }
 
     fn forget(&self, ticket: i64) {
-        if let Ok(mut known) = self.0.lock() {
+        if let Ok(mut known) = self.states.lock() {
             known.remove(&ticket);
         }
     }
@@ -488,10 +549,10 @@ async fn write_tickets(
     while creates.recv_many(&mut batch, MAX_CREATE_BATCH).await > 0 {
         let (tickets, replies): (Vec<NewTicket>, Vec<_>) = batch.drain(..).unzip();
         let result = match &writer {
-            Some(writer) => {
-                let mut held = HeldWriter::take(writer).await;
-                insert_tickets(&mut *held, tickets).await
-            }
+            Some(writer) => match HeldWriter::take(writer).await {
+                Ok(mut held) => insert_tickets(&mut *held, tickets).await,
+                Err(err) => Err(err),
+            },
             None => insert_tickets(&pool, tickets).await,
         };
         match result {
@@ -812,6 +873,8 @@ pub(crate) struct Writer {
     conn: sqlx::AnyConnection,
     /// A transaction was begun and not ended: its writer was dropped half-way.
     open: bool,
+    /// The ticket system was closed: no more writes.
+    closed: bool,
 }
 
 type SharedWriter = Arc<tokio::sync::Mutex<Writer>>;
@@ -824,12 +887,31 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     /// Rolls back what a writer dropped half-way left open (nothing when its BEGIN had not
-    /// run: SQLite then says no transaction is active).
-    async fn end_open(&mut self) {
-        if self.open {
-            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
-            self.open = false;
+    /// run: SQLite then says no transaction is active). A rollback that failed otherwise
+    /// leaves the writer marked open: nothing is written inside that transaction.
+    async fn end_open(&mut self) -> Result<()> {
+        if !self.open {
+            return Ok(());
         }
+        match rollback(&mut self.conn).await {
+            Ok(_) => {
+                self.open = false;
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// Rolls back the connection's transaction: `true` when there was one, `false` when there
+/// was none (it had ended, or never begun).
+async fn rollback(conn: &mut sqlx::AnyConnection) -> Result<bool> {
+    match sqlx::query("ROLLBACK").execute(conn).await {
+        Ok(_) => Ok(true),
+        Err(sqlx::Error::Database(db)) if db.message().contains("no transaction is active") => {
+            Ok(false)
+        }
+        Err(err) => Err(db_error(err)),
     }
 }
 
@@ -842,13 +924,16 @@ pub(crate) struct HeldWriter {
 }
 
 impl HeldWriter {
-    async fn take(writer: &SharedWriter) -> HeldWriter {
+    async fn take(writer: &SharedWriter) -> Result<HeldWriter> {
         let mut guard = Arc::clone(writer).lock_owned().await;
-        guard.end_open().await;
-        HeldWriter {
+        if guard.closed {
+            return Err(Error::unavailable("the ticket database is closed"));
+        }
+        guard.end_open().await?;
+        Ok(HeldWriter {
             guard,
             writer: Arc::clone(writer),
-        }
+        })
     }
 }
 
@@ -857,7 +942,11 @@ impl Drop for HeldWriter {
         if self.guard.open {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 let writer = Arc::clone(&self.writer);
-                runtime.spawn(async move { writer.lock().await.end_open().await });
+                runtime.spawn(async move {
+                    if let Err(err) = writer.lock().await.end_open().await {
+                        tracing::warn!(error = %err, "cannot roll back an abandoned write");
+                    }
+                });
             }
         }
     }
@@ -1009,11 +1098,12 @@ impl SqlTicketSystem {
                 Some(Arc::new(tokio::sync::Mutex::new(Writer {
                     conn: conn.detach(),
                     open: false,
+                    closed: false,
                 })))
             }
             Dialect::Postgres => None,
         };
-        let known: Arc<KnownStates> = Arc::default();
+        let known = Arc::new(KnownStates::kept(dialect == Dialect::Sqlite));
         let writes = writer.as_ref().map(|writer| {
             let (writes, pending) = tokio::sync::mpsc::channel(1024);
             tokio::spawn(write_batches(Arc::clone(writer), pending));
@@ -1069,6 +1159,13 @@ impl SqlTicketSystem {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            let mut writer = writer.lock().await;
+            if let Err(err) = writer.end_open().await {
+                tracing::warn!(error = %err, "cannot roll back an abandoned write");
+            }
+            writer.closed = true;
+        }
         self.pool.close().await
     }
 
@@ -1132,15 +1229,15 @@ impl SqlTicketSystem {
     }
 
     /// This process's SQLite writer, held (nothing on PostgreSQL).
-    async fn writer(&self) -> Option<HeldWriter> {
+    async fn writer(&self) -> Result<Option<HeldWriter>> {
         match &self.writer {
-            Some(writer) => Some(HeldWriter::take(writer).await),
-            None => None,
+            Some(writer) => Ok(Some(HeldWriter::take(writer).await?)),
+            None => Ok(None),
         }
     }
 
     pub(crate) async fn begin(&self) -> Result<WriteTx> {
-        match self.writer().await {
+        match self.writer().await? {
             Some(mut held) => {
                 // Marked open first: a writer dropped during BEGIN is rolled back too.
                 held.guard.open = true;
@@ -1311,6 +1408,7 @@ impl SqlTicketSystem {
 
     /// Runs the one statement `sql` with `args`, atomic on its own: on SQLite, committed
     /// with the other writes queued meanwhile (see [`write_batches`]). The rows it changed.
+    /// Once queued, a write is made even when its caller stops waiting for the answer.
     pub(crate) async fn write_one(&self, sql: &'static str, args: Vec<Arg>) -> Result<u64> {
         match self.write(sql, args, false).await? {
             Written::Changed(n) => Ok(n),

@@ -709,10 +709,10 @@ fn digest_located(located: &Located, name: &str) -> Result<FileDigests> {
         .map_err(|err| field_error("Files", format!("{name}: cannot read: {err}")))
 }
 
-/// Compares what a list claims about a file with what was read; the error names the field
-/// holding the wrong claim.
 /// The `.dsc` a `.changes` lists (`entry`), read into memory: checked against the
-/// `.changes`' size and checksums, parsed, and matched with it (name and version).
+/// `.changes`' size and checksums, parsed, and matched with it (name and version); every
+/// file it lists must be listed by the `.changes` too, with the same size and checksums
+/// (the files themselves are checked when they are fetched to build).
 ///
 /// # Errors
 /// `InvalidInput` naming the `.dsc`, as [`validate_changes`] would.
@@ -721,9 +721,46 @@ pub(crate) fn check_dsc_bytes(changes: &Changes, entry: &FileEntry, bytes: &[u8]
     check_entry(entry, &checksums::digest_bytes(bytes)).map_err(in_dsc)?;
     let dsc = Dsc::parse(bytes).map_err(in_dsc)?;
     check_dsc_matches(&dsc, changes).map_err(in_dsc)?;
+    for file in &dsc.files {
+        if file.name == entry.name || file.name.ends_with(".changes") {
+            return Err(in_dsc(field_error(
+                "Files",
+                format!("{}: a .dsc cannot list its own control files", file.name),
+            )));
+        }
+        let Some(listed) = changes.files.iter().find(|f| f.name == file.name) else {
+            return Err(in_dsc(field_error(
+                "Files",
+                format!(
+                    "{}: the .dsc lists it, the .changes does not (make the upload with \
+                     dpkg-genchanges -sa)",
+                    file.name
+                ),
+            )));
+        };
+        let agree = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => true,
+        };
+        if listed.size != file.size
+            || !agree(&listed.md5, &file.md5)
+            || !agree(&listed.sha1, &file.sha1)
+            || !agree(&listed.sha256, &file.sha256)
+        {
+            return Err(in_dsc(field_error(
+                "Files",
+                format!(
+                    "{}: the .dsc and the .changes give it different sizes or checksums",
+                    file.name
+                ),
+            )));
+        }
+    }
     Ok(dsc)
 }
 
+/// Compares what a list claims about a file with what was read; the error names the field
+/// holding the wrong claim.
 fn check_entry(entry: &FileEntry, digests: &FileDigests) -> Result<()> {
     let expected = ExpectedDigests {
         size: Some(entry.size),

@@ -389,6 +389,44 @@ async fn files_only_the_dsc_lists_are_verified_and_reported() {
     assert_eq!(upload.dsc_only_files[0].size, ORIG.1.len() as u64);
 }
 
+/// The lander's check of an upload from memory: the `.dsc` against the `.changes`, and
+/// every file the `.dsc` lists listed by the `.changes` too, alike.
+#[test]
+fn a_dsc_read_into_memory_is_checked_against_its_changes() {
+    let check = |in_changes: &[&str], tamper: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = build_upload(dir.path(), "1.0-1", "1.0-1", &[ORIG, DEBIAN], in_changes);
+        let mut changes_text = std::fs::read_to_string(&path).unwrap();
+        if tamper {
+            // The .changes claims another size for the Debian tarball than the .dsc does.
+            let size = DEBIAN.1.len();
+            changes_text = changes_text.replace(
+                &format!(" {size} misc optional {}", DEBIAN.0),
+                &format!(" {} misc optional {}", size + 1, DEBIAN.0),
+            );
+            changes_text = changes_text.replace(
+                &format!(" {size} {}", DEBIAN.0),
+                &format!(" {} {}", size + 1, DEBIAN.0),
+            );
+        }
+        let changes = Changes::parse(changes_text.as_bytes()).unwrap();
+        let dsc_bytes = std::fs::read(dir.path().join("tiny_1.0-1.dsc")).unwrap();
+        let entry = changes.dsc().unwrap().clone();
+        check_dsc_bytes(&changes, &entry, &dsc_bytes).map(|dsc| dsc.source)
+    };
+    assert_eq!(check(&[ORIG.0, DEBIAN.0], false).unwrap(), "tiny");
+    let message = message_of(check(&[DEBIAN.0], false));
+    assert!(
+        message.contains(ORIG.0) && message.contains("the .changes does not"),
+        "{message}"
+    );
+    let message = message_of(check(&[ORIG.0, DEBIAN.0], true));
+    assert!(
+        message.contains(DEBIAN.0) && message.contains("different sizes or checksums"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn versions_compare_as_dpkg_does() {
     for (changes_version, dsc_version, ok) in [
