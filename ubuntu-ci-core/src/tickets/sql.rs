@@ -302,10 +302,9 @@ async fn write_batches(
         let mut held = match HeldWriter::take(&writer).await {
             Ok(held) => held,
             Err(err) => {
-                for write in batch.drain(..) {
-                    let _ = write
-                        .reply
-                        .send(Err(Error::new(err.kind(), err.to_string())));
+                let results = all_failed(&batch, &err);
+                for (write, result) in batch.drain(..).zip(results) {
+                    let _ = write.reply.send(result);
                 }
                 continue;
             }
@@ -320,7 +319,8 @@ async fn write_batches(
             None => {
                 let mut results = Vec::with_capacity(batch.len());
                 for write in &batch {
-                    results.push(run_alone(&mut held, write).await);
+                    let done = run_write(&mut *held, write.sql, &write.args, write.returning);
+                    results.push(done.await);
                 }
                 results
             }
@@ -332,18 +332,29 @@ async fn write_batches(
     }
 }
 
-/// Runs one write in autocommit.
-async fn run_alone(conn: &mut sqlx::AnyConnection, write: &PendingWrite) -> Result<Written> {
-    let query = bind_all(sqlx::query(write.sql), &write.args);
-    if write.returning {
-        query.fetch_optional(conn).await.map(Written::Row)
+/// Runs one write statement in autocommit.
+async fn run_write<'c, E>(db: E, sql: &str, args: &[Arg], returning: bool) -> Result<Written>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let query = bind_all(sqlx::query(sql), args);
+    if returning {
+        query.fetch_optional(db).await.map(Written::Row)
     } else {
         query
-            .execute(conn)
+            .execute(db)
             .await
             .map(|done| Written::Changed(done.rows_affected()))
     }
     .map_err(db_error)
+}
+
+/// The same error for each write of `batch`.
+fn all_failed(batch: &[PendingWrite], err: &Error) -> Vec<Result<Written>> {
+    batch
+        .iter()
+        .map(|_| Err(Error::new(err.kind(), err.to_string())))
+        .collect()
 }
 
 /// Runs `batch` as one transaction in one command; `None` when it was rolled back (a
@@ -408,12 +419,7 @@ async fn run_together(
             // timeout): every write would wait again; each gets the error.
             held.guard.open = false;
             let err = failure.unwrap_or_else(|| Error::internal("the batch did not begin"));
-            return Some(
-                batch
-                    .iter()
-                    .map(|_| Err(Error::new(err.kind(), err.to_string())))
-                    .collect(),
-            );
+            return Some(all_failed(batch, &err));
         }
     }
     // Rolled back, the writes are run one by one. A transaction already gone means the
@@ -425,24 +431,11 @@ async fn run_together(
         }
         Ok(false) => {
             held.guard.open = false;
-            Some(
-                batch
-                    .iter()
-                    .map(|_| {
-                        Err(Error::internal(
-                            "a write was committed but its answer was lost",
-                        ))
-                    })
-                    .collect(),
-            )
+            let lost = Error::internal("a write was committed but its answer was lost");
+            Some(all_failed(batch, &lost))
         }
         // Left open: the next holder tries again; these writes fail.
-        Err(err) => Some(
-            batch
-                .iter()
-                .map(|_| Err(Error::new(err.kind(), err.to_string())))
-                .collect(),
-        ),
+        Err(err) => Some(all_failed(batch, &err)),
     }
 }
 
@@ -893,13 +886,9 @@ impl Writer {
         if !self.open {
             return Ok(());
         }
-        match rollback(&mut self.conn).await {
-            Ok(_) => {
-                self.open = false;
-                Ok(())
-            }
-            Err(err) => Err(err),
-        }
+        rollback(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
     }
 }
 
@@ -1371,12 +1360,11 @@ impl SqlTicketSystem {
         at: &str,
     ) -> Result<Option<Transition>> {
         let ticket = new.ticket.id();
+        // Known states are kept on SQLite only.
         let Some((step, status)) = self.known.get(ticket) else {
             return Ok(None);
         };
-        if self.dialect != Dialect::Sqlite
-            || check_transition(step, status, new.step, new.status).is_err()
-        {
+        if check_transition(step, status, new.step, new.status).is_err() {
             return Ok(None);
         }
         let row = self
@@ -1430,16 +1418,7 @@ impl SqlTicketSystem {
 
     async fn write(&self, sql: &'static str, args: Vec<Arg>, returning: bool) -> Result<Written> {
         let Some(writes) = &self.writes else {
-            let query = bind_all(sqlx::query(sql), &args);
-            return if returning {
-                query.fetch_optional(&self.pool).await.map(Written::Row)
-            } else {
-                query
-                    .execute(&self.pool)
-                    .await
-                    .map(|done| Written::Changed(done.rows_affected()))
-            }
-            .map_err(db_error);
+            return run_write(&self.pool, sql, &args, returning).await;
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         writes
@@ -1979,6 +1958,15 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Unsupported);
     }
 
+    fn new_ticket(title: &str) -> NewTicket {
+        NewTicket {
+            owner: "dev@example.com".into(),
+            title: title.into(),
+            description: String::new(),
+            bug_id: String::new(),
+        }
+    }
+
     /// A writer dropped at any point of its transaction (a timeout, an aborted task)
     /// leaves no transaction open: the next writer goes on at once.
     #[tokio::test(flavor = "multi_thread")]
@@ -1995,12 +1983,10 @@ mod tests {
             };
             let early = std::time::Duration::from_micros(step * 25);
             let _ = tokio::time::timeout(early, dropped).await;
-            let next = system.create_ticket(NewTicket {
-                owner: "dev@example.com".into(),
-                title: format!("after a write dropped at {} µs", step * 25),
-                description: String::new(),
-                bug_id: String::new(),
-            });
+            let next = system.create_ticket(new_ticket(&format!(
+                "after a write dropped at {} µs",
+                step * 25
+            )));
             tokio::time::timeout(std::time::Duration::from_secs(10), next)
                 .await
                 .expect("the next write is not kept waiting")
@@ -2013,15 +1999,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn writes_committed_together_each_get_their_own_answer() {
         let (_dir, system) = sqlite().await;
-        let ticket = system
-            .create_ticket(NewTicket {
-                owner: "dev@example.com".into(),
-                title: "batched".into(),
-                description: String::new(),
-                bug_id: String::new(),
-            })
-            .await
-            .unwrap();
+        let ticket = system.create_ticket(new_ticket("batched")).await.unwrap();
         let writes = (0..60i64).map(|i| {
             let system = system.clone();
             async move {
