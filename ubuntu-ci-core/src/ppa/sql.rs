@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{PoolOptions, Ppa, PpaAssigner, PpaCleaner, PpaName};
 use crate::error::{Error, ErrorKind, Result};
-use crate::tickets::sql::{db_error, now, Arg, Dialect, SqlTicketSystem, WriteTx};
+use crate::tickets::sql::{db_error, now, Arg, Columns, Dialect, SqlTicketSystem, WriteTx};
 
 /// How often a waiting `get_ppa` looks again for PPAs freed by other processes.
 const POLL: Duration = Duration::from_millis(200);
@@ -48,18 +47,18 @@ fn time(text: &str) -> Result<DateTime<Utc>> {
         .map_err(|e| Error::internal(format!("bad timestamp {text:?} in database")).with_source(e))
 }
 
-fn ppa_from(row: &AnyRow) -> Result<Ppa> {
-    let owner: String = row.try_get("owner").map_err(db_error)?;
-    let name: String = row.try_get("name").map_err(db_error)?;
-    let state: String = row.try_get("state").map_err(db_error)?;
-    let lease: Option<String> = row.try_get("lease_expires_at").map_err(db_error)?;
-    let updated: String = row.try_get("updated_at").map_err(db_error)?;
+fn ppa_from(row: &impl Columns) -> Result<Ppa> {
+    let owner = row.text("owner")?;
+    let name = row.text("name")?;
+    let state = row.text("state")?;
+    let lease = row.opt_text("lease_expires_at")?;
+    let updated = row.text("updated_at")?;
     Ok(Ppa {
         name: PpaName::new(&owner, &name)?,
         state: state
             .parse()
             .map_err(|e: Error| Error::internal(format!("bad PPA state in database: {e}")))?,
-        ticket: row.try_get("ticket_id").map_err(db_error)?,
+        ticket: row.opt_int("ticket_id")?,
         lease_expires_at: lease.as_deref().map(time).transpose()?,
         updated_at: time(&updated)?,
     })
@@ -317,7 +316,7 @@ impl SqlPpaPool {
         let Some(row) = row else {
             return Ok(false);
         };
-        let id: i64 = row.try_get("id").map_err(db_error)?;
+        let id = row.int("id")?;
         let ppa = ppa_from(&row)?;
 
         let cleaned = self.cleaner.clean(&ppa.name).await;

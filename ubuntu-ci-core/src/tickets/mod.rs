@@ -9,6 +9,7 @@
 pub mod conformance;
 pub mod http;
 pub mod sql;
+pub(crate) mod sqlite_batch;
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -21,6 +21,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use tokio::sync::broadcast;
 
+use rusqlite::types::Value;
+
+use super::sqlite_batch::{BatchThread, Outcome, ReturnedRow, Statement};
 use super::{EventStream, TicketSystem};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
@@ -270,64 +273,127 @@ pub struct SqlTicketSystem {
     writes: Option<tokio::sync::mpsc::Sender<PendingWrite>>,
 }
 
-/// A single-statement write waiting for the batch writer: its SQL (`$N` placeholders),
-/// its arguments, whether it returns a row, and where its answer goes.
+/// A single-statement write waiting for the batch writer: its statement and where its
+/// answer goes.
 struct PendingWrite {
-    sql: &'static str,
-    args: Vec<Arg>,
-    returning: bool,
+    statement: Statement,
     reply: tokio::sync::oneshot::Sender<Result<Written>>,
 }
 
 /// What a write did: the rows it changed, or the row it returned.
 enum Written {
     Changed(u64),
-    Row(Option<AnyRow>),
+    Row(Option<Returned>),
 }
+
+/// A row a write returned: through sqlx (PostgreSQL), or from the SQLite batch writer.
+pub(crate) enum Returned {
+    Any(AnyRow),
+    Sqlite(ReturnedRow),
+}
+
+/// A row's columns by name, whichever way it was read.
+pub(crate) trait Columns {
+    fn int(&self, column: &str) -> Result<i64>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+    fn text(&self, column: &str) -> Result<String>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
+}
+
+impl Columns for AnyRow {
+    fn int(&self, column: &str) -> Result<i64> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn text(&self, column: &str) -> Result<String> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        self.try_get(column).map_err(db_error)
+    }
+}
+
+impl Columns for Returned {
+    fn int(&self, column: &str) -> Result<i64> {
+        self.opt_int(column)?
+            .ok_or_else(|| Error::internal(format!("NULL {column} in the ticket database")))
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        match self {
+            Returned::Any(row) => row.opt_int(column),
+            Returned::Sqlite(row) => match row.value(column)? {
+                Value::Null => Ok(None),
+                Value::Integer(v) => Ok(Some(*v)),
+                other => Err(Error::internal(format!(
+                    "{column} in the ticket database is not a number: {other:?}"
+                ))),
+            },
+        }
+    }
+    fn text(&self, column: &str) -> Result<String> {
+        self.opt_text(column)?
+            .ok_or_else(|| Error::internal(format!("NULL {column} in the ticket database")))
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        match self {
+            Returned::Any(row) => row.opt_text(column),
+            Returned::Sqlite(row) => match row.value(column)? {
+                Value::Null => Ok(None),
+                Value::Text(v) => Ok(Some(v.clone())),
+                other => Err(Error::internal(format!(
+                    "{column} in the ticket database is not text: {other:?}"
+                ))),
+            },
+        }
+    }
+}
+
+/// How long a SQLite connection waits for another process's write lock.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most statements committed together.
 const MAX_WRITE_BATCH: usize = 32;
 
-/// Commits single-statement writes as they come, all those queued up in one command to
-/// SQLite's thread and one transaction (group commit): under many concurrent requests each
-/// write would otherwise pay a round trip to that thread and a commit of its own. A batch
-/// in which a statement fails is rolled back and its writes are run one by one, so that
-/// each gets its own answer. Ends when the last clone of the ticket system is dropped.
+/// Commits single-statement writes as they come, all those queued up in one hand-over to
+/// the SQLite writer thread and one transaction (group commit): under many concurrent
+/// requests each write would otherwise pay a round trip and a commit of its own. A
+/// statement that fails is answered with its error; the others are kept. The process's
+/// writer is held meanwhile, so that no transaction on the sqlx writer connection runs at
+/// the same time. Ends when the last clone of the ticket system is dropped.
 async fn write_batches(
     writer: SharedWriter,
+    thread: BatchThread,
     mut writes: tokio::sync::mpsc::Receiver<PendingWrite>,
 ) {
     let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
     while writes.recv_many(&mut batch, MAX_WRITE_BATCH).await > 0 {
-        let mut held = match HeldWriter::take(&writer).await {
-            Ok(held) => held,
-            Err(err) => {
-                let results = all_failed(&batch, &err);
-                for (write, result) in batch.drain(..).zip(results) {
-                    let _ = write.reply.send(result);
-                }
-                continue;
-            }
-        };
-        let together = if batch.len() > 1 {
-            run_together(&mut held, &batch).await
-        } else {
-            None
-        };
-        let results = match together {
-            Some(results) => results,
-            None => {
-                let mut results = Vec::with_capacity(batch.len());
-                for write in &batch {
-                    let done = run_write(&mut *held, write.sql, &write.args, write.returning);
-                    results.push(done.await);
-                }
+        let (statements, replies): (Vec<Statement>, Vec<_>) = batch
+            .drain(..)
+            .map(|write: PendingWrite| (write.statement, write.reply))
+            .unzip();
+        let results: Vec<Result<Written>> = match HeldWriter::take(&writer).await {
+            Ok(held) => {
+                let results = thread.run(statements).await;
+                drop(held);
                 results
+                    .into_iter()
+                    .map(|result| {
+                        result.map(|outcome| match outcome {
+                            Outcome::Changed(n) => Written::Changed(n),
+                            Outcome::Row(row) => Written::Row(row.map(Returned::Sqlite)),
+                        })
+                    })
+                    .collect()
             }
+            Err(err) => replies
+                .iter()
+                .map(|_| Err(Error::new(err.kind(), err.to_string())))
+                .collect(),
         };
-        drop(held);
-        for (write, result) in batch.drain(..).zip(results) {
-            let _ = write.reply.send(result);
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
         }
     }
 }
@@ -339,7 +405,10 @@ where
 {
     let query = bind_all(sqlx::query(sql), args);
     if returning {
-        query.fetch_optional(db).await.map(Written::Row)
+        query
+            .fetch_optional(db)
+            .await
+            .map(|row| Written::Row(row.map(Returned::Any)))
     } else {
         query
             .execute(db)
@@ -347,129 +416,6 @@ where
             .map(|done| Written::Changed(done.rows_affected()))
     }
     .map_err(db_error)
-}
-
-/// The same error for each write of `batch`.
-fn all_failed(batch: &[PendingWrite], err: &Error) -> Vec<Result<Written>> {
-    batch
-        .iter()
-        .map(|_| Err(Error::new(err.kind(), err.to_string())))
-        .collect()
-}
-
-/// Runs `batch` as one transaction in one command; `None` when it was rolled back (a
-/// statement failed) and must be run one write at a time.
-async fn run_together(
-    held: &mut HeldWriter,
-    batch: &[PendingWrite],
-) -> Option<Vec<Result<Written>>> {
-    use futures::TryStreamExt;
-    let mut sql = String::from("BEGIN IMMEDIATE; ");
-    let mut args = Vec::new();
-    for write in batch {
-        sql.push_str(&renumber(write.sql, args.len()));
-        sql.push_str("; ");
-        args.extend(write.args.iter().cloned());
-    }
-    sql.push_str("COMMIT");
-    held.guard.open = true;
-    let mut results = Vec::with_capacity(batch.len());
-    {
-        // Compiled for this batch only: batches rarely repeat, and would evict the
-        // statements that do from the cache.
-        let query = bind_all(sqlx::query(&sql), &args).persistent(false);
-        // sqlx 0.8 runs every statement of a SQLite query, binding `$N` across them; it
-        // deprecates this for a future version (sqlx#3108), whose upgrade must replace it.
-        #[allow(deprecated)]
-        let mut stream = query.fetch_many(&mut **held);
-        // Statements ended so far (the first is BEGIN), and the row of the current one.
-        let mut ended = 0usize;
-        let mut row = None;
-        let mut failure = None;
-        loop {
-            match stream.try_next().await {
-                Ok(Some(sqlx::Either::Left(done))) => {
-                    if let Some(write) = ended.checked_sub(1).and_then(|i| batch.get(i)) {
-                        results.push(Ok(if write.returning {
-                            Written::Row(row.take())
-                        } else {
-                            Written::Changed(done.rows_affected())
-                        }));
-                    }
-                    row = None;
-                    ended += 1;
-                }
-                Ok(Some(sqlx::Either::Right(r))) => {
-                    row.get_or_insert(r);
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    failure = Some(db_error(err));
-                    break;
-                }
-            }
-        }
-        drop(stream);
-        if ended == batch.len() + 2 && failure.is_none() {
-            held.guard.open = false;
-            return Some(results);
-        }
-        if ended == 0 {
-            // BEGIN itself failed (another process held the database past the busy
-            // timeout): every write would wait again; each gets the error.
-            held.guard.open = false;
-            let err = failure.unwrap_or_else(|| Error::internal("the batch did not begin"));
-            return Some(all_failed(batch, &err));
-        }
-    }
-    // Rolled back, the writes are run one by one. A transaction already gone means the
-    // batch committed and only its answers were lost: nothing may run twice.
-    match rollback(&mut held.guard.conn).await {
-        Ok(true) => {
-            held.guard.open = false;
-            None
-        }
-        Ok(false) => {
-            held.guard.open = false;
-            let lost = Error::internal("a write was committed but its answer was lost");
-            Some(all_failed(batch, &lost))
-        }
-        // Left open: the next holder tries again; these writes fail.
-        Err(err) => Some(all_failed(batch, &err)),
-    }
-}
-
-/// `sql` with its placeholders `$N` shifted by `offset` (`$1` → `$(offset + 1)`), outside
-/// quoted text.
-fn renumber(sql: &str, offset: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        if c == '\'' {
-            quoted = !quoted;
-        }
-        if c != '$' || quoted {
-            out.push(c);
-            continue;
-        }
-        let mut digits = String::new();
-        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-            digits.push(*d);
-            chars.next();
-        }
-        match digits.parse::<usize>() {
-            Ok(n) => {
-                out.push('$');
-                out.push_str(&(n + offset).to_string());
-            }
-            Err(_) => {
-                out.push('$');
-                out.push_str(&digits);
-            }
-        }
-    }
-    out
 }
 
 /// Where this process last left the tickets it moved (step and status), so that their next
@@ -675,25 +621,25 @@ pub(crate) fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn time(row: &AnyRow, column: &str) -> Result<DateTime<Utc>> {
-    let text: String = row.try_get(column).map_err(db_error)?;
+fn time(row: &impl Columns, column: &str) -> Result<DateTime<Utc>> {
+    let text = row.text(column)?;
     DateTime::parse_from_rfc3339(&text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| Error::internal(format!("bad timestamp {text:?} in database")).with_source(e))
 }
 
-fn parsed<T: FromStr<Err = Error>>(row: &AnyRow, column: &str) -> Result<T> {
-    let text: String = row.try_get(column).map_err(db_error)?;
+fn parsed<T: FromStr<Err = Error>>(row: &impl Columns, column: &str) -> Result<T> {
+    let text = row.text(column)?;
     text.parse()
         .map_err(|e: Error| Error::internal(format!("bad {column} in database: {}", e.message())))
 }
 
-fn int(row: &AnyRow, column: &str) -> Result<i64> {
-    row.try_get(column).map_err(db_error)
+fn int(row: &impl Columns, column: &str) -> Result<i64> {
+    row.int(column)
 }
 
-fn text(row: &AnyRow, column: &str) -> Result<String> {
-    row.try_get(column).map_err(db_error)
+fn text(row: &impl Columns, column: &str) -> Result<String> {
+    row.text(column)
 }
 
 fn ticket_from(row: &AnyRow) -> Result<Ticket> {
@@ -763,7 +709,7 @@ fn artifact_from(row: &AnyRow) -> Result<Artifact> {
     })
 }
 
-fn transition_from(row: &AnyRow) -> Result<Transition> {
+fn transition_from(row: &impl Columns) -> Result<Transition> {
     let id = int(row, "id")?;
     Ok(Transition {
         id,
@@ -1005,6 +951,7 @@ impl SqlTicketSystem {
     /// build without the `postgres` feature; `InvalidInput` for another URL.
     pub async fn connect(url: &str) -> Result<SqlTicketSystem> {
         sqlx::any::install_default_drivers();
+        let mut file = None;
         let (dialect, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or(path);
             if path.is_empty() {
@@ -1014,15 +961,20 @@ impl SqlTicketSystem {
             let path = percent_encoding::percent_decode_str(path)
                 .decode_utf8()
                 .map_err(|_| Error::invalid("sqlite URL whose path is not UTF-8"))?;
-            if path != ":memory:" {
-                if let Some(parent) = std::path::Path::new(&*path).parent() {
-                    if !parent.as_os_str().is_empty() {
-                        std::fs::create_dir_all(parent).map_err(|e| {
-                            Error::from(e).with_resource(parent.display().to_string())
-                        })?;
-                    }
+            if path == ":memory:" {
+                // Each connection would have a database of its own.
+                return Err(Error::invalid(
+                    "sqlite://:memory: is a database per connection: give a file \
+                     (sqlite:///path/to/tickets.db)",
+                ));
+            }
+            if let Some(parent) = std::path::Path::new(&*path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| Error::from(e).with_resource(parent.display().to_string()))?;
                 }
             }
+            file = Some(std::path::PathBuf::from(&*path));
             let url = if url.contains('?') {
                 url.to_owned()
             } else {
@@ -1058,6 +1010,7 @@ impl SqlTicketSystem {
                             "PRAGMA journal_mode = WAL",
                             "PRAGMA synchronous = NORMAL",
                             "PRAGMA foreign_keys = ON",
+                            // SQLITE_BUSY_TIMEOUT
                             "PRAGMA busy_timeout = 30000",
                             // Checkpoints run in the background (see `checkpoints`), not in
                             // the commit of whichever writer crosses the threshold.
@@ -1093,11 +1046,15 @@ impl SqlTicketSystem {
             Dialect::Postgres => None,
         };
         let known = Arc::new(KnownStates::kept(dialect == Dialect::Sqlite));
-        let writes = writer.as_ref().map(|writer| {
-            let (writes, pending) = tokio::sync::mpsc::channel(1024);
-            tokio::spawn(write_batches(Arc::clone(writer), pending));
-            writes
-        });
+        let writes = match (&writer, &file) {
+            (Some(writer), Some(file)) => {
+                let thread = BatchThread::open(file, SQLITE_BUSY_TIMEOUT)?;
+                let (writes, pending) = tokio::sync::mpsc::channel(1024);
+                tokio::spawn(write_batches(Arc::clone(writer), thread, pending));
+                Some(writes)
+            }
+            _ => None,
+        };
         let (creates, pending) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(write_tickets(
             pool.clone(),
@@ -1409,7 +1366,7 @@ impl SqlTicketSystem {
         &self,
         sql: &'static str,
         args: Vec<Arg>,
-    ) -> Result<Option<AnyRow>> {
+    ) -> Result<Option<Returned>> {
         match self.write(sql, args, true).await? {
             Written::Row(row) => Ok(row),
             Written::Changed(_) => Ok(None),
@@ -1423,9 +1380,11 @@ impl SqlTicketSystem {
         let (reply, answer) = tokio::sync::oneshot::channel();
         writes
             .send(PendingWrite {
-                sql,
-                args,
-                returning,
+                statement: Statement {
+                    sql,
+                    args,
+                    returning,
+                },
                 reply,
             })
             .await
@@ -2046,19 +2005,16 @@ mod tests {
         assert_eq!(int(&artifacts, "n").unwrap(), 0);
     }
 
-    #[test]
-    fn placeholders_are_renumbered_outside_quotes() {
-        assert_eq!(
-            renumber("UPDATE t SET a = $1, b = '$2' WHERE c = $2 AND d = $10", 3),
-            "UPDATE t SET a = $4, b = '$2' WHERE c = $5 AND d = $13"
-        );
-        assert_eq!(renumber("SELECT 1", 7), "SELECT 1");
-    }
-
     #[tokio::test]
     async fn unknown_urls_are_refused() {
         let err = SqlTicketSystem::connect("mysql://x").await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        // A database per connection would lose every write to the others.
+        let err = SqlTicketSystem::connect("sqlite://:memory:")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("give a file"), "{err}");
     }
 
     /// Runs the conformance suite on a fresh PostgreSQL database made for this run, when
