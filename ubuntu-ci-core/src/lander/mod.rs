@@ -956,15 +956,27 @@ impl Run<'_> {
 
     /// Records `step` in progress with `message`, and says so on the queue.
     async fn enter(&mut self, step: WorkflowStep, message: String) -> Stopped<()> {
-        if self.cancel.is_cancelled() {
-            return Err(Stop {
-                step,
-                reason: "cancelled".to_owned(),
-                cancelled: true,
-            });
-        }
-        self.outcome.step = step;
+        self.begin(step)?;
         self.report(step, StepStatus::InProgress, message).await
+    }
+
+    /// Moves the request to `step` (not yet recorded); cancelled, it stops there.
+    fn begin(&mut self, step: WorkflowStep) -> Stopped<()> {
+        self.check_cancelled(step)?;
+        self.outcome.step = step;
+        Ok(())
+    }
+
+    /// Saves how far the request got and records `status` of `step` with `message`, at
+    /// once: the two writes are committed together.
+    async fn save_and_report(
+        &self,
+        step: WorkflowStep,
+        status: StepStatus,
+        message: String,
+    ) -> Stopped<()> {
+        let (saved, reported) = tokio::join!(self.save(), self.report(step, status, message));
+        saved.and(reported)
     }
 
     async fn report(&self, step: WorkflowStep, status: StepStatus, message: String) -> Stopped<()> {
@@ -997,13 +1009,14 @@ impl Run<'_> {
         self.enter(step, "assigning a PPA".to_owned()).await?;
         let ppa = self.assign_ppa().await?;
         self.outcome.ppa = Some(ppa.name.to_string());
-        self.save().await?;
         self.services()
             .archives
             .prepare(&ppa.name, Some(&series))
             .await
             .map_err(fail)?;
-        self.report(
+        // The save ends the wait for a PPA (a PPA the ticket holds but a killed lander did
+        // not save is found again: the pool gives a ticket its own).
+        self.save_and_report(
             step,
             StepStatus::Succeeded,
             format!("{} assigned", ppa.name),
@@ -1055,8 +1068,7 @@ impl Run<'_> {
                     _ => {}
                 }
             }
-            self.enter(step, format!("building {what} ({}/{total})", n + 1))
-                .await?;
+            let entering = format!("building {what} ({}/{total})", n + 1);
             let request = BuildSource {
                 source_packages: upload.urls.clone(),
                 ppa: ppa.to_string(),
@@ -1067,14 +1079,21 @@ impl Run<'_> {
             };
             let builder = self.services().builder.clone();
             let done = self
-                .relayed(step, Work::Build, "bsbuilder", n, move |queue, cancel| {
-                    let builder = builder.clone();
-                    let request = BuildSource {
-                        progress_queue: queue.to_string(),
-                        ..request.clone()
-                    };
-                    async move { builder.build_source(request, cancel).await }
-                })
+                .relayed(
+                    step,
+                    Work::Build,
+                    entering,
+                    "bsbuilder",
+                    n,
+                    move |queue, cancel| {
+                        let builder = builder.clone();
+                        let request = BuildSource {
+                            progress_queue: queue.to_string(),
+                            ..request.clone()
+                        };
+                        async move { builder.build_source(request, cancel).await }
+                    },
+                )
                 .await?;
             self.outcome.builds.push(BuildOutcome {
                 source: upload.source.clone(),
@@ -1082,10 +1101,14 @@ impl Run<'_> {
                 state: done.state,
                 results: done.results.clone(),
             });
-            self.save().await?;
+            // A failed build is kept with the request's end; the last is saved with the
+            // step's end.
             self.check_done(step, &done, &format!("{what} did not build"))?;
+            if n + 1 < total {
+                self.save().await?;
+            }
         }
-        self.report(step, StepStatus::Succeeded, format!("{total} built"))
+        self.save_and_report(step, StepStatus::Succeeded, format!("{total} built"))
             .await?;
         Ok(uploads)
     }
@@ -1108,8 +1131,7 @@ impl Run<'_> {
         if self.outcome.image.is_some() {
             return Ok(packages);
         }
-        self.enter(step, "finding the base image".to_owned())
-            .await?;
+        self.begin(step)?;
         let archive_ppa = self.lander.options.archive_ppa.clone();
         self.services()
             .archives
@@ -1136,6 +1158,7 @@ impl Run<'_> {
                     .relayed(
                         step,
                         Work::Image,
+                        format!("making a base image of {series} (kept for later requests)"),
                         "image-bootstrap",
                         0,
                         move |queue, cancel| {
@@ -1149,18 +1172,16 @@ impl Run<'_> {
                     )
                     .await?;
                 self.check_done(step, &done, "the base image could not be made")?;
-                first_url(&done).ok_or_else(|| {
+                let base = first_url(&done).ok_or_else(|| {
                     Stop::failed(step, "the image builder's bootstrap gave no URL")
-                })?
+                })?;
+                // Kept, so that a resumed request does not make it again.
+                self.outcome.base_image = Some(base.clone());
+                self.save().await?;
+                base
             }
         };
         self.outcome.base_image = Some(base.clone());
-        self.save().await?;
-        self.enter(
-            step,
-            format!("building an image with {}", packages.join(", ")),
-        )
-        .await?;
         let request = BuildImage {
             base_image: BaseImage {
                 image_type: ImageType::Rootfs,
@@ -1178,6 +1199,7 @@ impl Run<'_> {
             .relayed(
                 step,
                 Work::Image,
+                format!("building an image with {}", packages.join(", ")),
                 "image-builder",
                 0,
                 move |queue, cancel| {
@@ -1194,8 +1216,7 @@ impl Run<'_> {
         let image =
             first_url(&done).ok_or_else(|| Stop::failed(step, "the image builder gave no URL"))?;
         self.outcome.image = Some(image.clone());
-        self.save().await?;
-        self.report(step, StepStatus::Succeeded, format!("image {image}"))
+        self.save_and_report(step, StepStatus::Succeeded, format!("image {image}"))
             .await?;
         Ok(packages)
     }
@@ -1216,14 +1237,11 @@ impl Run<'_> {
             if tested.is_empty() {
                 continue;
             }
-            self.enter(
-                step,
-                format!(
-                    "running the DEP-8 tests of {} {}",
-                    upload.source, upload.version
-                ),
-            )
-            .await?;
+            self.begin(step)?;
+            let entering = format!(
+                "running the DEP-8 tests of {} {}",
+                upload.source, upload.version
+            );
             let test_request_id = format!("{}.{}", self.ticket(), n + 1);
             let request = TestImage {
                 test_request_id: test_request_id.clone(),
@@ -1235,14 +1253,21 @@ impl Run<'_> {
             };
             let runner = self.services().tests.clone();
             let done = self
-                .relayed(step, Work::Test, "test-runner", n, move |queue, cancel| {
-                    let runner = runner.clone();
-                    let request = TestImage {
-                        progress_queue: Some(queue.to_string()),
-                        ..request.clone()
-                    };
-                    async move { runner.test_image(request, cancel).await }
-                })
+                .relayed(
+                    step,
+                    Work::Test,
+                    entering,
+                    "test-runner",
+                    n,
+                    move |queue, cancel| {
+                        let runner = runner.clone();
+                        let request = TestImage {
+                            progress_queue: Some(queue.to_string()),
+                            ..request.clone()
+                        };
+                        async move { runner.test_image(request, cancel).await }
+                    },
+                )
                 .await?;
             self.check_cancelled(step)?;
             let test_result = done
@@ -1267,7 +1292,10 @@ impl Run<'_> {
                     DoneState::Completed => None,
                 },
             });
-            self.save().await?;
+            // The last is saved with the step's end (or the request's, when tests failed).
+            if n + 1 < uploads.len() {
+                self.save().await?;
+            }
         }
         // A source without tests, or whose tests were all skipped, is not a failure.
         let failed: Vec<String> = self
@@ -1283,7 +1311,7 @@ impl Run<'_> {
         if !failed.is_empty() {
             return Err(Stop::failed(step, failed.join("; ")));
         }
-        self.report(step, StepStatus::Succeeded, "the tests passed".to_owned())
+        self.save_and_report(step, StepStatus::Succeeded, "the tests passed".to_owned())
             .await
     }
 
@@ -1292,7 +1320,7 @@ impl Run<'_> {
         let archive_ppa = self.lander.options.archive_ppa.clone();
         self.enter(step, format!("copying the packages into {archive_ppa}"))
             .await?;
-        for upload in uploads {
+        for (n, upload) in uploads.iter().enumerate() {
             let label = format!("{} {}", upload.source, upload.version);
             if self.outcome.published.contains(&label) {
                 continue;
@@ -1309,9 +1337,12 @@ impl Run<'_> {
                 .await
                 .map_err(|e| Stop::failed(step, e.to_string()))?;
             self.outcome.published.push(label);
-            self.save().await?;
+            // The last is saved with the step's end.
+            if n + 1 < uploads.len() {
+                self.save().await?;
+            }
         }
-        self.report(
+        self.save_and_report(
             step,
             StepStatus::Succeeded,
             format!("published into {archive_ppa}"),
@@ -1566,14 +1597,16 @@ impl Run<'_> {
     }
 
     /// Calls a worker (`call`, given its own new progress queue and a child of the run's
-    /// cancellation) once a slot for `work` is free, passing its progress (all but its
-    /// final message) on to the request's queue as it comes. A call that outlives the
-    /// step's time limit is ended and the step FAILS; a worker silent for the heartbeat
-    /// limit is ended and called again, up to the retries, then the step FAILS.
+    /// cancellation) once a slot for `work` is free, recording `step` in progress with
+    /// `entering` then, and passing the worker's progress (all but its final message) on
+    /// to the request's queue as it comes. A call that outlives the step's time limit is
+    /// ended and the step FAILS; a worker silent for the heartbeat limit is ended and
+    /// called again, up to the retries, then the step FAILS.
     async fn relayed<W, F>(
         &self,
         step: WorkflowStep,
         work: Work,
+        entering: String,
         kind: &str,
         n: usize,
         call: W,
@@ -1582,7 +1615,18 @@ impl Run<'_> {
         W: Fn(QueueName, CancellationToken) -> F,
         F: std::future::Future<Output = Result<Done>> + Send + 'static,
     {
-        let _slot = self.slot(step, work).await?;
+        let (_slot, waited) = self.slot(step, work).await?;
+        self.check_cancelled(step)?;
+        if waited {
+            // Under way, and in line no more: the two writes are committed together.
+            let (entered, noted) = tokio::join!(
+                self.report(step, StepStatus::InProgress, entering),
+                self.note_waiting(step, None)
+            );
+            entered.and(noted)?;
+        } else {
+            self.report(step, StepStatus::InProgress, entering).await?;
+        }
         let options = &self.lander.options;
         let attempts = options.step_retries.saturating_add(1);
         let mut attempt = 1;
@@ -1617,14 +1661,15 @@ impl Run<'_> {
     }
 
     /// A free slot for `work`, waited for in line when none is (the wait kept in the
-    /// store, for `ticket show` and the API).
+    /// store, for `ticket show` and the API), and whether it was waited for: the caller
+    /// takes the note back.
     async fn slot(
         &self,
         step: WorkflowStep,
         work: Work,
-    ) -> Stopped<tokio::sync::SemaphorePermit<'_>> {
+    ) -> Stopped<(tokio::sync::SemaphorePermit<'_>, bool)> {
         if let Some(permit) = self.lander.gates.try_enter(work) {
-            return Ok(permit);
+            return Ok((permit, false));
         }
         self.note_waiting(step, Some(work.slot())).await?;
         let permit = tokio::select! {
@@ -1632,31 +1677,31 @@ impl Run<'_> {
                 .map_err(|e| Stop::failed(step, format!("the lander is shutting down: {e}"))),
             () = self.cancel.cancelled() => Err(self.cancelled(step)),
         };
-        self.note_waiting(step, None).await?;
-        permit
+        Ok((permit?, true))
     }
 
-    /// The ticket's PPA, waited for (noted as such) while every PPA is busy.
+    /// The ticket's PPA, waited for (noted as such) while every PPA is busy. The note
+    /// ends with the save that keeps the PPA (or with the request).
     async fn assign_ppa(&mut self) -> Stopped<crate::ppa::Ppa> {
         let step = WorkflowStep::PpaAssignment;
-        // First in line for this lander's share of the pool (held to the end of the run).
+        // First in line for this lander's share of the pool (held to the end of the run);
+        // then, when every PPA of the pool is busy, still waiting for one.
+        let mut noted = false;
         let permit = match self.lander.gates.try_enter_ppas() {
             Some(permit) => permit,
             None => {
                 self.note_waiting(step, Some("a PPA")).await?;
-                let permit = tokio::select! {
+                noted = true;
+                tokio::select! {
                     permit = self.lander.gates.ppas().acquire_owned() => permit.map_err(|e| {
                         Stop::failed(step, format!("the lander is shutting down: {e}"))
                     }),
                     () = self.cancel.cancelled() => Err(self.cancelled(step)),
-                };
-                self.note_waiting(step, None).await?;
-                permit?
+                }?
             }
         };
         self.ppa_permit = Some(permit);
         self.ppa_asked = true;
-        let started = Instant::now();
         let attempt = async {
             loop {
                 match self.services().ready_ppa(self.ticket()).await {
@@ -1669,16 +1714,13 @@ impl Run<'_> {
             }
         };
         // The note is written while the attempt goes on (it may hold the store's writer
-        // meanwhile: awaiting the note alone would wait for it forever). Both are dropped
-        // before the note is taken back: a note still in line for the writer, but no
-        // longer polled, would keep it from everyone else.
+        // meanwhile: awaiting the note alone would wait for it forever).
         let noting = async {
             tokio::time::sleep(PPA_WAIT_NOTICE).await;
             self.note_waiting(step, Some("a PPA")).await
         };
         let result = {
             tokio::pin!(attempt, noting);
-            let mut noted = false;
             loop {
                 tokio::select! {
                     result = &mut attempt => {
@@ -1694,9 +1736,6 @@ impl Run<'_> {
                 }
             }
         };
-        if started.elapsed() >= PPA_WAIT_NOTICE {
-            self.note_waiting(step, None).await?;
-        }
         result
     }
 

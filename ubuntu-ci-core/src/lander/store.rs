@@ -26,7 +26,7 @@ pub trait RequestStore: Send + Sync + fmt::Debug {
         claim: Option<(&str, &str)>,
     ) -> Result<bool>;
 
-    /// Saves how far the ticket's request got.
+    /// Saves how far the ticket's request got; it waits for nothing from then on.
     async fn save(&self, ticket: i64, progress: &RequestOutcome) -> Result<()>;
 
     /// Marks the ticket's request finished with its `outcome`: it is not resumed.
@@ -178,7 +178,8 @@ impl RequestStore for SqlRequestStore {
 
     async fn save(&self, ticket: i64, progress: &RequestOutcome) -> Result<()> {
         self.update(
-            "UPDATE lander_request SET progress = $1, updated_at = $2 WHERE ticket_id = $3",
+            "UPDATE lander_request SET progress = $1, waiting_for = NULL, waiting_since = NULL, \
+             updated_at = $2 WHERE ticket_id = $3",
             &[Some(to_json(progress)?), Some(now())],
             ticket,
         )
@@ -543,6 +544,12 @@ mod tests {
             place(store.status(tickets[2]).await.unwrap()),
             Some(("a build slot".to_owned(), 1))
         );
+        // Progress saved: the request got what it waited for.
+        store
+            .save(tickets[2], &progress(tickets[2]))
+            .await
+            .unwrap();
+        assert_eq!(place(store.status(tickets[2]).await.unwrap()), None);
     }
 
     #[tokio::test]
