@@ -350,10 +350,31 @@ async fn bad_requests_fail_clearly() {
     stray.push("https://example.com/evil_1.0.dsc".to_owned());
     let mut outside = without_changes.clone();
     outside.push("https://example.com/evil_1.0_source.changes".to_owned());
+    // A .changes in the store past the size of a control file.
+    let changes_url = urls.iter().find(|u| u.ends_with(".changes")).unwrap();
+    let container = ubuntu_ci_core::store::ContainerName::new(
+        changes_url.rsplit('/').nth(1).unwrap().to_owned(),
+    )
+    .unwrap();
+    let big = ubuntu_ci_core::store::ObjectName::new("big_1.0_source.changes".to_owned()).unwrap();
+    let limit = ubuntu_ci_core::upload::deb822::MAX_CONTROL_FILE_BYTES;
+    let content = vec![b'a'; usize::try_from(limit).unwrap() + 1];
+    rig.services
+        .store
+        .put(
+            &container,
+            &big,
+            ubuntu_ci_core::store::Body::Bytes(content.into()),
+        )
+        .await
+        .unwrap();
+    let mut oversized = without_changes.clone();
+    oversized.push(rig.services.store.object_url(&container, &big).to_string());
     for (urls, expected) in [
         (without_changes, "no .changes among the URLs"),
         (stray, "no .changes lists evil_1.0.dsc"),
         (outside, "not in the configured data store"),
+        (oversized, "larger than the limit"),
     ] {
         let id = ticket(&rig.services).await;
         let queue = QueueName::fresh("ticket").unwrap();

@@ -1987,27 +1987,14 @@ fn under_way(ticket: i64) -> Error {
 /// The control file (`.changes`, `.dsc`) at `url`, an object of `store`, read into memory
 /// (at most [`crate::upload::deb822::MAX_CONTROL_FILE_BYTES`]).
 async fn read_control_file(store: &dyn crate::store::ObjectStore, url: &str) -> Result<Vec<u8>> {
-    use tokio::io::AsyncReadExt;
     let limit = crate::upload::deb822::MAX_CONTROL_FILE_BYTES;
     let (container, object) = source_object(store, url)?;
-    let too_large = || {
-        Error::invalid(format!(
+    let (info, bytes) = store.get_bytes(&container, &object, limit).await?;
+    if info.size > limit || bytes.len() as u64 > limit {
+        return Err(Error::invalid(format!(
             "larger than the limit of {limit} bytes for a control file"
         ))
-        .with_resource(url.to_owned())
-    };
-    let (info, reader) = store.get(&container, &object).await?;
-    if info.size > limit {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(info.size).unwrap_or(0));
-    reader
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| Error::from(e).with_resource(url.to_owned()))?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large());
+        .with_resource(url.to_owned()));
     }
     Ok(bytes)
 }

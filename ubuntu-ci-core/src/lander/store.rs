@@ -545,10 +545,7 @@ mod tests {
             Some(("a build slot".to_owned(), 1))
         );
         // Progress saved: the request got what it waited for.
-        store
-            .save(tickets[2], &progress(tickets[2]))
-            .await
-            .unwrap();
+        store.save(tickets[2], &progress(tickets[2])).await.unwrap();
         assert_eq!(place(store.status(tickets[2]).await.unwrap()), None);
     }
 

@@ -200,6 +200,29 @@ pub async fn put_get_list_delete(store: &Arc<dyn ObjectStore>) {
         let (got, read) = get_content(store, &c, &name).await;
         assert_eq!(read, content, "{store:?}: get returns what put stored");
         check_info(store, &got, &c, &name, content);
+        // Whole, or cut one byte past a limit below the size.
+        let size = content.len() as u64;
+        let (whole_info, whole) = ok(store, store.get_bytes(&c, &name, size).await, "get_bytes");
+        assert_eq!(
+            whole, content,
+            "{store:?}: get_bytes returns what put stored"
+        );
+        assert_eq!(
+            whole_info.size, size,
+            "{store:?}: get_bytes reports the size"
+        );
+        if size > 2 {
+            let (_, cut) = ok(
+                store,
+                store.get_bytes(&c, &name, size - 2).await,
+                "get_bytes under a limit",
+            );
+            assert_eq!(
+                cut,
+                &content[..content.len() - 1],
+                "{store:?}: get_bytes reads one byte past its limit"
+            );
+        }
     }
     let listed = ok(store, store.list(&c).await, "list");
     let names: Vec<&str> = listed.iter().map(|i| i.name.as_str()).collect();
@@ -373,6 +396,12 @@ pub async fn not_found_cases(store: &Arc<dyn ObjectStore>) {
         store.get(&absent, &name).await.map(|(i, _)| i),
         nf,
         "get in an absent container",
+    );
+    expect_kind(
+        store,
+        store.get_bytes(&absent, &name, 10).await.map(|(i, _)| i),
+        nf,
+        "get_bytes in an absent container",
     );
     expect_kind(
         store,

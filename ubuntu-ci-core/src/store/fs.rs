@@ -951,6 +951,29 @@ impl ObjectStore for FsStore {
         Ok((info, reader))
     }
 
+    async fn get_bytes(
+        &self,
+        c: &ContainerName,
+        name: &ObjectName,
+        limit: u64,
+    ) -> Result<(ObjectInfo, Vec<u8>)> {
+        use std::io::Read;
+        let (inner, c2, name2) = (self.inner.clone(), c.clone(), name.clone());
+        // Opened and read in one go off the async threads.
+        blocking(move || {
+            let (file, meta) = inner.open_object(&c2, &name2)?;
+            let sha256 = inner.cached_sha256(&c2, &name2, &meta);
+            let info = inner.info(&c2, &name2, &meta, sha256);
+            let mut bytes = Vec::with_capacity(usize::try_from(meta.len().min(limit)).unwrap_or(0));
+            file.take(limit.saturating_add(1))
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::from(e).with_resource(format!("{c2}/{name2}")))?;
+            Ok((info, bytes))
+        })
+        .await
+        .map_err(|e| e.with_operation("get"))
+    }
+
     async fn head(&self, c: &ContainerName, name: &ObjectName) -> Result<ObjectInfo> {
         let (inner, c2, name2) = (self.inner.clone(), c.clone(), name.clone());
         blocking(move || inner.head(&c2, &name2))

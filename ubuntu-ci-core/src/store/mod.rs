@@ -451,6 +451,28 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn get(&self, c: &ContainerName, name: &ObjectName)
         -> Result<(ObjectInfo, ObjectReader)>;
 
+    /// The object's info and its content, whole, for small objects (control files): at
+    /// most `limit + 1` bytes are read, so more than `limit` bytes means the object is
+    /// larger than that.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::get`].
+    async fn get_bytes(
+        &self,
+        c: &ContainerName,
+        name: &ObjectName,
+        limit: u64,
+    ) -> Result<(ObjectInfo, Vec<u8>)> {
+        let (info, reader) = self.get(c, name).await?;
+        let mut bytes = Vec::with_capacity(usize::try_from(info.size.min(limit)).unwrap_or(0));
+        reader
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| Error::from(e).with_resource(format!("{c}/{name}")))?;
+        Ok((info, bytes))
+    }
+
     /// The object's info, without its content.
     ///
     /// # Errors
