@@ -48,3 +48,22 @@ start_postgres() {
         for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
     fi
 }
+
+# The Python bindings: builds the wheel with maturin, installs it into a fresh virtual
+# environment (target/py-venv), lints the package and runs its pytest suite (which starts
+# the `ubuntu-ci` binary of target/debug for its server tests).
+PYTHON_TOOLS=("maturin>=1.7,<2" "pytest>=7,<10" "ruff==0.17.6")
+python_tests() {
+    local venv=target/py-venv
+    rm -rf "$venv" target/wheels
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${PYTHON_TOOLS[@]}"
+    step "Python: the wheel (maturin)"
+    (cd ubuntu-ci-py && "../$venv/bin/maturin" build -j2 --out ../target/wheels)
+    "$venv/bin/pip" install --quiet --disable-pip-version-check target/wheels/ubuntu_ci-*.whl
+    step "Python: ruff"
+    "$venv/bin/ruff" check ubuntu-ci-py examples/python
+    "$venv/bin/ruff" format --check ubuntu-ci-py examples/python
+    step "Python: pytest"
+    (cd ubuntu-ci-py && UBUNTU_CI_BIN="$PWD/../target/debug/ubuntu-ci" "../$venv/bin/pytest" -q tests)
+}

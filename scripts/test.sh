@@ -24,3 +24,5 @@ if ! grep -Eq '^test result: ok\. [1-9]' target/test.log; then
     echo "no test ran" >&2
     exit 1
 fi
+
+python_tests
