@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 use pyo3::prelude::*;
 
 mod errors;
+mod lander;
 mod store;
+mod submit;
 mod tickets;
 
 /// The runtime every call runs on: made at the first call, kept for the process.
@@ -63,7 +65,10 @@ fn version() -> &'static str {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(submit::submit, m)?)?;
     m.add_class::<store::DataStore>()?;
     m.add_class::<tickets::TicketSystem>()?;
+    m.add_class::<lander::Lander>()?;
+    m.add_class::<lander::Request>()?;
     Ok(())
 }

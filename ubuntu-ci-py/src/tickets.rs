@@ -49,7 +49,9 @@ impl Tickets {
 }
 
 /// A resource's URI as given by the caller: `/api/v1/ticket/1/`, its whole URL, or its id.
-fn uri<R: ubuntu_ci_core::model::Resource>(value: &Bound<'_, PyAny>) -> PyResult<Uri<R>> {
+pub(crate) fn uri<R: ubuntu_ci_core::model::Resource>(
+    value: &Bound<'_, PyAny>,
+) -> PyResult<Uri<R>> {
     if let Ok(id) = value.extract::<i64>() {
         return Ok(Uri::new(id));
     }
@@ -188,7 +190,7 @@ impl TicketSystem {
         self.inner.url(subticket.resource_uri)
     }
 
-    /// Records an artifact (`type`: `SPU`, `LOGS`, `RESULTS`, `IMAGE`, …) of a subticket or
+    /// Records an artifact (`type`: `SPU`, `BINARY`, `BUILD_LOG`, `IMAGE`, `TEST_LOG`, `TEST_RESULT`, `LOG`) of a subticket or
     /// of a ticket; its URI.
     #[pyo3(signature = (name, reference, r#type, *, subticket = None, ticket = None))]
     fn create_artifact(

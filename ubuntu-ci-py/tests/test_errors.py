@@ -97,3 +97,28 @@ def test_a_server_refuses_a_wrong_token(server) -> None:
         tickets.create_ticket("t", owner="dev@example.com")
     with pytest.raises(PermissionError):
         DataStore("ticket.1", "sources", backend=server.url, token="not-the-token")
+
+
+def test_a_bad_upload_is_refused_and_no_ticket_is_made(embedded: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    from conftest import REPO
+
+    packages = tmp_path / "packages"
+    subprocess.run(
+        [str(REPO / "examples" / "packages" / "build-source.sh"), str(packages)],
+        check=True,
+        capture_output=True,
+    )
+    [changes] = packages.glob("*_source.changes")
+    [dsc] = packages.glob("*.dsc")
+    dsc.write_bytes(dsc.read_bytes() + b"\n")  # its checksums in the .changes no longer hold
+    with pytest.raises(ubuntu_ci.InvalidInputError, match="dsc"):
+        ubuntu_ci.submit("bad upload", [changes], owner="dev@example.com")
+    with pytest.raises(ubuntu_ci.NotFoundError):
+        TicketSystem().ticket(1)
+    store = embedded / "store"
+    containers = (
+        [p.name for p in store.iterdir() if not p.name.startswith(".")] if store.exists() else []
+    )
+    assert containers == [], "nothing stored"

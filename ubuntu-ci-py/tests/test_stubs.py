@@ -38,8 +38,12 @@ def test_the_stubs_match_the_native_module() -> None:
     for name, methods in stubs.items():
         if methods is None:
             continue
-        actual = public(getattr(_native, name)) - {"__init__"}
-        assert methods - {"__init__"} == actual, f"{name}: stubs and module differ"
+        cls = getattr(_native, name)
+        dunders = {m for m in methods if m.startswith("__")}
+        actual = public(cls) - {"__init__"}
+        assert methods - dunders == actual, f"{name}: stubs and module differ"
+        for dunder in dunders - {"__init__"}:
+            assert hasattr(cls, dunder), f"{name}.{dunder} is in the stubs only"
 
 
 def test_the_package_ships_its_stubs_and_marker() -> None:

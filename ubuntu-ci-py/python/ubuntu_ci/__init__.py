@@ -11,14 +11,23 @@ on an ``ubuntu-ci serve`` server::
     with open("hello_2.10-3_source.changes", "rb") as f:
         url = data_store.put_file("hello_2.10-3_source.changes", f)
 
+:class:`Lander` runs a ticket's request through every step (PPA, build, image, tests,
+publishing) on this machine, its progress iterated as dicts::
+
+    request = Lander().submit(ticket)
+    for message in request:
+        print(message)
+    print(request.outcome()["state"])
+
 Errors are :class:`ubuntu_ci.Error` (one subclass per kind, see :mod:`ubuntu_ci.errors`);
 :mod:`ubuntu_ci.aio` has the same calls as coroutines. See docs/python.md.
 """
 
-from typing import Any, Dict, Optional, Union
+import os
+from typing import Any, Dict, List, Optional, Union
 
 from . import _native
-from ._native import DataStore
+from ._native import DataStore, Lander, Request
 from .errors import (
     ConflictError,
     Error,
@@ -36,6 +45,31 @@ __version__: str = _native.version()
 
 Ref = Union[str, int]
 """A resource: its URI (``/api/v1/ticket/1/``), its whole URL, or its id."""
+
+
+def submit(
+    title: str,
+    sources: List[Union[str, "os.PathLike[str]"]],
+    *,
+    owner: Optional[str] = None,
+    description: str = "",
+    bug_id: str = "",
+    assignee: Optional[str] = None,
+) -> Ticket:
+    """Creates a ticket for the source package uploads ``sources`` (``_source.changes``
+    files, the files they list beside them), as ``ubuntu-ci create-ticket -s`` does: every
+    upload checked first (nothing is made when one is bad), then the ticket, its uploads
+    and subtickets, and every file stored and recorded as an ``SPU`` artifact, on the
+    configured services. The ticket; ``Lander().submit(ticket.id)`` runs it."""
+    detail = _native.submit(
+        title,
+        [os.fspath(source) for source in sources],
+        owner=owner,
+        description=description,
+        bug_id=bug_id,
+        assignee=assignee,
+    )
+    return Ticket.from_dict(detail)
 
 
 class TicketSystem:
@@ -86,8 +120,8 @@ class TicketSystem:
         subticket: Optional[Ref] = None,
         ticket: Optional[Ref] = None,
     ) -> str:
-        """Records an artifact (``type``: ``SPU``, ``LOGS``, ``RESULTS``, ``IMAGE``, …) of a
-        subticket or a ticket; its URI."""
+        """Records an artifact of a subticket or a ticket; its URI. ``type``: ``SPU``,
+        ``BINARY``, ``BUILD_LOG``, ``IMAGE``, ``TEST_LOG``, ``TEST_RESULT`` or ``LOG``."""
         return self._native.create_artifact(
             name, reference, type, subticket=subticket, ticket=ticket
         )
@@ -111,8 +145,10 @@ __all__ = [
     "Error",
     "InternalError",
     "InvalidInputError",
+    "Lander",
     "NotFoundError",
     "Ref",
+    "Request",
     "Subticket",
     "Ticket",
     "TicketSystem",
@@ -122,4 +158,5 @@ __all__ = [
     "UnavailableError",
     "UnsupportedError",
     "__version__",
+    "submit",
 ]

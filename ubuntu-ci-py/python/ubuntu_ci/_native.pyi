@@ -1,8 +1,17 @@
 # Stubs of the native module (ubuntu-ci-py/src); tests/test_stubs.py checks them against it.
 from os import PathLike
-from typing import Any, BinaryIO, Dict, List, Optional, Union
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Union
 
 def version() -> str: ...
+def submit(
+    title: str,
+    sources: List[Union[str, PathLike[str]]],
+    *,
+    owner: Optional[str] = None,
+    description: str = "",
+    bug_id: str = "",
+    assignee: Optional[str] = None,
+) -> Dict[str, Any]: ...
 
 class DataStore:
     def __init__(
@@ -51,3 +60,23 @@ class TicketSystem:
         ticket: Optional[Union[str, int]] = None,
     ) -> str: ...
     def get_ticket(self, ticket: Union[str, int]) -> Dict[str, Any]: ...
+
+class Lander:
+    def __init__(self, series: Optional[str] = None) -> None: ...
+    def submit(
+        self,
+        ticket: Union[str, int],
+        *,
+        series: Optional[str] = None,
+        base_image: Optional[str] = None,
+        binary_packages: Optional[List[str]] = None,
+    ) -> Request: ...
+    def execute(self, request: Dict[str, Any]) -> Request: ...
+
+class Request:
+    @property
+    def ticket_id(self) -> int: ...
+    def cancel(self) -> None: ...
+    def __iter__(self) -> Iterator[Dict[str, Any]]: ...
+    def __next__(self) -> Dict[str, Any]: ...
+    def outcome(self) -> Dict[str, Any]: ...

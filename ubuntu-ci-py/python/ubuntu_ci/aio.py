@@ -128,4 +128,65 @@ class TicketSystem:
         return await asyncio.to_thread(self.sync.ticket, ticket)
 
 
-__all__ = ["DataStore", "TicketSystem"]
+_END = object()
+
+
+class Request:
+    """:class:`ubuntu_ci.Request` as an async iterator of its progress messages."""
+
+    def __init__(self, request: ubuntu_ci.Request) -> None:
+        self.sync = request
+
+    @property
+    def ticket_id(self) -> int:
+        return self.sync.ticket_id
+
+    def cancel(self) -> None:
+        self.sync.cancel()
+
+    def __aiter__(self) -> "Request":
+        return self
+
+    async def __anext__(self) -> Dict[str, Any]:
+        # StopIteration cannot leave a thread's future: next() with a default instead.
+        message = await asyncio.to_thread(next, self.sync, _END)
+        if message is _END:
+            raise StopAsyncIteration
+        return message  # type: ignore[return-value]
+
+    async def outcome(self) -> Dict[str, Any]:
+        return await asyncio.to_thread(self.sync.outcome)
+
+
+class Lander:
+    """:class:`ubuntu_ci.Lander`, its calls as coroutines; made by :meth:`open`."""
+
+    def __init__(self, lander: ubuntu_ci.Lander) -> None:
+        self.sync = lander
+
+    @classmethod
+    async def open(cls, series: Optional[str] = None) -> "Lander":
+        return cls(await asyncio.to_thread(ubuntu_ci.Lander, series))
+
+    async def submit(
+        self,
+        ticket: Ref,
+        *,
+        series: Optional[str] = None,
+        base_image: Optional[str] = None,
+        binary_packages: Optional[List[str]] = None,
+    ) -> Request:
+        request = await asyncio.to_thread(
+            self.sync.submit,
+            ticket,
+            series=series,
+            base_image=base_image,
+            binary_packages=binary_packages,
+        )
+        return Request(request)
+
+    async def execute(self, request: Dict[str, Any]) -> Request:
+        return Request(await asyncio.to_thread(self.sync.execute, request))
+
+
+__all__ = ["DataStore", "Lander", "Request", "TicketSystem"]

@@ -35,7 +35,7 @@ class Subticket:
 
 @dataclass(frozen=True)
 class Artifact:
-    """A file a step left (`type`: SPU, LOGS, RESULTS, IMAGE, …) and where it is."""
+    """A file a step left (`type`: SPU, BUILD_LOG, IMAGE, TEST_RESULT, …) and where it is."""
 
     id: int
     resource_uri: str
