@@ -30,6 +30,18 @@ def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return data
 
 
+def example_package(directory: Path) -> Path:
+    """The example source package (examples/packages/hello-ci) built into `directory`: its
+    `_source.changes`, the files it lists beside it."""
+    subprocess.run(
+        [str(REPO / "examples" / "packages" / "build-source.sh"), str(directory)],
+        check=True,
+        capture_output=True,
+    )
+    [changes] = directory.glob("*_source.changes")
+    return changes
+
+
 def ubuntu_ci_binary() -> str:
     """The `ubuntu-ci` binary: UBUNTU_CI_BIN, else the workspace's debug build, else PATH."""
     given = os.environ.get("UBUNTU_CI_BIN")
@@ -97,4 +109,4 @@ def rss_kib() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-__all__ = ["REPO", "Server", "rss_kib", "sys"]
+__all__ = ["REPO", "Server", "example_package", "rss_kib", "sys"]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import ubuntu_ci
+from conftest import example_package
 from ubuntu_ci import DataStore, TicketSystem, errors
 
 
@@ -100,17 +101,8 @@ def test_a_server_refuses_a_wrong_token(server) -> None:
 
 
 def test_a_bad_upload_is_refused_and_no_ticket_is_made(embedded: Path, tmp_path: Path) -> None:
-    import subprocess
-
-    from conftest import REPO
-
-    packages = tmp_path / "packages"
-    subprocess.run(
-        [str(REPO / "examples" / "packages" / "build-source.sh"), str(packages)],
-        check=True,
-        capture_output=True,
-    )
-    [changes] = packages.glob("*_source.changes")
+    changes = example_package(tmp_path / "packages")
+    packages = changes.parent
     [dsc] = packages.glob("*.dsc")
     dsc.write_bytes(dsc.read_bytes() + b"\n")  # its checksums in the .changes no longer hold
     with pytest.raises(ubuntu_ci.InvalidInputError, match="dsc"):

@@ -4,17 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, example_package
 
 
 def test_the_seed_flow_example_stores_an_upload(embedded: Path, tmp_path: Path) -> None:
-    packages = tmp_path / "packages"
-    subprocess.run(
-        [str(REPO / "examples" / "packages" / "build-source.sh"), str(packages)],
-        check=True,
-        capture_output=True,
-    )
-    [changes] = packages.glob("*_source.changes")
+    changes = example_package(tmp_path / "packages")
     run = subprocess.run(
         [sys.executable, str(REPO / "examples" / "python" / "seed_flow.py"), str(changes)],
         check=True,

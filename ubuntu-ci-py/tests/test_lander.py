@@ -2,12 +2,13 @@
 for real (sbuild, the image builder, autopkgtest) on the example package."""
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 import ubuntu_ci
-from conftest import REPO
+from conftest import REPO, example_package
 from ubuntu_ci import DataStore, Lander, TicketSystem
 
 
@@ -24,19 +25,8 @@ def submitted(tickets: TicketSystem, files: List[Path], title: str) -> str:
     return ticket
 
 
-def example_package(tmp_path: Path) -> Path:
-    packages = tmp_path / "packages"
-    subprocess.run(
-        [str(REPO / "examples" / "packages" / "build-source.sh"), str(packages)],
-        check=True,
-        capture_output=True,
-    )
-    [changes] = packages.glob("*_source.changes")
-    return changes
-
-
 def test_a_request_that_cannot_build_fails_at_its_build(embedded: Path, tmp_path: Path) -> None:
-    changes = example_package(tmp_path)
+    changes = example_package(tmp_path / "packages")
     tickets = TicketSystem()
     # The .changes without the files it lists.
     ticket = submitted(tickets, [changes], "incomplete")
@@ -83,8 +73,24 @@ def chroots(embedded: Path, tmp_path: Path) -> Path:
 
 
 def test_a_request_runs_through_every_step_for_real(chroots: Path, tmp_path: Path) -> None:
-    changes = example_package(tmp_path)
+    changes = example_package(tmp_path / "packages")
     tickets = TicketSystem()
+    # First through the example script, as its docs say.
+    run = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "python" / "run_request.py"), str(changes)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    for shown in [
+        "==> SOURCE_BUILD: building hello-ci 1.0-1 (1/1)",
+        "==> test 2/2",
+        "COMPLETED at COMPLETE",
+    ]:
+        assert shown in run.stdout, run.stdout
+    assert tickets.ticket(1).status == "SUCCEEDED"
+
     ticket = ubuntu_ci.submit("hello-ci from Python", [changes], owner="dev@example.com")
     assert sorted(a.name for a in ticket.artifacts if a.type == "SPU") == sorted(
         p.name for p in changes.parent.iterdir()
