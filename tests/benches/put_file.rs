@@ -12,7 +12,10 @@ use std::time::Instant;
 use ubuntu_ci_core::store::{open_store, Body, DataStore, StoreOptions};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let (dir, count, size) = match args.as_slice() {
         [dir, count, size, ..] => (
             PathBuf::from(dir),
