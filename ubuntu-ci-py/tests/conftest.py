@@ -63,13 +63,14 @@ class Server(NamedTuple):
     token: str
 
 
-@pytest.fixture()
-def server(tmp_path: Path) -> Iterator[Server]:
-    """`ubuntu-ci serve` (without its lander) on a data dir of its own, on a free port."""
+def serve(tmp_path: Path, *options: str) -> Iterator[Server]:
+    """`ubuntu-ci serve OPTIONS` on a data dir of its own, on a free port."""
     data = tmp_path / "served"
     data.mkdir()
     token = "python-tests-token"
     env = dict(os.environ, UBUNTU_CI_TOKEN=token, XDG_CONFIG_HOME=str(tmp_path / "config"))
+    for name in ("UBUNTU_CI_DATA_DIR", "UBUNTU_CI_SERVER"):
+        env.pop(name, None)
     with open(data / "serve.log", "wb") as log:
         process = subprocess.Popen(
             [
@@ -79,7 +80,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
-                "--no-lander",
+                *options,
             ],
             stdout=subprocess.PIPE,
             stderr=log,
@@ -101,6 +102,18 @@ def server(tmp_path: Path) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[Server]:
+    """`ubuntu-ci serve` without its lander."""
+    yield from serve(tmp_path, "--no-lander")
+
+
+@pytest.fixture()
+def server_with_lander(tmp_path: Path) -> Iterator[Server]:
+    """`ubuntu-ci serve` with its lander, which runs the tickets handed to it."""
+    yield from serve(tmp_path)
 
 
 def rss_kib() -> int:

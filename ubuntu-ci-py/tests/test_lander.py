@@ -12,12 +12,12 @@ from conftest import REPO, example_package
 from ubuntu_ci import DataStore, Lander, TicketSystem
 
 
-def submitted(tickets: TicketSystem, files: List[Path], title: str) -> str:
+def submitted(tickets: TicketSystem, files: List[Path], title: str, **store: Any) -> str:
     """A ticket with `files` stored and recorded as its SPU artifacts (the seed's flow)."""
     ticket = tickets.create_ticket(title, owner="dev@example.com")
     spu = tickets.create_source_package_upload("hello-ci", "1.0-1")
     subticket = tickets.create_subticket(spu, ticket, "dev@example.com")
-    store = DataStore(f"ticket.{tickets.ticket(ticket).id}", "sources", public=True)
+    store = DataStore(f"ticket.{tickets.ticket(ticket).id}", "sources", public=True, **store)
     for path in files:
         with open(path, "rb") as f:
             url = store.put_file(path.name, f)
@@ -45,6 +45,28 @@ def test_a_request_that_cannot_build_fails_at_its_build(embedded: Path, tmp_path
     assert list(request) == []  # the iteration ended with the final message
     detail = tickets.ticket(ticket)
     assert detail.closed and detail.status == "FAILED"
+
+
+def test_a_servers_lander_runs_a_ticket_handed_to_it(server_with_lander, tmp_path: Path) -> None:
+    changes = example_package(tmp_path / "packages")
+    tickets = TicketSystem(server_with_lander.url, token=server_with_lander.token)
+    access = {"backend": server_with_lander.url, "token": server_with_lander.token}
+    # The .changes without the files it lists: the server's lander fails it at its build.
+    ticket = submitted(tickets, [changes], "incomplete, on a server", **access)
+    lander = Lander(url=server_with_lander.url, token=server_with_lander.token)
+    request = lander.submit(ticket)
+    messages = list(request)
+    steps = [(m.get("phase"), m.get("status")) for m in messages if "phase" in m]
+    assert ("PPA_ASSIGNMENT", "IN_PROGRESS") in steps, messages
+    assert ("SOURCE_BUILD", "FAILED") in steps, messages
+    final = messages[-1]
+    assert final["state"] == "FAILED" and "is not among the URLs" in final["reason"], final
+    outcome = request.outcome()
+    assert (outcome["state"], outcome["step"]) == ("FAILED", "SOURCE_BUILD")
+    with pytest.raises(ubuntu_ci.UnsupportedError):
+        lander.execute({"ticket_id": 1, "source_packages": [], "progress_queue": "q"})
+    with pytest.raises(ubuntu_ci.UnauthorizedError):
+        Lander(url=server_with_lander.url, token="wrong").submit(ticket)
 
 
 def test_bad_requests_are_refused_before_anything_runs(embedded: Path) -> None:

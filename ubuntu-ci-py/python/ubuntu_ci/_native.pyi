@@ -62,7 +62,13 @@ class TicketSystem:
     def get_ticket(self, ticket: Union[str, int]) -> Dict[str, Any]: ...
 
 class Lander:
-    def __init__(self, series: Optional[str] = None) -> None: ...
+    def __init__(
+        self,
+        series: Optional[str] = None,
+        *,
+        url: Optional[str] = None,
+        token: Optional[str] = None,
+    ) -> None: ...
     def submit(
         self,
         ticket: Union[str, int],

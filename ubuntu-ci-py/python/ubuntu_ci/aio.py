@@ -141,8 +141,8 @@ class Request:
     def ticket_id(self) -> int:
         return self.sync.ticket_id
 
-    def cancel(self) -> None:
-        self.sync.cancel()
+    async def cancel(self) -> None:
+        await asyncio.to_thread(self.sync.cancel)
 
     def __aiter__(self) -> "Request":
         return self
@@ -165,8 +165,15 @@ class Lander:
         self.sync = lander
 
     @classmethod
-    async def open(cls, series: Optional[str] = None) -> "Lander":
-        return cls(await asyncio.to_thread(ubuntu_ci.Lander, series))
+    async def open(
+        cls,
+        series: Optional[str] = None,
+        *,
+        url: Optional[str] = None,
+        token: Optional[str] = None,
+    ) -> "Lander":
+        """This machine's lander, or the server's that ``url`` names."""
+        return cls(await asyncio.to_thread(ubuntu_ci.Lander, series, url=url, token=token))
 
     async def submit(
         self,
