@@ -66,4 +66,17 @@ python_tests() {
     "$venv/bin/ruff" format --check ubuntu-ci-py examples/python benches
     step "Python: pytest"
     (cd ubuntu-ci-py && UBUNTU_CI_BIN="$PWD/../target/debug/ubuntu-ci" "../$venv/bin/pytest" -q tests)
+    # The oldest Python the wheel is for, when the machine has it (pyenv's, or on PATH).
+    local oldest
+    oldest=$(ls "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.9*/bin/python3.9 2>/dev/null | head -n1 || true)
+    if [ -z "$oldest" ] && python3.9 -c '' 2>/dev/null; then
+        oldest=$(command -v python3.9)
+    fi
+    if [ -n "$oldest" ]; then
+        step "Python 3.9: the same wheel, every test but the real pipeline's"
+        rm -rf target/py39-venv
+        "$oldest" -m venv target/py39-venv
+        target/py39-venv/bin/pip install --quiet --disable-pip-version-check "pytest>=7,<10" target/wheels/ubuntu_ci-*.whl
+        (cd ubuntu-ci-py && UBUNTU_CI_BIN="$PWD/../target/debug/ubuntu-ci" ../target/py39-venv/bin/pytest -q -p no:cacheprovider tests -k "not for_real")
+    fi
 }
