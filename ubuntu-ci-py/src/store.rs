@@ -70,8 +70,10 @@ impl DataStore {
     /// file itself; any other is streamed a chunk at a time, never read whole.
     fn put_file(&self, py: Python<'_>, name: String, data: &Bound<'_, PyAny>) -> PyResult<String> {
         let inner = Arc::clone(&self.inner);
-        if let Ok(bytes) = data.cast::<PyBytes>() {
-            let body = Body::Bytes(bytes::Bytes::copy_from_slice(bytes.as_bytes()));
+        if data.is_instance_of::<PyBytes>() {
+            // The bytes object itself, kept alive by the body: no copy of its content.
+            let content: pyo3::pybacked::PyBackedBytes = data.extract()?;
+            let body = Body::Bytes(bytes::Bytes::from_owner(content));
             return wait(py, async move { inner.put_file(&name, body).await }).map(String::from);
         }
         let text = py.import("io")?.getattr("TextIOBase")?;

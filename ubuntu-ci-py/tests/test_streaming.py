@@ -3,6 +3,9 @@ stores nothing."""
 
 import hashlib
 import io
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -58,6 +61,11 @@ def test_a_large_file_object_is_streamed_in_bounded_memory(embedded: Path, tmp_p
     assert info["size"] == size
     stored = embedded / "store" / "ticket.1.sources" / "big.tar.xz"
     assert sha256_of(stored) == source.raw.digest.hexdigest()  # type: ignore[attr-defined]
+    # Too large to read whole; downloaded, streamed.
+    with pytest.raises(ubuntu_ci.TooLargeError, match="download"):
+        store.get_file("big.tar.xz")
+    store.download("big.tar.xz", tmp_path / "big.tar.xz")
+    assert sha256_of(tmp_path / "big.tar.xz") == sha256_of(stored)
 
 
 def test_a_regular_file_is_read_from_its_position_to_its_end(
@@ -81,3 +89,22 @@ def test_a_failing_read_fails_the_put_and_stores_nothing(embedded: Path) -> None
     assert store.list_files() == []
     with pytest.raises(ubuntu_ci.NotFoundError):
         store.get_file("broken.tar.xz")
+
+
+def test_bytes_are_stored_without_a_copy(embedded: Path) -> None:
+    # In a process of its own, for a clean peak: a copy would add 64 MiB to it.
+    script = textwrap.dedent(
+        """
+        import resource, ubuntu_ci
+        store = ubuntu_ci.DataStore("ticket.1", "sources")
+        content = bytes(range(256)) * (256 * 1024)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        store.put_file("in-memory.bin", content)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((after - before) // 1024)
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) < 32, f"the peak grew by {run.stdout.strip()} MiB: a copy"
+    assert DataStore("ticket.1", "sources").list_files()[0]["size"] == 64 * 1024 * 1024

@@ -660,7 +660,7 @@ impl DataStore {
             .map_err(|e| e.with_operation("get_bytes"))?;
         let too_large = || {
             Error::too_large(format!(
-                "object is larger than {} bytes; stream it with get_file",
+                "object is larger than {} bytes to read whole; stream it (`get_file` in Rust, `download` in Python, `ubuntu-ci store get`)",
                 Self::GET_BYTES_LIMIT
             ))
             .with_operation("get_bytes")
