@@ -1,7 +1,7 @@
 //! `Lander` and `Request`: a ticket's request run through every step, by this machine's
 //! lander or by a server's, its progress messages iterated as dicts.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -13,16 +13,22 @@ use ubuntu_ci_core::lander::{ExecuteRequest, RequestHandle, RequestOutcome, Subm
 use ubuntu_ci_core::model::{Ticket, TicketState};
 use ubuntu_ci_core::queue::{is_final, MessageStream, ProgressMessage, QueueMessage, QueueName};
 use ubuntu_ci_core::tickets::{open_ticket_system, TicketSystem, TicketSystemOptions};
-use ubuntu_ci_core::Error;
+use ubuntu_ci_core::{Error, ErrorKind};
 
 use crate::tickets::uri;
 use crate::{runtime, to_python, wait};
 
 /// How often a wait for the next message looks for Ctrl-C.
 const SIGNAL_CHECK: Duration = Duration::from_millis(200);
+/// How long messages are still read once the run ended: its final one is published before.
+const DRAIN: Duration = Duration::from_millis(200);
+/// How often a server is asked again after it could not be reached.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// How many times in a row a server may be unreachable before the request says so.
+const RETRIES: u32 = 30;
 
 /// How often a server is asked whether its request ended.
-const STATUS_POLL: Duration = Duration::from_millis(500);
+const STATUS_POLL: Duration = Duration::from_secs(1);
 
 /// A lander: this machine's, on the configured services with the real workers (sbuild,
 /// the image builder, autopkgtest), as `ubuntu-ci create-ticket --wait` runs it; or a
@@ -190,10 +196,12 @@ async fn start(
 pub(crate) struct Request {
     ticket_id: i64,
     stop: Stop,
-    /// The run, until its outcome is taken.
-    running: Mutex<Option<Running>>,
+    /// Whether the run ended, and how (set once, by the task that waits for it).
+    ended: tokio::sync::watch::Receiver<bool>,
+    result: Arc<OnceLock<ubuntu_ci_core::Result<RequestOutcome>>>,
     messages: Mutex<Option<MessageStream>>,
-    outcome: Mutex<Option<RequestOutcome>>,
+    /// The tasks working for this object, ended with it.
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 /// How a request is stopped.
@@ -202,43 +210,171 @@ enum Stop {
     Server(Arc<Server>),
 }
 
-type Running = tokio::task::JoinHandle<ubuntu_ci_core::Result<RequestOutcome>>;
+/// What a wait for the next message gave.
+enum Next {
+    Message(Py<PyAny>),
+    End,
+    TimedOut,
+}
 
 impl Request {
     fn here(handle: RequestHandle, messages: MessageStream) -> PyResult<Request> {
         let ticket_id = handle.ticket_id();
         let cancel = handle.cancellation();
-        let running = runtime()?.spawn(handle.outcome());
-        Ok(Request {
+        Request::watching(
             ticket_id,
-            stop: Stop::Here(cancel),
-            running: Mutex::new(Some(running)),
-            messages: Mutex::new(Some(messages)),
-            outcome: Mutex::new(None),
-        })
+            Stop::Here(cancel),
+            messages,
+            handle.outcome(),
+            None,
+        )
     }
 
     fn on_server(server: Arc<Server>, ticket: i64) -> PyResult<Request> {
-        let runtime = runtime()?;
-        let running = runtime.spawn(finished_on(Arc::clone(&server), ticket));
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
-        runtime.spawn(relay_events(Arc::clone(&server), ticket, sender));
+        let relay = runtime()?.spawn(relay_events(Arc::clone(&server), ticket, sender));
         let messages: MessageStream =
             Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver));
+        let end = finished_on(Arc::clone(&server), ticket);
+        Request::watching(
+            ticket,
+            Stop::Server(server),
+            messages,
+            end,
+            Some(relay.abort_handle()),
+        )
+    }
+
+    /// A request whose end `end` awaits, in a task of its own.
+    fn watching<F>(
+        ticket_id: i64,
+        stop: Stop,
+        messages: MessageStream,
+        end: F,
+        relay: Option<tokio::task::AbortHandle>,
+    ) -> PyResult<Request>
+    where
+        F: std::future::Future<Output = ubuntu_ci_core::Result<RequestOutcome>> + Send + 'static,
+    {
+        let (ended, watch) = tokio::sync::watch::channel(false);
+        let result = Arc::new(OnceLock::new());
+        let keep = Arc::clone(&result);
+        let waiter = runtime()?.spawn(async move {
+            let _ = keep.set(end.await);
+            let _ = ended.send(true);
+        });
+        let mut tasks = vec![waiter.abort_handle()];
+        tasks.extend(relay);
         Ok(Request {
-            ticket_id: ticket,
-            stop: Stop::Server(server),
-            running: Mutex::new(Some(running)),
+            ticket_id,
+            stop,
+            ended: watch,
+            result,
             messages: Mutex::new(Some(messages)),
-            outcome: Mutex::new(None),
+            tasks,
         })
+    }
+
+    /// The next message, waiting at most `limit` (`None`: until there is one), Ctrl-C
+    /// ending the wait. Once the run ended, what is left is read, then the iteration ends
+    /// (with the run's error, when it failed without saying so on its queue).
+    fn next_within(&self, py: Python<'_>, limit: Option<Duration>) -> PyResult<Next> {
+        let mut guard = take(&self.messages, "iterating")?;
+        let Some(messages) = guard.as_mut() else {
+            return Ok(Next::End);
+        };
+        let runtime = runtime()?;
+        let started = std::time::Instant::now();
+        let mut ended = self.ended.clone();
+        loop {
+            let wait = limit.map_or(SIGNAL_CHECK, |l| {
+                l.saturating_sub(started.elapsed()).min(SIGNAL_CHECK)
+            });
+            let next = py.detach(|| {
+                runtime.block_on(async {
+                    if *ended.borrow() {
+                        // Over: what is left only.
+                        return tokio::time::timeout(DRAIN, messages.next())
+                            .await
+                            .unwrap_or(None)
+                            .map_or(Waited::Over, Waited::Message);
+                    }
+                    tokio::select! {
+                        biased;
+                        message = messages.next() => message.map_or(Waited::Over, Waited::Message),
+                        _ = ended.changed() => Waited::Nothing,
+                        () = tokio::time::sleep(wait) => Waited::Nothing,
+                    }
+                })
+            });
+            match next {
+                Waited::Message(Ok(message)) => {
+                    if is_final(&message.body) {
+                        *guard = None;
+                    }
+                    return to_python(py, &message.body).map(Next::Message);
+                }
+                Waited::Message(Err(err)) => {
+                    *guard = None;
+                    return Err(crate::errors::to_python(py, &err));
+                }
+                Waited::Over => {
+                    *guard = None;
+                    // A run that failed before it could say so on its queue.
+                    if let Some(Err(err)) = self.result.get() {
+                        return Err(crate::errors::to_python(py, err));
+                    }
+                    return Ok(Next::End);
+                }
+                Waited::Nothing => {
+                    py.check_signals()?;
+                    if limit.is_some_and(|l| started.elapsed() >= l) {
+                        return Ok(Next::TimedOut);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What one wait on the runtime gave.
+enum Waited {
+    Message(ubuntu_ci_core::Result<QueueMessage>),
+    Over,
+    Nothing,
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Retries `call` while the server is unreachable ([`RETRIES`] times, [`RETRY_AFTER`]
+/// apart).
+async fn patiently<T, F, Fut>(mut call: F) -> ubuntu_ci_core::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ubuntu_ci_core::Result<T>>,
+{
+    let mut failed = 0;
+    loop {
+        match call().await {
+            Err(err) if err.kind() == ErrorKind::Unavailable && failed < RETRIES => {
+                failed += 1;
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+            other => return other,
+        }
     }
 }
 
 /// The server's request once it finished (asked every [`STATUS_POLL`]).
 async fn finished_on(server: Arc<Server>, ticket: i64) -> ubuntu_ci_core::Result<RequestOutcome> {
     loop {
-        match server.landers.status(ticket).await? {
+        match patiently(|| server.landers.status(ticket)).await? {
             Some(status) if status.finished => return Ok(status.progress),
             Some(_) => tokio::time::sleep(STATUS_POLL).await,
             None => {
@@ -251,7 +387,8 @@ async fn finished_on(server: Arc<Server>, ticket: i64) -> ubuntu_ci_core::Result
 }
 
 /// Passes the ticket's events on as messages until the ticket closes, then the request's
-/// final message; stops when nobody reads them any more.
+/// final message; stops when nobody reads them any more. A lost connection is made again,
+/// from the last event passed on.
 async fn relay_events(
     server: Arc<Server>,
     ticket: i64,
@@ -260,13 +397,28 @@ async fn relay_events(
     let relayed = async {
         let mut seq = 0u64;
         let mut after = None;
+        let mut failed = 0;
         // A stream ends when the ticket closes; what came after is read on until a stream
         // brings nothing new and the ticket is closed.
         loop {
-            let mut events = server.tickets.events(ticket, after).await?;
+            let mut events = patiently(|| server.tickets.events(ticket, after)).await?;
             let mut new = false;
-            while let Some(event) = events.next().await {
-                let event = event?;
+            loop {
+                let event = tokio::select! {
+                    event = events.next() => event,
+                    () = messages.closed() => return Ok(()),
+                };
+                let event = match event {
+                    None => break,
+                    Some(Err(err)) if err.kind() == ErrorKind::Unavailable && failed < RETRIES => {
+                        failed += 1;
+                        tokio::time::sleep(RETRY_AFTER).await;
+                        new = true;
+                        break;
+                    }
+                    Some(event) => event?,
+                };
+                failed = 0;
                 new = true;
                 after = Some(event.id);
                 seq += 1;
@@ -279,7 +431,9 @@ async fn relay_events(
                     return Ok(());
                 }
             }
-            let now = server.tickets.get_ticket(ticket).await?.ticket;
+            let now = patiently(|| server.tickets.get_ticket(ticket))
+                .await?
+                .ticket;
             if now.state == TicketState::Closed && !new {
                 break;
             }
@@ -307,6 +461,19 @@ fn take<'a, T>(mutex: &'a Mutex<T>, what: &str) -> PyResult<std::sync::MutexGuar
     })
 }
 
+/// `timeout` in seconds, checked.
+fn seconds(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    timeout
+        .map(|t| {
+            Duration::try_from_secs_f64(t).map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "timeout: {t} is not a number of seconds"
+                ))
+            })
+        })
+        .transpose()
+}
+
 #[pymethods]
 impl Request {
     /// The ticket's id.
@@ -316,7 +483,7 @@ impl Request {
     }
 
     /// Asks the request to stop: its running work is ended, its PPA released, the ticket
-    /// marked CANCELLED.
+    /// marked CANCELLED. A request that ended already is left as it is.
     fn cancel(&self, py: Python<'_>) -> PyResult<()> {
         match &self.stop {
             Stop::Here(cancel) => {
@@ -325,7 +492,13 @@ impl Request {
             }
             Stop::Server(server) => {
                 let (server, ticket) = (Arc::clone(server), self.ticket_id);
-                wait(py, async move { server.landers.cancel(ticket).await })
+                wait(py, async move {
+                    match server.landers.cancel(ticket).await {
+                        // Over already: nothing to stop.
+                        Err(err) if err.kind() == ErrorKind::Conflict => Ok(()),
+                        other => other,
+                    }
+                })
             }
         }
     }
@@ -335,70 +508,56 @@ impl Request {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut guard = take(&self.messages, "iterating")?;
-        let Some(messages) = guard.as_mut() else {
-            return Err(PyStopIteration::new_err(()));
-        };
-        let runtime = runtime()?;
-        loop {
-            let next = py.detach(|| {
-                runtime
-                    .block_on(async { tokio::time::timeout(SIGNAL_CHECK, messages.next()).await })
-            });
-            match next {
-                // Still waiting: Ctrl-C ends the wait (the request goes on).
-                Err(_) => py.check_signals()?,
-                Ok(None) => {
-                    *guard = None;
-                    return Err(PyStopIteration::new_err(()));
-                }
-                Ok(Some(Err(err))) => {
-                    *guard = None;
-                    return Err(crate::errors::to_python(py, &err));
-                }
-                Ok(Some(Ok(message))) => {
-                    if is_final(&message.body) {
-                        *guard = None;
-                    }
-                    return to_python(py, &message.body);
-                }
-            }
+        match self.next_within(py, None)? {
+            Next::Message(message) => Ok(message),
+            Next::End | Next::TimedOut => Err(PyStopIteration::new_err(())),
         }
     }
 
-    /// Waits for the request's end: the lander's result (`state`, `step`, `reason`, `ppa`,
-    /// `builds`, `image`, `tests`, `published`, …) as a dict.
-    fn outcome(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut kept = take(&self.outcome, "waiting for")?;
-        if let Some(outcome) = kept.as_ref() {
-            return to_python(py, outcome);
+    /// The next message, waiting at most `timeout` seconds (`None`: as long as it takes):
+    /// `TimeoutError` when none came, `StopIteration` after the last.
+    #[pyo3(signature = (timeout = None))]
+    fn next_message(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        match self.next_within(py, seconds(timeout)?)? {
+            Next::Message(message) => Ok(message),
+            Next::End => Err(PyStopIteration::new_err(())),
+            Next::TimedOut => Err(pyo3::exceptions::PyTimeoutError::new_err(
+                "no message came in time",
+            )),
         }
-        let mut guard = take(&self.running, "waiting for")?;
-        let Some(running) = guard.as_mut() else {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "the request's run is gone",
-            ));
-        };
+    }
+
+    /// Waits for the request's end (at most `timeout` seconds: `TimeoutError` after) and
+    /// gives the lander's result (`state`, `step`, `reason`, `ppa`, `builds`, `image`,
+    /// `tests`, `published`, …) as a dict. Ctrl-C ends the wait, not the request.
+    #[pyo3(signature = (timeout = None))]
+    fn outcome(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        let limit = seconds(timeout)?;
         let runtime = runtime()?;
-        // Interrupted (Ctrl-C), the wait can be taken up again: the run is kept.
-        let ended = loop {
-            let next = py.detach(|| {
-                runtime.block_on(async { tokio::time::timeout(SIGNAL_CHECK, &mut *running).await })
-            });
-            match next {
-                Err(_) => py.check_signals()?,
-                Ok(ended) => break ended,
+        let started = std::time::Instant::now();
+        let mut ended = self.ended.clone();
+        loop {
+            if let Some(result) = self.result.get() {
+                return match result {
+                    Ok(outcome) => to_python(py, outcome),
+                    Err(err) => Err(crate::errors::to_python(py, err)),
+                };
             }
-        };
-        *guard = None;
-        let outcome = ended
-            .map_err(|e| {
-                pyo3::exceptions::PyRuntimeError::new_err(format!("the request stopped: {e}"))
-            })?
-            .map_err(|e| crate::errors::to_python(py, &e))?;
-        let value = to_python(py, &outcome);
-        *kept = Some(outcome);
-        value
+            if limit.is_some_and(|l| started.elapsed() >= l) {
+                return Err(pyo3::exceptions::PyTimeoutError::new_err(
+                    "the request did not end in time",
+                ));
+            }
+            let wait = limit.map_or(SIGNAL_CHECK, |l| {
+                l.saturating_sub(started.elapsed()).min(SIGNAL_CHECK)
+            });
+            py.detach(|| {
+                runtime.block_on(async {
+                    let _ = tokio::time::timeout(wait, ended.changed()).await;
+                })
+            });
+            py.check_signals()?;
+        }
     }
 
     fn __repr__(&self) -> String {

@@ -17,24 +17,31 @@ mod store;
 mod submit;
 mod tickets;
 
-/// The runtime every call runs on: made at the first call, kept for the process.
+/// The runtime every call runs on: made at the first call, kept for the process. A child
+/// forked after that has none of its threads: it is refused there.
 fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
-    static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
+    static RUNTIME: OnceLock<(u32, std::result::Result<tokio::runtime::Runtime, String>)> =
         OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .thread_name("ubuntu-ci")
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| {
-            pyo3::exceptions::PyRuntimeError::new_err(format!(
-                "ubuntu_ci cannot start its runtime: {e}"
-            ))
-        })
+    let (pid, runtime) = RUNTIME.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("ubuntu-ci")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string());
+        (std::process::id(), runtime)
+    });
+    if *pid != std::process::id() {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "ubuntu_ci was used before this process was forked, and its threads are not \
+             here: use it in the child only, or start children with multiprocessing's \
+             'spawn' method",
+        ));
+    }
+    runtime.as_ref().map_err(|e| {
+        pyo3::exceptions::PyRuntimeError::new_err(format!(
+            "ubuntu_ci cannot start its runtime: {e}"
+        ))
+    })
 }
 
 /// Runs `work` to its end on the runtime, the GIL released meanwhile.

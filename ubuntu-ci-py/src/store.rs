@@ -155,10 +155,24 @@ impl DataStore {
 }
 
 /// The regular file behind a file object, opened anew at the object's position: the
-/// store reads it without the interpreter. `None` for anything else (pipes, sockets,
-/// in-memory files, wrappers without a descriptor).
+/// store reads it without the interpreter. Only for plain files (`io.FileIO`, or a
+/// buffered reader over one): a wrapper that has a descriptor but gives other bytes
+/// (`gzip.GzipFile`, `lzma.LZMAFile`) is streamed. `None` for anything else (pipes,
+/// sockets, in-memory files).
 fn regular_file(data: &Bound<'_, PyAny>) -> PyResult<Option<std::fs::File>> {
     use std::io::{Seek, SeekFrom};
+    let io = data.py().import("io")?;
+    let plain = |object: &Bound<'_, PyAny>| object.is_instance(&io.getattr("FileIO")?);
+    let buffered = data.is_instance(&io.getattr("BufferedReader")?)?
+        || data.is_instance(&io.getattr("BufferedRandom")?)?;
+    if !(plain(data)?
+        || (buffered
+            && data
+                .getattr("raw")
+                .is_ok_and(|raw| plain(&raw).unwrap_or(false))))
+    {
+        return Ok(None);
+    }
     let Ok(fd) = data
         .call_method0("fileno")
         .and_then(|fd| fd.extract::<i32>())
@@ -169,14 +183,16 @@ fn regular_file(data: &Bound<'_, PyAny>) -> PyResult<Option<std::fs::File>> {
         return Ok(None);
     };
     // The same file, through a description of its own: the Python object's position and
-    // buffer stay as they are until it is moved to the end.
-    let Ok(mut file) = std::fs::File::open(format!("/proc/self/fd/{fd}")) else {
-        return Ok(None);
-    };
-    match file.metadata() {
+    // buffer stay as they are until it is moved to the end. Looked at before it is
+    // opened: opening a FIFO would wait for a writer.
+    let path = format!("/proc/self/fd/{fd}");
+    match std::fs::metadata(&path) {
         Ok(meta) if meta.is_file() => {}
         _ => return Ok(None),
     }
+    let Ok(mut file) = std::fs::File::open(&path) else {
+        return Ok(None);
+    };
     file.seek(SeekFrom::Start(position))
         .map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
     Ok(Some(file))

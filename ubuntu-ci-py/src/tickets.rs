@@ -52,10 +52,16 @@ impl Tickets {
 pub(crate) fn uri<R: ubuntu_ci_core::model::Resource>(
     value: &Bound<'_, PyAny>,
 ) -> PyResult<Uri<R>> {
-    if let Ok(id) = value.extract::<i64>() {
-        return Ok(Uri::new(id));
+    if value.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "a resource is its URI, its URL or its id, not a bool",
+        ));
     }
-    let text: String = value.extract()?;
+    let text: String = match value.extract::<i64>() {
+        // Checked as its URI is (a positive number).
+        Ok(id) => id.to_string(),
+        Err(_) => value.extract()?,
+    };
     Uri::parse(&text).map_err(|e| Python::attach(|py| crate::errors::to_python(py, &e)))
 }
 

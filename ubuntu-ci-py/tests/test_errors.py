@@ -85,6 +85,11 @@ def test_bad_references_and_missing_owners_are_refused(embedded: Path) -> None:
         tickets.create_subticket("/api/v1/ticket/1/", ticket, "dev@example.com")
     with pytest.raises(ubuntu_ci.NotFoundError):
         tickets.ticket(99)
+    for bad in (0, -1, "/api/v1/ticket/0/"):
+        with pytest.raises(ubuntu_ci.InvalidInputError):
+            tickets.ticket(bad)
+    with pytest.raises(TypeError):
+        tickets.ticket(True)
     with pytest.raises(ubuntu_ci.InvalidInputError):
         tickets.create_artifact("x", "file:///x", "NOT_A_TYPE", ticket=ticket)
     # Nothing half-made: the ticket has no subticket and no artifact.

@@ -1,6 +1,7 @@
 """Lander: a ticket's request run from Python, its progress iterated, its outcome read;
 for real (sbuild, the image builder, autopkgtest) on the example package."""
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any, Dict, List
 import pytest
 import ubuntu_ci
 from conftest import REPO, example_package
-from ubuntu_ci import DataStore, Lander, TicketSystem
+from ubuntu_ci import DataStore, Lander, TicketSystem, aio
 
 
 def submitted(tickets: TicketSystem, files: List[Path], title: str, **store: Any) -> str:
@@ -31,6 +32,8 @@ def test_a_request_that_cannot_build_fails_at_its_build(embedded: Path, tmp_path
     # The .changes without the files it lists.
     ticket = submitted(tickets, [changes], "incomplete")
     request = Lander().submit(ticket)
+    with pytest.raises(TimeoutError):
+        request.outcome(timeout=0)  # just begun
     messages: List[Dict[str, Any]] = list(request)
     phases = [m.get("phase") for m in messages if "phase" in m]
     assert phases[:2] == ["PPA_ASSIGNMENT", "PPA_ASSIGNMENT"], messages
@@ -143,3 +146,20 @@ def test_a_request_runs_through_every_step_for_real(chroots: Path, tmp_path: Pat
     outcome = request.outcome()
     assert outcome["state"] == "CANCELLED", outcome
     assert tickets.ticket(again).status == "CANCELLED"
+
+
+def test_an_abandoned_async_wait_leaves_the_request_usable(embedded: Path, tmp_path: Path) -> None:
+    changes = example_package(tmp_path / "packages")
+    ticket = submitted(TicketSystem(), [changes], "incomplete, from aio")
+
+    async def main() -> None:
+        lander = await aio.Lander.open()
+        request = await lander.submit(ticket)
+        # Given up at once: its worker thread lets go of the request within a poll.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(request.outcome(), 0.001)
+        messages = [message async for message in request]
+        assert messages[-1]["state"] == "FAILED", messages[-1]
+        assert (await request.outcome())["step"] == "SOURCE_BUILD"
+
+    asyncio.run(main())

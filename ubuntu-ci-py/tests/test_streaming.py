@@ -1,6 +1,7 @@
 """put_file streams a file object: bounded memory, the content intact, a failing read
 stores nothing."""
 
+import gzip
 import hashlib
 import io
 import subprocess
@@ -79,6 +80,19 @@ def test_a_regular_file_is_read_from_its_position_to_its_end(
         store.put_file("rest", f)
         assert f.read() == b""  # read to its end
     assert store.get_file("rest") == bytes(range(256)) * 1000
+
+
+def test_a_compressed_file_object_gives_its_content_not_its_file(
+    embedded: Path, tmp_path: Path
+) -> None:
+    # GzipFile has its file's descriptor, but reads other bytes: it is streamed.
+    path = tmp_path / "data.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"uncompressed content " * 1000)
+    store = DataStore("ticket.1", "sources")
+    with gzip.open(path, "rb") as f:
+        store.put_file("data", f)
+    assert store.get_file("data") == b"uncompressed content " * 1000
 
 
 def test_a_failing_read_fails_the_put_and_stores_nothing(embedded: Path) -> None:

@@ -128,11 +128,34 @@ class TicketSystem:
         return await asyncio.to_thread(self.sync.ticket, ticket)
 
 
+# How long one worker-thread wait lasts: a cancelled coroutine frees its thread by then.
+_POLL = 0.25
+
+
+def _next_or_end(request: ubuntu_ci.Request) -> Any:
+    """The next message, ``_END`` after the last, ``None`` when none came in time."""
+    try:
+        return request.next_message(_POLL)
+    except StopIteration:
+        return _END
+    except TimeoutError:
+        return None
+
+
+def _outcome_or_none(request: ubuntu_ci.Request) -> Optional[Dict[str, Any]]:
+    try:
+        return request.outcome(_POLL)
+    except TimeoutError:
+        return None
+
+
 _END = object()
 
 
 class Request:
-    """:class:`ubuntu_ci.Request` as an async iterator of its progress messages."""
+    """:class:`ubuntu_ci.Request` as an async iterator of its progress messages. Each wait
+    runs in a worker thread a quarter of a second at a time, so a cancelled coroutine
+    (``asyncio.wait_for``, a task cancelled) leaves no thread waiting behind it."""
 
     def __init__(self, request: ubuntu_ci.Request) -> None:
         self.sync = request
@@ -148,14 +171,18 @@ class Request:
         return self
 
     async def __anext__(self) -> Dict[str, Any]:
-        # StopIteration cannot leave a thread's future: next() with a default instead.
-        message = await asyncio.to_thread(next, self.sync, _END)
-        if message is _END:
-            raise StopAsyncIteration
-        return message  # type: ignore[return-value]
+        while True:
+            message = await asyncio.to_thread(_next_or_end, self.sync)
+            if message is _END:
+                raise StopAsyncIteration
+            if message is not None:
+                return message
 
     async def outcome(self) -> Dict[str, Any]:
-        return await asyncio.to_thread(self.sync.outcome)
+        while True:
+            outcome = await asyncio.to_thread(_outcome_or_none, self.sync)
+            if outcome is not None:
+                return outcome
 
 
 class Lander:
