@@ -19,16 +19,17 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let (dir, count, size) = match args.as_slice() {
-        [dir, count, size, ..] => (
-            PathBuf::from(dir),
-            count.parse::<usize>().expect("COUNT"),
-            size.parse::<usize>().expect("SIZE"),
-        ),
-        _ => {
-            eprintln!("usage: put_file DIR COUNT SIZE [BIG]");
-            std::process::exit(2);
-        }
+    let parsed = match args.as_slice() {
+        [dir, count, size, ..] => count
+            .parse::<usize>()
+            .ok()
+            .zip(size.parse::<usize>().ok())
+            .map(|(count, size)| (PathBuf::from(dir), count, size)),
+        _ => None,
+    };
+    let Some((dir, count, size)) = parsed else {
+        eprintln!("usage: put_file DIR COUNT SIZE [BIG] (COUNT and SIZE numbers)");
+        std::process::exit(2);
     };
     let big = args.get(3).map(PathBuf::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -102,6 +102,29 @@ impl Config {
         options.limits.ppas = usize::try_from(self.ppa.pool_options()?.max).unwrap_or(1);
         Ok(options)
     }
+
+    /// A lander on `services`, this machine's (with local archives), for `series` (by
+    /// default the configured one) with [`Config::lander_options`].
+    ///
+    /// # Errors
+    /// `Unsupported` for services through a server (its lander runs the requests); as
+    /// [`crate::archive::Archives::series`] and [`Config::lander_options`].
+    pub fn lander(
+        &self,
+        services: &Services,
+        series: Option<&str>,
+    ) -> Result<crate::lander::Lander> {
+        let Some(archives) = services.archives.local() else {
+            return Err(Error::unsupported(
+                "the services are a server's: its lander runs the requests",
+            ));
+        };
+        let series = archives.series(series)?;
+        Ok(crate::lander::Lander::new(
+            services.clone(),
+            self.lander_options(&series)?,
+        ))
+    }
 }
 
 impl LanderConfig {
@@ -440,6 +463,20 @@ impl Config {
         })
     }
 
+    /// `given`, else the default owner; `InvalidInput` saying where one is set when there
+    /// is none.
+    ///
+    /// # Errors
+    /// `InvalidInput` when neither is there.
+    pub fn owner_or_default(&self, given: Option<String>) -> Result<String> {
+        given.or_else(|| self.default_owner()).ok_or_else(|| {
+            Error::invalid(
+                "owner: none given, and none configured (owner in the configuration, \
+                 UBUNTU_CI_OWNER or DEBEMAIL)",
+            )
+        })
+    }
+
     /// The local ticket system's URL (never the server).
     pub fn local_tickets_url(&self) -> Result<String> {
         match &self.tickets_url {
@@ -535,10 +572,7 @@ impl Config {
     /// `InvalidInput` for a malformed server URL.
     pub fn resource_url(&self, uri: &str) -> Result<String> {
         match &self.server {
-            Some(server) => crate::wire::base_url(server)?
-                .join(uri.trim_start_matches('/'))
-                .map(String::from)
-                .map_err(|e| Error::invalid(format!("bad URI {uri:?}: {e}"))),
+            Some(server) => crate::wire::resource_url(server, uri),
             None => Ok(uri.to_owned()),
         }
     }

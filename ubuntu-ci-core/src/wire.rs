@@ -74,6 +74,18 @@ pub fn transport_error(err: reqwest::Error, url: &Url) -> Error {
         .with_source(err)
 }
 
+/// The absolute URL on `server` of a resource URI (`/api/v1/ticket/1/` →
+/// `http://host/prefix/api/v1/ticket/1/`).
+///
+/// # Errors
+/// As [`base_url`]; `InvalidInput` for a URI that does not join.
+pub fn resource_url(server: &str, uri: &str) -> Result<String> {
+    base_url(server)?
+        .join(uri.trim_start_matches('/'))
+        .map(String::from)
+        .map_err(|e| Error::invalid(format!("bad URI {uri:?}: {e}")))
+}
+
 /// A server's base URL with a trailing slash, so that relative paths join under it.
 ///
 /// # Errors

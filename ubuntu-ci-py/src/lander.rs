@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use ubuntu_ci_core::config::Config;
 use ubuntu_ci_core::lander::remote::HttpLanders;
 use ubuntu_ci_core::lander::{ExecuteRequest, RequestHandle, RequestOutcome, SubmitOptions};
-use ubuntu_ci_core::model::{Ticket, TicketState};
+use ubuntu_ci_core::model::Ticket;
 use ubuntu_ci_core::queue::{is_final, MessageStream, ProgressMessage, QueueMessage, QueueName};
 use ubuntu_ci_core::tickets::{open_ticket_system, TicketSystem, TicketSystemOptions};
 use ubuntu_ci_core::{Error, ErrorKind};
@@ -81,14 +81,8 @@ impl Lander {
                 })));
             }
             let services = config.connect(None).await?;
-            let Some(archives) = services.archives.local().cloned() else {
-                return Err(Error::internal("the local services have no archives"));
-            };
-            let series = archives.series(series.as_deref())?;
-            let options = config.lander_options(&series)?;
-            Ok(Landers::Here(Box::new(
-                ubuntu_ci_core::lander::Lander::new(services, options),
-            )))
+            let lander = config.lander(&services, series.as_deref())?;
+            Ok(Landers::Here(Box::new(lander)))
         })?;
         Ok(Lander {
             inner: Arc::new(inner),
@@ -386,9 +380,9 @@ async fn finished_on(server: Arc<Server>, ticket: i64) -> ubuntu_ci_core::Result
     }
 }
 
-/// Passes the ticket's events on as messages until the ticket closes, then the request's
-/// final message; stops when nobody reads them any more. A lost connection is made again,
-/// from the last event passed on.
+/// Passes the ticket's events on as messages until the ticket closes (see
+/// [`ubuntu_ci_core::tickets::follow`]), then the request's final message; stops when
+/// nobody reads them any more.
 async fn relay_events(
     server: Arc<Server>,
     ticket: i64,
@@ -396,46 +390,22 @@ async fn relay_events(
 ) {
     let relayed = async {
         let mut seq = 0u64;
-        let mut after = None;
-        let mut failed = 0;
-        // A stream ends when the ticket closes; what came after is read on until a stream
-        // brings nothing new and the ticket is closed.
+        let mut events = ubuntu_ci_core::tickets::follow(Arc::clone(&server.tickets), ticket);
         loop {
-            let mut events = patiently(|| server.tickets.events(ticket, after)).await?;
-            let mut new = false;
-            loop {
-                let event = tokio::select! {
-                    event = events.next() => event,
-                    () = messages.closed() => return Ok(()),
-                };
-                let event = match event {
-                    None => break,
-                    Some(Err(err)) if err.kind() == ErrorKind::Unavailable && failed < RETRIES => {
-                        failed += 1;
-                        tokio::time::sleep(RETRY_AFTER).await;
-                        new = true;
-                        break;
-                    }
-                    Some(event) => event?,
-                };
-                failed = 0;
-                new = true;
-                after = Some(event.id);
-                seq += 1;
-                let body = serde_json::json!({
-                    "phase": event.step.as_str(),
-                    "status": event.status.as_str(),
-                    "message": event.message,
-                });
-                if messages.send(Ok(QueueMessage { seq, body })).await.is_err() {
-                    return Ok(());
-                }
-            }
-            let now = patiently(|| server.tickets.get_ticket(ticket))
-                .await?
-                .ticket;
-            if now.state == TicketState::Closed && !new {
-                break;
+            let event = tokio::select! {
+                event = events.next() => event,
+                () = messages.closed() => return Ok(()),
+            };
+            let Some(event) = event else { break };
+            let event = event?;
+            seq += 1;
+            let body = serde_json::json!({
+                "phase": event.step.as_str(),
+                "status": event.status.as_str(),
+                "message": event.message,
+            });
+            if messages.send(Ok(QueueMessage { seq, body })).await.is_err() {
+                return Ok(());
             }
         }
         let outcome = finished_on(Arc::clone(&server), ticket).await?;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use ubuntu_ci_core::config::Config;
 use ubuntu_ci_core::submit::{CreateTicket, NoProgress};
-use ubuntu_ci_core::Error;
 
 use crate::{to_python, wait};
 
@@ -28,12 +27,7 @@ pub(crate) fn submit(
 ) -> PyResult<Py<PyAny>> {
     let detail = wait(py, async move {
         let config = Config::load(None)?.with_env();
-        let owner = owner.or_else(|| config.default_owner()).ok_or_else(|| {
-            Error::invalid(
-                "owner: none given, and none configured (owner in the configuration, \
-                 UBUNTU_CI_OWNER or DEBEMAIL)",
-            )
-        })?;
+        let owner = config.owner_or_default(owner)?;
         let mut request = CreateTicket::new(owner, title).with_description(description);
         if !bug_id.is_empty() {
             request = request.with_bug(bug_id);

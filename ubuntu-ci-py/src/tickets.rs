@@ -27,21 +27,15 @@ struct Tickets {
     system: Arc<dyn ubuntu_ci_core::tickets::TicketSystem>,
     /// The server's base URL, which resource URIs are written against.
     server: Option<String>,
-    /// The owner of tickets created without one (configured, or from `DEBEMAIL`).
-    owner: Option<String>,
+    /// The configuration it was opened with (the default owner of tickets).
+    config: Config,
 }
 
 impl Tickets {
     fn url<R: ubuntu_ci_core::model::Resource>(&self, uri: Uri<R>) -> PyResult<String> {
         let uri = uri.to_string();
         match &self.server {
-            Some(server) => ubuntu_ci_core::wire::base_url(server)
-                .and_then(|base| {
-                    base.join(uri.trim_start_matches('/')).map_err(|e| {
-                        ubuntu_ci_core::Error::invalid(format!("bad URI {uri:?}: {e}"))
-                    })
-                })
-                .map(String::from)
+            Some(server) => ubuntu_ci_core::wire::resource_url(server, &uri)
                 .map_err(|e| Python::attach(|py| crate::errors::to_python(py, &e))),
             None => Ok(uri),
         }
@@ -72,7 +66,6 @@ impl TicketSystem {
     fn new(py: Python<'_>, url: Option<String>, token: Option<String>) -> PyResult<TicketSystem> {
         let inner = wait(py, async move {
             let config = Config::load(None)?.with_env();
-            let owner = config.default_owner();
             let (url, token) = match url {
                 Some(url) => (url, token),
                 None => match &config.server {
@@ -86,7 +79,7 @@ impl TicketSystem {
             Ok(Tickets {
                 system,
                 server,
-                owner,
+                config,
             })
         })?;
         Ok(TicketSystem {
@@ -105,15 +98,11 @@ impl TicketSystem {
         description: String,
         bug_id: String,
     ) -> PyResult<String> {
-        let owner = owner.or_else(|| self.inner.owner.clone()).ok_or_else(|| {
-            crate::errors::to_python(
-                py,
-                &ubuntu_ci_core::Error::invalid(
-                    "owner: none given, and none configured (owner in the configuration, \
-                     UBUNTU_CI_OWNER or DEBEMAIL)",
-                ),
-            )
-        })?;
+        let owner = self
+            .inner
+            .config
+            .owner_or_default(owner)
+            .map_err(|e| crate::errors::to_python(py, &e))?;
         let inner = Arc::clone(&self.inner);
         let ticket = wait(py, async move {
             inner

@@ -4,7 +4,6 @@
 use clap::Args;
 use ubuntu_ci_core::config::Config;
 use ubuntu_ci_core::lander::remote::HttpLanders;
-use ubuntu_ci_core::lander::Lander;
 use ubuntu_ci_core::queue::QueueName;
 use ubuntu_ci_core::Error;
 
@@ -19,9 +18,9 @@ pub struct RetryArgs {
 pub async fn run(config: &Config, json: bool, args: RetryArgs) -> anyhow::Result<()> {
     let services = config.connect(None).await?;
     let ticket = services.tickets.get_ticket(args.ticket).await?;
-    let (Some(requests), Some(archives)) = (
+    let (Some(requests), true) = (
         services.requests.clone(),
-        services.archives.local().cloned(),
+        services.archives.local().is_some(),
     ) else {
         let Some(server) = &config.server else {
             return Err(Error::unsupported("retry needs local state or a server").into());
@@ -42,10 +41,7 @@ pub async fn run(config: &Config, json: bool, args: RetryArgs) -> anyhow::Result
     // Where it stopped, for the message (the lander checks that there is a request to
     // retry; its series is the request's).
     let stopped_at = requests.status(args.ticket).await?.map(|s| s.progress.step);
-    let lander = Lander::new(
-        services.clone(),
-        config.lander_options(&archives.series(None)?)?,
-    );
+    let lander = config.lander(&services, None)?;
     let queue = QueueName::fresh(&format!("ticket-{}", args.ticket))?;
     let messages = services.queues.subscribe(&queue, None).await?;
     let handle = lander.retry(args.ticket, Some(queue)).await?;

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use ubuntu_ci_core::config::{Config, Services};
 use ubuntu_ci_core::lander::remote::HttpLanders;
 use ubuntu_ci_core::lander::store::RequestStatus;
-use ubuntu_ci_core::model::{StepStatus, TicketDetail, TicketState, WorkflowStep};
+use ubuntu_ci_core::model::{StepStatus, TicketDetail, WorkflowStep};
 
 use crate::exit::{RequestDidNotComplete, TestsDidNotPass};
 use crate::output;
@@ -67,35 +67,24 @@ pub async fn follow_ticket(
 ) -> anyhow::Result<()> {
     let id = ticket.ticket.id;
     let mut message = String::new();
-    let mut after = None;
-    // A stream ends when the ticket closes (a closed ticket's at once); a ticket retried
-    // since was open again: what came after is read on, until a stream brings nothing
-    // new and the ticket is closed.
-    let (step, status) = loop {
-        let mut events = services.tickets.events(id, after).await?;
-        let mut new = false;
-        while let Some(event) = events.next().await {
-            new = true;
-            let event = event?;
-            if json {
-                output::json(&event)?;
-            } else {
-                println!(
-                    "{}  {:<14} {:<11} {}",
-                    event.created_at.format("%H:%M:%S"),
-                    event.step,
-                    event.status,
-                    event.message
-                );
-            }
-            after = Some(event.id);
-            message = event.message;
+    let mut events = ubuntu_ci_core::tickets::follow(services.tickets.clone(), id);
+    while let Some(event) = events.next().await {
+        let event = event?;
+        if json {
+            output::json(&event)?;
+        } else {
+            println!(
+                "{}  {:<14} {:<11} {}",
+                event.created_at.format("%H:%M:%S"),
+                event.step,
+                event.status,
+                event.message
+            );
         }
-        let now = services.tickets.get_ticket(id).await?.ticket;
-        if now.state == TicketState::Closed && !new {
-            break (now.current_workflow_step, now.status);
-        }
-    };
+        message = event.message;
+    }
+    let now = services.tickets.get_ticket(id).await?.ticket;
+    let (step, status) = (now.current_workflow_step, now.status);
     match (step, status) {
         (WorkflowStep::Complete, StepStatus::Succeeded) => Ok(()),
         (WorkflowStep::ImageTest, StepStatus::Failed) => {

@@ -192,3 +192,89 @@ pub async fn open_ticket_system(
         ))),
     }
 }
+
+/// How many times in a row [`follow`] makes a lost connection again before it gives up.
+const FOLLOW_RETRIES: u32 = 30;
+/// How long [`follow`] waits before it makes a lost connection again.
+const FOLLOW_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Every event of `ticket` as it comes, until it is closed: an event stream ends when the
+/// ticket closes, and a ticket retried since was open again, so what came after is read on
+/// until a stream brings nothing new and the ticket is closed. A connection lost on the way
+/// (`Unavailable`) is made again from the last event, up to 30 times in a row.
+pub fn follow(tickets: Arc<dyn TicketSystem>, ticket: i64) -> EventStream {
+    struct Following {
+        tickets: Arc<dyn TicketSystem>,
+        ticket: i64,
+        after: Option<i64>,
+        events: Option<EventStream>,
+        new: bool,
+        failed: u32,
+    }
+    /// One step: the next event, or the end; `Err` keeps trying when worth it.
+    async fn next(state: &mut Following) -> Option<Result<TicketEvent>> {
+        use futures::StreamExt;
+        loop {
+            let events = match state.events.as_mut() {
+                Some(events) => events,
+                None => match state.tickets.events(state.ticket, state.after).await {
+                    Ok(events) => {
+                        state.new = false;
+                        state.events.insert(events)
+                    }
+                    Err(err) => return Some(Err(err)),
+                },
+            };
+            match events.next().await {
+                Some(Ok(event)) => {
+                    state.failed = 0;
+                    state.new = true;
+                    state.after = Some(event.id);
+                    return Some(Ok(event));
+                }
+                Some(Err(err)) => {
+                    state.events = None;
+                    return Some(Err(err));
+                }
+                None => {
+                    state.events = None;
+                    if !state.new {
+                        let now = state.tickets.get_ticket(state.ticket).await;
+                        match now {
+                            Ok(now) if now.ticket.state == crate::model::TicketState::Closed => {
+                                return None;
+                            }
+                            Ok(_) => {}
+                            Err(err) => return Some(Err(err)),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let state = Following {
+        tickets,
+        ticket,
+        after: None,
+        events: None,
+        new: false,
+        failed: 0,
+    };
+    // Ends after the first error not tried again.
+    Box::pin(futures::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        loop {
+            match next(&mut state).await? {
+                Ok(event) => return Some((Ok(event), Some(state))),
+                Err(err)
+                    if err.kind() == crate::error::ErrorKind::Unavailable
+                        && state.failed < FOLLOW_RETRIES =>
+                {
+                    state.failed += 1;
+                    tokio::time::sleep(FOLLOW_RETRY_AFTER).await;
+                }
+                Err(err) => return Some((Err(err), None)),
+            }
+        }
+    }))
+}

@@ -1953,6 +1953,44 @@ mod tests {
         }
     }
 
+    /// Following a ticket gives its events as they come and ends once it is closed.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn following_a_ticket_ends_when_it_closes() {
+        use futures::StreamExt;
+        let (_dir, system) = sqlite().await;
+        let ticket = system.create_ticket(new_ticket("followed")).await.unwrap();
+        let tickets: Arc<dyn TicketSystem> = Arc::new(system.clone());
+        let following = tokio::spawn(
+            crate::tickets::follow(tickets, ticket.id)
+                .map(|event| event.map(|e| (e.step, e.status)))
+                .collect::<Vec<_>>(),
+        );
+        for (step, status) in [
+            (WorkflowStep::Queued, StepStatus::InProgress),
+            (WorkflowStep::Queued, StepStatus::Failed),
+        ] {
+            system
+                .record_transition(NewTransition {
+                    ticket: Uri::new(ticket.id),
+                    step,
+                    status,
+                    message: String::new(),
+                })
+                .await
+                .unwrap();
+        }
+        let seen = tokio::time::timeout(Duration::from_secs(10), following)
+            .await
+            .expect("the stream ended with the ticket")
+            .unwrap();
+        let seen: Vec<_> = seen.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            seen.last(),
+            Some(&(WorkflowStep::Queued, StepStatus::Failed)),
+            "{seen:?}"
+        );
+    }
+
     /// Writes queued together are committed together, and a failing one is answered on its
     /// own: the others are kept.
     #[tokio::test(flavor = "multi_thread")]
