@@ -161,6 +161,11 @@ pub fn ubuntu_ci(data_dir: &Path) -> Command {
         .arg("--data-dir")
         .arg(data_dir)
         .env("XDG_CONFIG_HOME", data_dir.join("config"))
+        // No system-wide file either: the tests' configuration is their own.
+        .env(
+            "UBUNTU_CI_SYSTEM_CONFIG",
+            data_dir.join("config/system.toml"),
+        )
         .env_remove("UBUNTU_CI_CONFIG")
         .env_remove("UBUNTU_CI_SERVER")
         .env_remove("UBUNTU_CI_TOKEN")

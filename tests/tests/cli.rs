@@ -674,6 +674,7 @@ fn image_and_test_requests_outside_the_store_fail_clearly() {
         "--package",
         "hello",
     ]));
+    // A request the image builder refuses is invalid input (exit 3), not a failed build.
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("not in the configured data store"),

@@ -303,6 +303,53 @@ async fn failing_tests_fail_the_request_and_publish_nothing() {
     assert_released(&rig.services, id).await;
 }
 
+/// Versions as real archives have them: an epoch, `+` and `~`. Their file names are
+/// percent-encoded in the store's URLs (`%2B`); the lander matches the names a .changes
+/// lists with the names the URLs stand for, not with their encoded form.
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_with_an_epoch_plus_and_tilde_go_through_every_step() {
+    let rig = rig(&[], &[]).await;
+    let version = "1:2.0+dfsg~rc1-1+ci1";
+    let upload = example_variant(&rig.work, "hello-plus", |tree| {
+        let path = tree.join("debian/changelog");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("(1.0-1)", &format!("({version})"), 1)).unwrap();
+    });
+    assert!(upload
+        .to_string_lossy()
+        .ends_with("hello-ci_2.0+dfsg~rc1-1+ci1_source.changes"));
+    let urls = stage_upload(&*rig.services.store, &upload).await;
+    assert!(urls.iter().any(|u| u.contains("%2B")), "{urls:?}");
+    let id = ticket(&rig.services).await;
+    let queue = QueueName::fresh("ticket").unwrap();
+    let outcome = rig
+        .lander
+        .execute(request(id, urls, &queue), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.state,
+        RequestState::Completed,
+        "{:?}",
+        outcome.reason
+    );
+    assert_eq!(outcome.published, [format!("hello-ci {version}")]);
+    let archive: PpaName = "ppa:ci-team/ppa_archive".parse().unwrap();
+    let landed: Vec<String> = rig
+        .archives
+        .list(&archive, Some("bookworm"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| format!("{} {} {}", p.name, p.version, p.architecture))
+        .collect();
+    assert!(
+        landed.contains(&format!("hello-ci {version} source")),
+        "{landed:?}"
+    );
+    assert_released(&rig.services, id).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_build_builds_no_image() {
     let rig = rig(&["hello-ci"], &[]).await;
@@ -346,8 +393,27 @@ async fn bad_requests_fail_clearly() {
         .filter(|u| !u.ends_with(".changes"))
         .cloned()
         .collect();
+    // The stray file is in the store, beside the upload: a foreign URL is `outside`'s case.
+    let stray_dsc = ubuntu_ci_core::store::ObjectName::new("evil_1.0.dsc".to_owned()).unwrap();
+    let stray_container =
+        ubuntu_ci_core::store::ContainerName::new(urls[0].rsplit('/').nth(1).unwrap().to_owned())
+            .unwrap();
+    rig.services
+        .store
+        .put(
+            &stray_container,
+            &stray_dsc,
+            ubuntu_ci_core::store::Body::Bytes(b"stray".to_vec().into()),
+        )
+        .await
+        .unwrap();
     let mut stray = urls.clone();
-    stray.push("https://example.com/evil_1.0.dsc".to_owned());
+    stray.push(
+        rig.services
+            .store
+            .object_url(&stray_container, &stray_dsc)
+            .to_string(),
+    );
     let mut outside = without_changes.clone();
     outside.push("https://example.com/evil_1.0_source.changes".to_owned());
     // A .changes in the store past the size of a control file.

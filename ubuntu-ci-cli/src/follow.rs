@@ -6,7 +6,8 @@ use tokio_util::sync::CancellationToken;
 use ubuntu_ci_core::queue::{Done, DoneState, MessageStream, ProgressMessage};
 use ubuntu_ci_core::{Error, Result};
 
-use crate::output;
+use crate::exit::DidNotComplete;
+use crate::output::{self, note};
 
 /// Where a followed work's log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub async fn follow(
                 Some(message) => {
                     let message = message?;
                     if json {
-                        output::json(&message)?;
+                        output::json_line(&message)?;
                     } else {
                         show(&ProgressMessage::from_json(&message.body)?, log_to);
                     }
@@ -72,30 +73,40 @@ pub async fn follow(
     }
 }
 
-/// The failure of `done` as an error (exit status 3), or nothing when it completed.
+/// The failure of `done` as an error, or nothing when it completed: the work refused (bad
+/// input, a missing object, …) is an error of that kind (exit 3, 4, …); work that ran and
+/// failed is [`DidNotComplete`] (exit 11).
 ///
 /// # Errors
-/// `InvalidInput` with the reason when `done` failed.
+/// As above, with the reason, when `done` failed.
 pub fn outcome(done: &Done, what: &str) -> anyhow::Result<()> {
-    match done.state {
-        DoneState::Completed => Ok(()),
-        DoneState::Failed => Err(Error::invalid(
-            done.reason
-                .clone()
-                .unwrap_or_else(|| format!("the {what} failed")),
-        )
-        .into()),
+    if done.state == DoneState::Completed {
+        return Ok(());
     }
+    let reason = done
+        .reason
+        .clone()
+        .unwrap_or_else(|| "no reason given".to_owned());
+    Err(match done.error_kind() {
+        Some(kind) => Error::new(kind, reason).into(),
+        None => DidNotComplete {
+            what: what.to_owned(),
+            reason,
+        }
+        .into(),
+    })
 }
 
 fn show(message: &ProgressMessage, log_to: LogTo) {
     match message {
-        ProgressMessage::Phase { phase, message } => eprintln!("==> {phase}: {message}"),
+        ProgressMessage::Phase { phase, message } => {
+            note!("{} {message}", output::bold(&format!("==> {phase}:")));
+        }
         ProgressMessage::Log { log } => {
             for line in log {
                 match log_to {
                     LogTo::Stdout => println!("{line}"),
-                    LogTo::Stderr => eprintln!("{line}"),
+                    LogTo::Stderr => note!("{line}"),
                 }
             }
         }
@@ -104,9 +115,9 @@ fn show(message: &ProgressMessage, log_to: LogTo) {
             total,
             message,
             ..
-        } => eprintln!("==> test {current}/{total} ({message})"),
+        } => note!("==> test {current}/{total} ({message})"),
         ProgressMessage::Heartbeat { heartbeat, phase } => {
-            eprintln!("... {phase} still running ({heartbeat} s)");
+            note!("... {phase} still running ({heartbeat} s)");
         }
         ProgressMessage::Done(done) => match done.state {
             DoneState::Completed => {
@@ -114,8 +125,10 @@ fn show(message: &ProgressMessage, log_to: LogTo) {
                     done.results.get("status").and_then(|s| s.as_str()),
                     done.results.get("test_result").and_then(|s| s.as_str()),
                 ) {
-                    (Some(status), Some(result)) => eprintln!("==> done: {result} ({status})"),
-                    _ => eprintln!("==> done"),
+                    (Some(status), Some(result)) => {
+                        note!("==> done: {} ({status})", verdict(result));
+                    }
+                    _ => note!("==> {}", output::green("done")),
                 }
                 for key in ["binaries", "url_list", "artifacts"] {
                     for url in done
@@ -125,11 +138,20 @@ fn show(message: &ProgressMessage, log_to: LogTo) {
                         .into_iter()
                         .flatten()
                     {
-                        eprintln!("    {}", url.as_str().unwrap_or_default());
+                        note!("    {}", url.as_str().unwrap_or_default());
                     }
                 }
             }
-            DoneState::Failed => eprintln!("==> FAILED"),
+            DoneState::Failed => note!("==> {}", output::red("FAILED")),
         },
+    }
+}
+
+/// A test verdict, coloured by what it means for a request.
+fn verdict(result: &str) -> String {
+    match result {
+        "FAILED" => output::red(result),
+        "PASSED" => output::green(result),
+        other => other.to_owned(),
     }
 }

@@ -15,29 +15,69 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     restore_sigpipe();
-    let cli = cli::Cli::parse();
-    init_logging(cli.global.verbose);
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
+    let json = cli.global.json;
+    output::init(cli.global.quiet, cli.global.color);
+    init_logging(cli.global.verbose, output::use_color(cli.global.color));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("ubuntu-ci: cannot start the async runtime: {err}");
-            return std::process::ExitCode::from(exit::INTERNAL);
+            let err = anyhow::Error::new(err).context("cannot start the async runtime");
+            return report(&err, json);
         }
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            let code = exit::code_of(&err);
-            eprintln!("ubuntu-ci: error: {}", exit::describe(&err));
-            std::process::ExitCode::from(code)
-        }
+        Err(err) => report(&err, json),
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Prints `err` on stderr (as one JSON object with `--json`) and returns its exit status.
+fn report(err: &anyhow::Error, json: bool) -> std::process::ExitCode {
+    let code = exit::code_of(err);
+    if json {
+        match serde_json::to_string(&exit::JsonError::of(err)) {
+            Ok(line) => eprintln!("{line}"),
+            Err(_) => eprintln!("ubuntu-ci: error: {}", exit::describe(err)),
+        }
+    } else {
+        eprintln!(
+            "ubuntu-ci: {} {}",
+            output::red("error:"),
+            exit::describe(err)
+        );
+    }
+    std::process::ExitCode::from(code)
+}
+
+/// A command line clap refused: its message (as JSON when `--json` or UBUNTU_CI_JSON asks
+/// for it), exit 2; `--help` and `--version` print as clap does.
+fn usage_error(err: &clap::Error) -> std::process::ExitCode {
+    let asked_json = std::env::args().any(|a| a == "--json")
+        || std::env::var("UBUNTU_CI_JSON")
+            .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+    if !err.use_stderr() || !asked_json {
+        err.exit();
+    }
+    let error = exit::JsonError {
+        kind: "usage",
+        message: err.render().to_string().trim().to_owned(),
+        retryable: false,
+        exit_code: exit::USAGE,
+    };
+    if let Ok(line) = serde_json::to_string(&error) {
+        eprintln!("{line}");
+    }
+    std::process::ExitCode::from(exit::USAGE)
+}
+
+fn init_logging(verbose: u8, color: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "info,ubuntu_ci_core=info",
@@ -47,6 +87,7 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(color)
         .with_writer(std::io::stderr)
         .init();
 }

@@ -1,10 +1,96 @@
-//! Printing results: JSON for machines (`--json`), short text for people.
+//! Printing results: JSON for machines (`--json`), short text for people; progress notes
+//! on stderr unless `--quiet`; colour as `--color` says.
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
-/// Prints `value` as pretty JSON on stdout.
+use crate::cli::ColorChoice;
+
+/// How this process prints, set once from the global options.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    quiet: bool,
+    color: bool,
+}
+
+static MODE: OnceLock<Mode> = OnceLock::new();
+
+/// Sets how this process prints: `quiet` drops the progress notes; `color` is decided
+/// here (auto: stderr is a terminal and NO_COLOR is not set).
+pub fn init(quiet: bool, color: ColorChoice) {
+    let _ = MODE.set(Mode {
+        quiet,
+        color: use_color(color),
+    });
+}
+
+/// Whether `choice` means colour on this process's stderr.
+pub fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
+    }
+}
+
+/// Whether progress notes are dropped (`--quiet`).
+pub fn quiet() -> bool {
+    MODE.get().is_some_and(|m| m.quiet)
+}
+
+/// Whether to print in colour.
+pub fn color() -> bool {
+    MODE.get().is_some_and(|m| m.color)
+}
+
+/// `text` in bold (a heading, a step) when printing in colour.
+pub fn bold(text: &str) -> String {
+    paint("1", text)
+}
+
+/// `text` in red (a failure) when printing in colour.
+pub fn red(text: &str) -> String {
+    paint("1;31", text)
+}
+
+/// `text` in green (a success) when printing in colour.
+pub fn green(text: &str) -> String {
+    paint("32", text)
+}
+
+fn paint(code: &str, text: &str) -> String {
+    if color() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Prints a progress note on stderr, unless `--quiet`.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        if !$crate::output::quiet() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+pub(crate) use note;
+
+/// Prints `value` as pretty JSON on stdout: a command's one result.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Prints `value` as JSON on one line of stdout: one of a stream of results (`--follow`,
+/// `watch`), one object per line.
+pub fn json_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use ubuntu_ci_core::submit::{NoProgress, SharedProgress, SubmitProgress};
 
 /// Progress bars per uploaded file on stderr when it is a terminal; nothing otherwise.
 pub fn for_terminal(quiet: bool) -> SharedProgress {
-    if quiet || !std::io::stderr().is_terminal() {
+    if quiet || crate::output::quiet() || !std::io::stderr().is_terminal() {
         return Arc::new(NoProgress);
     }
     Arc::new(Bars {

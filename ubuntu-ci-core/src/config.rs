@@ -367,28 +367,39 @@ impl Config {
         xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("ubuntu-ci").join("config.toml"))
     }
 
-    /// Reads `path`, or the default file when `path` is `None` (a missing default file is
-    /// an empty config; a missing named file is an error).
+    /// The system-wide config file, read under the user's: `/etc/ubuntu-ci/config.toml`,
+    /// or the file `UBUNTU_CI_SYSTEM_CONFIG` names.
+    pub fn system_path() -> PathBuf {
+        std::env::var_os("UBUNTU_CI_SYSTEM_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(SYSTEM_CONFIG), PathBuf::from)
+    }
+
+    /// Reads the system-wide file ([`Config::system_path`]), then `path` (or the user's
+    /// default file when `path` is `None`) over it: a key set in both takes the second
+    /// one's value, section by section. A missing system or default file counts as empty;
+    /// a missing named file is an error.
     ///
     /// # Errors
-    /// `InvalidInput` for malformed TOML or unknown keys; `NotFound` for a named file that
-    /// does not exist.
+    /// `InvalidInput` for malformed TOML or unknown keys (naming the file); `NotFound` for
+    /// a named file that does not exist.
     pub fn load(path: Option<&Path>) -> Result<Config> {
-        let (path, required) = match path {
-            Some(path) => (path.to_path_buf(), true),
+        let mut merged = read_table(&Config::system_path(), false)?.unwrap_or_default();
+        let user = match path {
+            Some(path) => read_table(path, true)?,
             None => match Config::default_path() {
-                Some(path) => (path, false),
-                None => return Ok(Config::default()),
+                Some(path) => read_table(&path, false)?,
+                None => None,
             },
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                return Ok(Config::default())
-            }
-            Err(e) => return Err(Error::from(e).with_resource(path.display().to_string())),
-        };
-        Config::parse(&text).map_err(|e| e.with_resource(path.display().to_string()))
+        if let Some(user) = user {
+            merge_tables(&mut merged, user);
+        }
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                Error::invalid(format!("bad configuration: {}", e.message()))
+            })
     }
 
     /// Overrides settings with the `UBUNTU_CI_*` environment variables that are set:
@@ -458,8 +469,7 @@ impl Config {
         self.owner.clone().or_else(|| {
             std::env::var("DEBEMAIL")
                 .ok()
-                .map(|v| debemail_address(&v))
-                .filter(|v| !v.is_empty())
+                .and_then(|v| crate::model::person_address("DEBEMAIL", &v).ok())
         })
     }
 
@@ -752,16 +762,71 @@ fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
 }
 
 /// The address of a `DEBEMAIL` value, which may be `Name <addr>` or just `addr`.
-fn debemail_address(value: &str) -> String {
-    match (value.find('<'), value.rfind('>')) {
-        (Some(start), Some(end)) if start < end => value[start + 1..end].trim().to_owned(),
-        _ => value.trim().to_owned(),
+/// The system-wide config file.
+pub const SYSTEM_CONFIG: &str = "/etc/ubuntu-ci/config.toml";
+
+/// The TOML table of the file at `path`, checked as a whole configuration on its own (so
+/// that an error names the file it is in); `None` for a missing file that is not
+/// `required`.
+fn read_table(path: &Path, required: bool) -> Result<Option<toml::Table>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        Err(e) => return Err(Error::from(e).with_resource(path.display().to_string())),
+    };
+    let resource = || path.display().to_string();
+    Config::parse(&text).map_err(|e| e.with_resource(resource()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        Error::invalid(format!("bad configuration: {}", e.message())).with_resource(resource())
+    })?;
+    Ok(Some(table))
+}
+
+/// Puts `over`'s keys into `base`: tables are merged key by key, other values replaced.
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(value)) => {
+                merge_tables(inner, value);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_system_file_is_read_under_the_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = dir.path().join("system.toml");
+        let user = dir.path().join("user.toml");
+        std::fs::write(
+            &system,
+            "owner = \"ci@example.com\"\nserver = \"http://ci:8000/\"\n[lander]\nbuilds = 4\ntests = 2\n",
+        )
+        .unwrap();
+        std::fs::write(&user, "owner = \"jane@example.com\"\n[lander]\ntests = 1\n").unwrap();
+        let mut merged = read_table(&system, true).unwrap().unwrap();
+        merge_tables(&mut merged, read_table(&user, true).unwrap().unwrap());
+        let config: Config = toml::Value::Table(merged).try_into().unwrap();
+        assert_eq!(config.owner.as_deref(), Some("jane@example.com"));
+        assert_eq!(config.server.as_deref(), Some("http://ci:8000/"));
+        assert_eq!(config.lander.builds, Some(4), "kept from the system file");
+        assert_eq!(config.lander.tests, Some(1), "the user's value wins");
+        // A bad file is named in the error; a missing optional one is empty.
+        std::fs::write(&system, "colour = 1\n").unwrap();
+        let err = read_table(&system, false).unwrap_err();
+        assert!(err.to_string().contains("system.toml"), "{err}");
+        assert!(read_table(&dir.path().join("absent"), false)
+            .unwrap()
+            .is_none());
+        assert!(read_table(&dir.path().join("absent"), true).is_err());
+    }
 
     #[test]
     fn config_files_are_strict_toml() {
@@ -897,10 +962,20 @@ mod tests {
 
     #[test]
     fn debemail_may_carry_a_name() {
-        assert_eq!(
-            debemail_address("Jane Dev <jane@example.com>"),
-            "jane@example.com"
-        );
-        assert_eq!(debemail_address("jane@example.com"), "jane@example.com");
+        // default_owner reads DEBEMAIL through the owner rule of the model.
+        for (value, owner) in [
+            ("Jane Dev <jane@example.com>", Some("jane@example.com")),
+            ("jane@example.com", Some("jane@example.com")),
+            ("Jane Dev <jane@example.com", None),
+            ("", None),
+        ] {
+            assert_eq!(
+                crate::model::person_address("DEBEMAIL", value)
+                    .ok()
+                    .as_deref(),
+                owner,
+                "{value}"
+            );
+        }
     }
 }

@@ -12,6 +12,16 @@ use serde::Serialize;
 
 use crate::config::Config;
 
+/// Who needs a prerequisite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// ubuntu-ci itself: a missing one breaks a step of a request.
+    Product,
+    /// Only ubuntu-ci's own test suite and benchmarks.
+    Tests,
+}
+
 /// One prerequisite and what was found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
@@ -19,6 +29,8 @@ pub struct Check {
     pub name: String,
     /// What it is needed for.
     pub needed_for: &'static str,
+    /// Who needs it.
+    pub scope: Scope,
     /// Whether it is there.
     pub ok: bool,
     /// What was found, or what is wrong.
@@ -28,38 +40,121 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-/// The programs each step runs, with the Debian package that has them.
-const PROGRAMS: &[(&str, &str, &str)] = &[
+/// The programs ubuntu-ci runs or its tests need: the program, the Debian package that
+/// has it, the oldest version of that package the code relies on (`None`: any), what it is
+/// for, and who needs it.
+const PROGRAMS: &[(&str, &str, Option<&str>, &str, Scope)] = &[
     (
         "dpkg-source",
         "dpkg-dev",
-        "building and checking source packages",
+        Some("1.21"),
+        "checking and unpacking source packages",
+        Scope::Product,
     ),
-    ("dpkg-scanpackages", "dpkg-dev", "the archive tests"),
-    ("apt-get", "apt", "reading archives"),
-    ("gpgv", "gpgv", "apt's signature checks"),
+    (
+        "apt-get",
+        "apt",
+        Some("2.6"),
+        "reading archives",
+        Scope::Product,
+    ),
+    (
+        "gpgv",
+        "gpgv",
+        None,
+        "apt's signature checks",
+        Scope::Product,
+    ),
+    // 0.85: --chroot-mode=unshare with a chroot tarball.
+    (
+        "sbuild",
+        "sbuild",
+        Some("0.85"),
+        "building binary packages",
+        Scope::Product,
+    ),
+    // 1.0: --variant=apt/minbase tarballs made in unshare mode without root.
+    (
+        "mmdebstrap",
+        "mmdebstrap",
+        Some("1.0"),
+        "making build chroots and images",
+        Scope::Product,
+    ),
+    // 5.28: autopkgtest-virt-unshare.
+    (
+        "autopkgtest",
+        "autopkgtest",
+        Some("5.28"),
+        "running DEP-8 tests",
+        Scope::Product,
+    ),
+    (
+        "unshare",
+        "util-linux",
+        None,
+        "autopkgtest's unshare test beds",
+        Scope::Product,
+    ),
+    (
+        "newuidmap",
+        "uidmap",
+        None,
+        "unshare-mode builds",
+        Scope::Product,
+    ),
+    (
+        "newgidmap",
+        "uidmap",
+        None,
+        "unshare-mode builds",
+        Scope::Product,
+    ),
+    (
+        "zstd",
+        "zstd",
+        None,
+        "chroot and image tarballs",
+        Scope::Product,
+    ),
+    (
+        "dpkg-scanpackages",
+        "dpkg-dev",
+        None,
+        "the archive tests",
+        Scope::Tests,
+    ),
     (
         "gpg",
         "gnupg",
-        "signing uploads (debsign) and the signature tests",
+        None,
+        "signing uploads in the signature tests",
+        Scope::Tests,
     ),
-    ("sbuild", "sbuild", "building binary packages"),
     (
-        "mmdebstrap",
-        "mmdebstrap",
-        "making build chroots and images",
+        "apt-ftparchive",
+        "apt-utils",
+        None,
+        "the archive benchmark",
+        Scope::Tests,
     ),
-    ("autopkgtest", "autopkgtest", "running DEP-8 tests"),
-    ("unshare", "util-linux", "autopkgtest's unshare test beds"),
-    ("newuidmap", "uidmap", "unshare-mode builds"),
-    ("newgidmap", "uidmap", "unshare-mode builds"),
 ];
 
-/// Runs every check for `config`.
-pub async fn run(config: &Config) -> Vec<Check> {
+/// Runs every check for `config`: what ubuntu-ci needs, then (with `tests`) what its test
+/// suite needs besides.
+pub async fn run(config: &Config, tests: bool) -> Vec<Check> {
     let mut checks = Vec::new();
-    for (program, package, needed_for) in PROGRAMS {
-        checks.push(program_check(program, package, needed_for));
+    for (program, package, min_version, needed_for, scope) in PROGRAMS {
+        if *scope == Scope::Tests && !tests {
+            continue;
+        }
+        checks.push(program_check(
+            program,
+            package,
+            *min_version,
+            needed_for,
+            *scope,
+        ));
     }
     let user = current_user();
     for file in ["/etc/subuid", "/etc/subgid"] {
@@ -72,25 +167,67 @@ pub async fn run(config: &Config) -> Vec<Check> {
     checks
 }
 
-fn program_check(program: &str, package: &str, needed_for: &'static str) -> Check {
-    match find_program(program) {
-        Some(path) => Check {
-            name: program.to_owned(),
-            needed_for,
-            ok: true,
-            detail: path.display().to_string(),
-            fix: None,
-        },
-        None => Check {
-            name: program.to_owned(),
-            needed_for,
-            ok: false,
-            detail: "not found on PATH".to_owned(),
-            fix: Some(format!(
-                "sudo apt-get install --no-install-recommends {package}"
+fn program_check(
+    program: &str,
+    package: &str,
+    min_version: Option<&str>,
+    needed_for: &'static str,
+    scope: Scope,
+) -> Check {
+    let check = |ok: bool, detail: String, fix: Option<String>| Check {
+        name: program.to_owned(),
+        needed_for,
+        scope,
+        ok,
+        detail,
+        fix,
+    };
+    let install = format!("sudo apt-get install --no-install-recommends {package}");
+    let Some(path) = find_program(program) else {
+        return check(false, "not found on PATH".to_owned(), Some(install));
+    };
+    let Some(min_version) = min_version else {
+        return check(true, path.display().to_string(), None);
+    };
+    match installed_version(package) {
+        Some(version) if crate::archive::version::compare(&version, min_version).is_lt() => check(
+            false,
+            format!(
+                "{} ({package} {version}; {min_version} or later is needed)",
+                path.display()
+            ),
+            Some(format!(
+                "install {package} {min_version} or later (from bookworm or backports)"
             )),
-        },
+        ),
+        Some(version) => check(
+            true,
+            format!("{} ({package} {version})", path.display()),
+            None,
+        ),
+        // Not installed by dpkg (a local build): the version cannot be told.
+        None => check(
+            true,
+            format!(
+                "{} (not from a Debian package: version not checked)",
+                path.display()
+            ),
+            None,
+        ),
     }
+}
+
+/// The installed version of the Debian package `package`, from dpkg's database.
+pub fn installed_version(package: &str) -> Option<String> {
+    let output = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${Status}\t${Version}", package])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    let (status, version) = text.split_once('\t')?;
+    (output.status.success() && status.ends_with(" installed") && !version.is_empty())
+        .then(|| version.to_owned())
 }
 
 /// Where `program` is on `PATH`.
@@ -142,6 +279,7 @@ pub fn subordinate_ids(file: &Path, user: &str) -> Check {
             return Check {
                 name,
                 needed_for,
+                scope: Scope::Product,
                 ok: false,
                 detail: format!("cannot read it: {e}"),
                 fix,
@@ -162,6 +300,7 @@ pub fn subordinate_ids(file: &Path, user: &str) -> Check {
         Check {
             name,
             needed_for,
+            scope: Scope::Product,
             ok: true,
             detail: format!("{user} has {count} subordinate ids"),
             fix: None,
@@ -170,6 +309,7 @@ pub fn subordinate_ids(file: &Path, user: &str) -> Check {
         Check {
             name,
             needed_for,
+            scope: Scope::Product,
             ok: false,
             detail: format!("{user} has {count} subordinate ids, {SUBORDINATE_IDS} are needed"),
             fix,
@@ -205,6 +345,7 @@ fn user_namespaces() -> Check {
     Check {
         name: "user namespaces".to_owned(),
         needed_for: "unshare-mode builds (sbuild, mmdebstrap)",
+        scope: Scope::Product,
         ok,
         detail,
         fix,
@@ -253,6 +394,7 @@ async fn overlay_in_user_namespaces() -> Check {
         Ok(()) => Check {
             name: "overlay in user namespaces".to_owned(),
             needed_for,
+            scope: Scope::Product,
             ok: true,
             detail: "an overlay mounts in a user namespace".to_owned(),
             fix: None,
@@ -260,6 +402,7 @@ async fn overlay_in_user_namespaces() -> Check {
         Err(err) => Check {
             name: "overlay in user namespaces".to_owned(),
             needed_for,
+            scope: Scope::Product,
             ok: false,
             detail: format!("an overlay could not be mounted in a user namespace: {err}"),
             fix: Some(
@@ -277,6 +420,7 @@ fn data_dir(config: &Config) -> Check {
             return Check {
                 name: "data dir".to_owned(),
                 needed_for,
+                scope: Scope::Product,
                 ok: false,
                 detail: e.to_string(),
                 fix: Some("set --data-dir or UBUNTU_CI_DATA_DIR".to_owned()),
@@ -289,6 +433,7 @@ fn data_dir(config: &Config) -> Check {
     Check {
         name: "data dir".to_owned(),
         needed_for,
+        scope: Scope::Product,
         ok: writable.is_ok(),
         detail: match &writable {
             Ok(()) => format!("{} is writable", dir.display()),
@@ -322,6 +467,7 @@ async fn services(config: &Config) -> Check {
     Check {
         name: "services".to_owned(),
         needed_for,
+        scope: Scope::Product,
         ok: result.is_ok(),
         detail: match &result {
             Ok(()) => format!("{target}: tickets and store answer"),
@@ -360,12 +506,34 @@ mod tests {
     fn programs_are_found_on_the_path() {
         assert!(find_program("sh").is_some());
         assert!(find_program("surely-not-a-program-xyz").is_none());
-        let check = program_check("surely-not-a-program-xyz", "xyz", "tests");
+        let check = program_check(
+            "surely-not-a-program-xyz",
+            "xyz",
+            None,
+            "tests",
+            Scope::Tests,
+        );
         assert!(!check.ok);
         assert_eq!(
             check.fix.as_deref(),
             Some("sudo apt-get install --no-install-recommends xyz")
         );
+    }
+
+    #[test]
+    fn versions_are_checked_against_the_oldest_the_code_relies_on() {
+        // dpkg-query itself comes with dpkg, on every Debian system.
+        let version = installed_version("dpkg").expect("dpkg is installed");
+        let new_enough = program_check("dpkg-query", "dpkg", Some("1.0"), "x", Scope::Product);
+        assert!(new_enough.ok, "{new_enough:?}");
+        assert!(new_enough.detail.contains(&version), "{new_enough:?}");
+        let too_old = program_check("dpkg-query", "dpkg", Some("99:1"), "x", Scope::Product);
+        assert!(!too_old.ok);
+        assert!(
+            too_old.detail.contains("99:1 or later is needed"),
+            "{too_old:?}"
+        );
+        assert!(installed_version("surely-not-a-package-xyz").is_none());
     }
 
     #[tokio::test]
@@ -375,7 +543,7 @@ mod tests {
             data_dir: Some(dir.path().to_path_buf()),
             ..Config::default()
         };
-        let checks = run(&config).await;
+        let checks = run(&config, true).await;
         for name in ["data dir", "services", "overlay in user namespaces"] {
             let check = checks.iter().find(|c| c.name == name).unwrap();
             assert!(check.ok, "{check:?}");

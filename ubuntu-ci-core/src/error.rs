@@ -192,8 +192,21 @@ impl fmt::Display for Error {
             write!(f, "{resource}: ")?;
         }
         f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+        // The whole chain of causes: a transport error says "error sending request", its
+        // cause "connection refused". A cause whose text its parent already printed is
+        // left out.
+        let mut said = String::new();
+        let mut next: Option<&(dyn std::error::Error + 'static)> = self
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static));
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !text.is_empty() && !said.contains(&text) {
+                write!(f, ": {text}")?;
+                said = text;
+            }
+            next = cause.source();
         }
         Ok(())
     }
@@ -297,5 +310,28 @@ mod tests {
         let err = Error::from(io).with_resource("hello.dsc");
         assert_eq!(err.kind(), ErrorKind::NotFound);
         assert_eq!(err.to_string(), "hello.dsc: I/O error: gone");
+    }
+
+    #[test]
+    fn display_follows_the_chain_of_causes() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("error sending request")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let err = Error::unavailable("request failed").with_source(Outer(refused));
+        assert_eq!(
+            err.to_string(),
+            "request failed: error sending request: connection refused"
+        );
     }
 }

@@ -589,15 +589,44 @@ pub struct NewTicket {
 impl NewTicket {
     /// Checks the fields and normalises the bug reference; the stored form is returned.
     pub fn validate(mut self) -> Result<NewTicket> {
-        check_short("owner", &self.owner)?;
-        if self.owner.chars().any(char::is_whitespace) {
-            return Err(Error::invalid("owner: must not contain spaces"));
-        }
+        self.owner = person_address("owner", &self.owner)?;
         check_short("title", &self.title)?;
         check_long("description", &self.description)?;
         self.bug_id = normalise_bug(&self.bug_id)?;
         Ok(self)
     }
+}
+
+/// The address that stands for a person (an owner, an assignee): `Jane Dev
+/// <jane@example.com>` (the form of `Maintainer:`, `DEBEMAIL` and dch) gives
+/// `jane@example.com`; an address or a Launchpad id alone is taken as it is.
+///
+/// # Errors
+/// `InvalidInput` naming `field` when the text is empty, too long, holds spaces outside a
+/// name, or has a `<` without a matching `>`.
+pub fn person_address(field: &str, text: &str) -> Result<String> {
+    let text = text.trim();
+    let address = match (text.find('<'), text.rfind('>')) {
+        (None, None) => text,
+        (Some(start), Some(end)) if start < end && text[end + 1..].trim().is_empty() => {
+            text[start + 1..end].trim()
+        }
+        _ => {
+            return Err(Error::invalid(format!(
+                "{field}: {text:?} is neither an address nor of the form \"Name <address>\""
+            )))
+        }
+    };
+    check_short(field, address)?;
+    if address
+        .chars()
+        .any(|c| c.is_whitespace() || c == '<' || c == '>')
+    {
+        return Err(Error::invalid(format!(
+            "{field}: {address:?} must not contain spaces (give an address, or \"Name <address>\")"
+        )));
+    }
+    Ok(address.to_owned())
 }
 
 /// The URL of Launchpad bug `number`.
@@ -674,8 +703,8 @@ pub struct NewSubticket {
 
 impl NewSubticket {
     /// Checks the fields.
-    pub fn validate(self) -> Result<NewSubticket> {
-        check_short("assignee", &self.assignee)?;
+    pub fn validate(mut self) -> Result<NewSubticket> {
+        self.assignee = person_address("assignee", &self.assignee)?;
         Ok(self)
     }
 }
@@ -855,6 +884,21 @@ impl PageRequest {
             limit: limit.clamp(1, Self::MAX_LIMIT),
             offset,
         }
+    }
+
+    /// A page request as a client asks for it: the one rule of every list, the CLI's and
+    /// the API's alike.
+    ///
+    /// # Errors
+    /// `InvalidInput` unless `limit` is 1 to [`Self::MAX_LIMIT`].
+    pub fn checked(limit: u32, offset: u64) -> Result<PageRequest> {
+        if limit == 0 || limit > Self::MAX_LIMIT {
+            return Err(Error::invalid(format!(
+                "limit: must be 1 to {} (got {limit})",
+                Self::MAX_LIMIT
+            )));
+        }
+        Ok(PageRequest { limit, offset })
     }
 
     /// Everything up to [`Self::MAX_LIMIT`] objects.
@@ -1093,6 +1137,44 @@ mod tests {
             bug_id: String::new(),
         };
         assert!(empty_title.validate().is_err());
+    }
+
+    #[test]
+    fn owners_and_assignees_take_the_name_and_address_form() {
+        for (given, stored) in [
+            ("jane@example.com", "jane@example.com"),
+            ("Jane Dev <jane@example.com>", "jane@example.com"),
+            ("  \"Dev, Jane\" <jane@example.com>  ", "jane@example.com"),
+            ("<jane@example.com>", "jane@example.com"),
+            ("jane-dev", "jane-dev"),
+        ] {
+            let t = NewTicket {
+                owner: given.into(),
+                title: "t".into(),
+                description: String::new(),
+                bug_id: String::new(),
+            };
+            assert_eq!(t.validate().unwrap().owner, stored, "{given}");
+            let s = NewSubticket {
+                source_package_upload: Uri::new(1),
+                ticket: Uri::new(1),
+                assignee: given.into(),
+            };
+            assert_eq!(s.validate().unwrap().assignee, stored, "{given}");
+        }
+        for bad in [
+            "Jane Dev",
+            "Jane <jane@example.com",
+            "Jane jane@example.com>",
+            "Jane <> ",
+            "Jane <jane@example.com> trailing",
+            "Jane <a b@example.com>",
+            "",
+        ] {
+            let err = person_address("owner", bad).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{bad}");
+            assert!(err.to_string().starts_with("owner"), "{err}");
+        }
     }
 
     #[test]

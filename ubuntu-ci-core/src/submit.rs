@@ -76,7 +76,8 @@ impl CreateTicket {
         self
     }
 
-    /// Sets the Launchpad bug: a number or a URL.
+    /// Sets the Launchpad bug: a number or a URL. Without one, the ticket takes the first
+    /// bug the uploads' `.changes` say they fix (`Launchpad-Bugs-Fixed`, else `Closes`).
     #[must_use]
     pub fn with_bug(mut self, bug: impl Into<String>) -> CreateTicket {
         self.ticket.bug_id = bug.into();
@@ -128,6 +129,16 @@ impl CreateTicket {
             uploads.push(upload);
         }
         check_no_clashes(&uploads)?;
+        // No bug given: the first the uploads say they fix (Launchpad-Bugs-Fixed, Closes).
+        let mut new_ticket = new_ticket;
+        if new_ticket.bug_id.is_empty() {
+            if let Some(bug) = uploads
+                .iter()
+                .find_map(|u| u.changes.bugs_fixed().into_iter().next())
+            {
+                new_ticket.bug_id = bug;
+            }
+        }
         let mut existing = Vec::with_capacity(uploads.len());
         for upload in &uploads {
             existing.push(find_spu(services, upload).await?);

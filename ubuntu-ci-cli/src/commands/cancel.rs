@@ -8,7 +8,8 @@ use ubuntu_ci_core::Error;
 /// Arguments of `cancel`.
 #[derive(Debug, Args)]
 pub struct CancelArgs {
-    /// The ticket (its number)
+    /// The ticket (its id or URI)
+    #[arg(value_parser = crate::cli::ticket_id)]
     pub ticket: i64,
 }
 

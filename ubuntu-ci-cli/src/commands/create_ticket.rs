@@ -11,7 +11,7 @@ use ubuntu_ci_core::queue::QueueName;
 use ubuntu_ci_core::submit::CreateTicket;
 use ubuntu_ci_core::Error;
 
-use crate::output;
+use crate::output::{self, note};
 
 /// Arguments of `create-ticket`.
 #[derive(Debug, Args)]
@@ -90,7 +90,7 @@ pub async fn run(config: &Config, json: bool, args: CreateTicketArgs) -> anyhow:
         .await?;
     let id = ticket.ticket.id;
     if !json {
-        eprintln!(
+        note!(
             "==> ticket {id}: {}",
             config.resource_url(&ticket.ticket.resource_uri.to_string())?
         );
@@ -154,7 +154,7 @@ async fn through_server(
         return Ok(());
     }
     if !json {
-        eprintln!("==> ticket {id}: {url} (its lander runs on {server})");
+        note!("==> ticket {id}: {url} (its lander runs on {server})");
     }
     let result = crate::commands::status::follow_ticket(services, &ticket, json).await;
     if !json {

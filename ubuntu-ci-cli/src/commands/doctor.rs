@@ -1,25 +1,49 @@
 //! `ubuntu-ci doctor`: checks this machine's prerequisites and says how to fix what is
 //! missing.
 
+use clap::Args;
 use ubuntu_ci_core::config::Config;
-use ubuntu_ci_core::{doctor, Error};
+use ubuntu_ci_core::doctor::{self, Scope};
 
+use crate::exit::PrerequisitesMissing;
 use crate::output;
 
-/// Runs `doctor`; fails (exit 9, unsupported) when a prerequisite is missing.
-pub async fn run(config: &Config, json: bool) -> anyhow::Result<()> {
-    let checks = doctor::run(config).await;
+/// Arguments of `doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also check what ubuntu-ci's own test suite needs (gpg, dpkg-scanpackages,
+    /// apt-ftparchive)
+    #[arg(long)]
+    pub tests: bool,
+}
+
+/// Runs `doctor`; fails (exit 12) when a prerequisite is missing.
+pub async fn run(config: &Config, json: bool, args: DoctorArgs) -> anyhow::Result<()> {
+    let checks = doctor::run(config, args.tests).await;
     if json {
         output::json(&checks)?;
     } else {
-        for check in &checks {
-            let mark = if check.ok { "ok     " } else { "MISSING" };
-            println!(
-                "{mark} {:<20} {}  ({})",
-                check.name, check.detail, check.needed_for
-            );
-            if let Some(fix) = &check.fix {
-                println!("        fix: {fix}");
+        for (scope, heading) in [
+            (Scope::Product, "What ubuntu-ci needs:"),
+            (Scope::Tests, "What its test suite needs besides:"),
+        ] {
+            if !checks.iter().any(|c| c.scope == scope) {
+                continue;
+            }
+            println!("{}", output::bold(heading));
+            for check in checks.iter().filter(|c| c.scope == scope) {
+                let mark = if check.ok {
+                    output::green("ok     ")
+                } else {
+                    output::red("MISSING")
+                };
+                println!(
+                    "{mark} {:<20} {}  ({})",
+                    check.name, check.detail, check.needed_for
+                );
+                if let Some(fix) = &check.fix {
+                    println!("        fix: {fix}");
+                }
             }
         }
     }
@@ -30,10 +54,6 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<()> {
         }
         Ok(())
     } else {
-        Err(Error::unsupported(format!(
-            "{missing} prerequisite{} missing on this machine; see the fixes above",
-            if missing == 1 { " is" } else { "s are" }
-        ))
-        .into())
+        Err(PrerequisitesMissing(missing).into())
     }
 }

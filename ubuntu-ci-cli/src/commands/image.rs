@@ -54,7 +54,7 @@ pub struct BuildArgs {
     #[arg(long)]
     pub arch: Option<String>,
     /// The ticket the image is for (stored in ticket.<id>.images, recorded as artifacts)
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::ticket_id)]
     pub ticket: Option<i64>,
     /// ROOTFS or CLOUD (not supported here)
     #[arg(long = "type", default_value = "ROOTFS")]

@@ -5,6 +5,7 @@ pub mod cancel;
 pub mod create_ticket;
 pub mod doctor;
 pub mod image;
+pub mod manual;
 pub mod ppa;
 pub mod request;
 pub mod retry;
@@ -35,6 +36,15 @@ pub fn config(global: &Global) -> anyhow::Result<Config> {
 
 /// Runs the chosen subcommand.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Generated from the command line's definition alone: no configuration needed.
+    match &cli.command {
+        Command::Completions(args) => {
+            manual::completions(args);
+            return Ok(());
+        }
+        Command::Man(args) => return manual::man(args),
+        _ => {}
+    }
     let config = config(&cli.global)?;
     let json = cli.global.json;
     match cli.command {
@@ -42,7 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ticket(command) => ticket::run(&config, json, command).await,
         Command::Store(command) => store::run(&config, json, command).await,
         Command::Ppa(command) => ppa::run(&config, json, command).await,
-        Command::Doctor => doctor::run(&config, json).await,
+        Command::Doctor(args) => doctor::run(&config, json, args).await,
         Command::Build(args) => build::run(&config, json, args).await,
         Command::Image(command) => image::run(&config, json, command).await,
         Command::Test(args) => test::run(&config, json, args).await,
@@ -50,5 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cancel(args) => cancel::run(&config, json, args).await,
         Command::Retry(args) => retry::run(&config, json, args).await,
         Command::Status(args) => status::run(&config, json, args).await,
+        // Handled above, before the configuration is read.
+        Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }

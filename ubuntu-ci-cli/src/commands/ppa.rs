@@ -8,7 +8,7 @@ use ubuntu_ci_core::archive::{self, PublishReport, PublishedPackage};
 use ubuntu_ci_core::config::{Config, Services};
 use ubuntu_ci_core::ppa::{Ppa, PpaName};
 
-use crate::output;
+use crate::output::{self, note};
 
 /// Subcommands of `ppa`.
 #[derive(Debug, Subcommand)]
@@ -17,20 +17,20 @@ pub enum PpaCommand {
     List,
     /// Get the PPA of a ticket (the one it holds, else a free one), ready for apt
     Get {
-        /// The ticket's id
-        #[arg(long)]
+        /// The ticket (its id or URI)
+        #[arg(long, value_parser = crate::cli::ticket_id)]
         ticket: i64,
     },
     /// Extend a ticket's lease of its PPA
     Renew {
-        /// The ticket's id
-        #[arg(long)]
+        /// The ticket (its id or URI)
+        #[arg(long, value_parser = crate::cli::ticket_id)]
         ticket: i64,
     },
     /// Give back a ticket's PPA: it is emptied and lent again
     Release {
-        /// The ticket's id
-        #[arg(long)]
+        /// The ticket (its id or URI)
+        #[arg(long, value_parser = crate::cli::ticket_id)]
         ticket: i64,
     },
     /// Publish a source upload (_source.changes) or binary packages (.deb) into a PPA
@@ -58,9 +58,9 @@ pub enum PpaCommand {
         ppa: PpaName,
         /// The package name
         name: String,
-        /// Only this version
-        #[arg(long)]
-        version: Option<String>,
+        /// Only this version (default: every version)
+        #[arg(value_name = "VERSION")]
+        package_version: Option<String>,
         /// The series (default: the configured one)
         #[arg(long)]
         series: Option<String>,
@@ -73,9 +73,9 @@ pub enum PpaCommand {
         to: PpaName,
         /// The source package name
         name: String,
-        /// Only this version
-        #[arg(long)]
-        version: Option<String>,
+        /// Only this version (default: every version)
+        #[arg(value_name = "VERSION")]
+        package_version: Option<String>,
         /// The series (default: the configured one)
         #[arg(long)]
         series: Option<String>,
@@ -142,7 +142,7 @@ pub async fn run(config: &Config, json: bool, command: PpaCommand) -> anyhow::Re
         }
         PpaCommand::Get { ticket } => {
             if !json {
-                eprintln!("Getting a PPA for ticket {ticket} (waits while all are busy)…");
+                note!("Getting a PPA for ticket {ticket} (waits while all are busy)…");
             }
             let ppa = services.ready_ppa(ticket).await?;
             print_ppa(&locate(config, &services, ppa), json)
@@ -178,12 +178,12 @@ pub async fn run(config: &Config, json: bool, command: PpaCommand) -> anyhow::Re
         PpaCommand::Remove {
             ppa,
             name,
-            version,
+            package_version,
             series,
         } => {
             let report = services
                 .archives
-                .remove_package(&ppa, series.as_deref(), &name, version.as_deref())
+                .remove_package(&ppa, series.as_deref(), &name, package_version.as_deref())
                 .await?;
             print_report(&report, json)
         }
@@ -191,12 +191,18 @@ pub async fn run(config: &Config, json: bool, command: PpaCommand) -> anyhow::Re
             from,
             to,
             name,
-            version,
+            package_version,
             series,
         } => {
             let report = services
                 .archives
-                .copy_package(&from, &to, series.as_deref(), &name, version.as_deref())
+                .copy_package(
+                    &from,
+                    &to,
+                    series.as_deref(),
+                    &name,
+                    package_version.as_deref(),
+                )
                 .await?;
             print_report(&report, json)
         }

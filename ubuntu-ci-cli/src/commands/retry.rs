@@ -7,10 +7,13 @@ use ubuntu_ci_core::lander::remote::HttpLanders;
 use ubuntu_ci_core::queue::QueueName;
 use ubuntu_ci_core::Error;
 
+use crate::output::note;
+
 /// Arguments of `retry`.
 #[derive(Debug, Args)]
 pub struct RetryArgs {
-    /// The ticket (its number)
+    /// The ticket (its id or URI)
+    #[arg(value_parser = crate::cli::ticket_id)]
     pub ticket: i64,
 }
 
@@ -30,9 +33,10 @@ pub async fn run(config: &Config, json: bool, args: RetryArgs) -> anyhow::Result
             .retry(args.ticket)
             .await?;
         if !json {
-            eprintln!(
+            note!(
                 "==> ticket {}: retrying from {} on {server}",
-                args.ticket, status.progress.step
+                args.ticket,
+                status.progress.step
             );
         }
         let ticket = services.tickets.get_ticket(args.ticket).await?;
@@ -46,7 +50,7 @@ pub async fn run(config: &Config, json: bool, args: RetryArgs) -> anyhow::Result
     let messages = services.queues.subscribe(&queue, None).await?;
     let handle = lander.retry(args.ticket, Some(queue)).await?;
     if let (false, Some(step)) = (json, stopped_at) {
-        eprintln!("==> ticket {}: retrying from {step}", args.ticket);
+        note!("==> ticket {}: retrying from {step}", args.ticket);
     }
     crate::commands::request::follow_request(
         config,

@@ -15,8 +15,9 @@ use crate::output;
 /// Arguments of `status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The ticket's id (or URI)
-    pub ticket: String,
+    /// The ticket (its id or URI)
+    #[arg(value_parser = crate::cli::ticket_id)]
+    pub ticket: i64,
     /// Then print its progress as it comes, until it ends; exit 0 when it completed, 10
     /// when tests failed, 11 when it stopped at another step
     #[arg(long, short = 'f')]
@@ -26,11 +27,15 @@ pub struct StatusArgs {
 /// Runs `status`.
 pub async fn run(config: &Config, json: bool, args: StatusArgs) -> anyhow::Result<()> {
     let services = config.connect(None).await?;
-    let id = ubuntu_ci_core::model::Uri::<ubuntu_ci_core::model::Ticket>::parse(&args.ticket)?.id();
+    let id = args.ticket;
     let ticket = services.tickets.get_ticket(id).await?;
     let request = request_status(config, &services, id).await?;
-    if json {
-        output::json(&serde_json::json!({"ticket": ticket.ticket, "request": request}))?;
+    let status = serde_json::json!({"ticket": ticket.ticket, "request": request});
+    if json && args.follow {
+        // A stream: one JSON object per line, this one first.
+        output::json_line(&status)?;
+    } else if json {
+        output::json(&status)?;
     } else {
         show(&ticket, request.as_ref());
     }
@@ -71,7 +76,7 @@ pub async fn follow_ticket(
     while let Some(event) = events.next().await {
         let event = event?;
         if json {
-            output::json(&event)?;
+            output::json_line(&event)?;
         } else {
             println!(
                 "{}  {:<14} {:<11} {}",
@@ -125,7 +130,17 @@ pub fn show_request(request: Option<&RequestStatus>) {
     } else {
         "under way".to_owned()
     };
-    println!("request: {state} at {} (series {})", p.step, p.series);
+    // Under way, the step it is in is its ticket's: `progress` is saved as steps end.
+    let step = match (&request.current, request.finished) {
+        (Some(current), false) => current.step,
+        _ => p.step,
+    };
+    println!("request: {state} at {step} (series {})", p.series);
+    if let (Some(current), false) = (&request.current, request.finished) {
+        if !current.activity.is_empty() && request.waiting.is_none() {
+            println!("  doing: {}", current.activity);
+        }
+    }
     if let Some(reason) = &p.reason {
         println!("  reason: {reason}");
     }

@@ -13,9 +13,10 @@ pub enum TicketCommand {
     /// Show a ticket with its subtickets, artifacts and progress
     Show {
         /// The ticket's id (or URI)
-        id: String,
+        #[arg(value_parser = crate::cli::ticket_id)]
+        id: i64,
     },
-    /// List tickets
+    /// List tickets, newest first
     List {
         /// Only this owner's tickets
         #[arg(long)]
@@ -29,8 +30,8 @@ pub enum TicketCommand {
         /// Only tickets whose step has this status (PENDING, IN_PROGRESS, SUCCEEDED, FAILED, …)
         #[arg(long)]
         status: Option<String>,
-        /// At most this many
-        #[arg(long, default_value_t = 20)]
+        /// At most this many (1 to 1000), newest first
+        #[arg(long, default_value_t = PageRequest::DEFAULT_LIMIT)]
         limit: u32,
         /// Skip this many first
         #[arg(long, default_value_t = 0)]
@@ -39,15 +40,12 @@ pub enum TicketCommand {
     /// Print a ticket's events as they happen, until it closes
     Watch {
         /// The ticket's id (or URI)
-        id: String,
+        #[arg(value_parser = crate::cli::ticket_id)]
+        id: i64,
         /// Only events after this event id
         #[arg(long)]
         after: Option<i64>,
     },
-}
-
-fn ticket_id(text: &str) -> anyhow::Result<i64> {
-    Ok(ubuntu_ci_core::model::Uri::<ubuntu_ci_core::model::Ticket>::parse(text)?.id())
 }
 
 /// Runs `ticket …`.
@@ -55,7 +53,7 @@ pub async fn run(config: &Config, json: bool, command: TicketCommand) -> anyhow:
     let services = config.connect(None).await?;
     match command {
         TicketCommand::Show { id } => {
-            let ticket = services.tickets.get_ticket(ticket_id(&id)?).await?;
+            let ticket = services.tickets.get_ticket(id).await?;
             if json {
                 output::json(&ticket)
             } else {
@@ -83,7 +81,7 @@ pub async fn run(config: &Config, json: bool, command: TicketCommand) -> anyhow:
             };
             let page = services
                 .tickets
-                .list_tickets(filter, PageRequest::new(limit, offset))
+                .list_tickets(filter, PageRequest::checked(limit, offset)?)
                 .await?;
             if json {
                 return output::json(&page);
@@ -110,7 +108,7 @@ pub async fn run(config: &Config, json: bool, command: TicketCommand) -> anyhow:
             Ok(())
         }
         TicketCommand::Watch { id, after } => {
-            let mut events = services.tickets.events(ticket_id(&id)?, after).await?;
+            let mut events = services.tickets.events(id, after).await?;
             while let Some(event) = events.next().await {
                 let event = event?;
                 if json {

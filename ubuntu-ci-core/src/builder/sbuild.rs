@@ -137,7 +137,7 @@ impl SourceBuilder for SbuildBuilder {
                 Done::completed(results)
             }
             Err(failure) => {
-                let mut done = Done::failed(failure.reason);
+                let mut done = Done::failed(failure.reason).with_error_kind(failure.kind);
                 if let Some(log) = failure.log {
                     done.results.insert("build_log".into(), log.into());
                 }
@@ -151,12 +151,16 @@ impl SourceBuilder for SbuildBuilder {
 /// Why a build failed, and its log when there is one.
 struct Failure {
     reason: String,
+    /// The error's kind when the work was refused or broke (bad input, a missing
+    /// object), rather than ran and failed.
+    kind: Option<crate::ErrorKind>,
     log: Option<String>,
 }
 
 impl From<Error> for Failure {
     fn from(err: Error) -> Failure {
         Failure {
+            kind: Some(err.kind()),
             reason: err.to_string(),
             log: None,
         }
@@ -236,6 +240,7 @@ impl SbuildBuilder {
             .await?;
         if !outcome.succeeded() {
             return Err(Failure {
+                kind: None,
                 reason: failure_reason(&outcome, &what),
                 log: Some(log_url),
             });
@@ -274,6 +279,7 @@ impl SbuildBuilder {
         }
         if debs.is_empty() {
             return Err(Failure {
+                kind: None,
                 reason: format!("sbuild built {what} but left no .deb"),
                 log: built.log,
             });

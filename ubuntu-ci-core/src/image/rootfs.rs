@@ -152,12 +152,16 @@ impl RootfsImageBuilder {
 /// Why an image build failed, with its log when there is one.
 struct Failure {
     reason: String,
+    /// The error's kind when the work was refused or broke (bad input, a missing
+    /// object), rather than ran and failed.
+    kind: Option<crate::ErrorKind>,
     log: Option<String>,
 }
 
 impl From<Error> for Failure {
     fn from(err: Error) -> Failure {
         Failure {
+            kind: Some(err.kind()),
             reason: err.to_string(),
             log: None,
         }
@@ -174,7 +178,7 @@ async fn finish(
     let done = match result {
         Ok(results) => Done::completed(results),
         Err(failure) => {
-            let mut done = Done::failed(failure.reason);
+            let mut done = Done::failed(failure.reason).with_error_kind(failure.kind);
             if let Some(log) = failure.log {
                 done.results.insert("log".into(), log.into());
             }
@@ -186,6 +190,7 @@ async fn finish(
 
 fn cloud_unsupported() -> Failure {
     Failure {
+        kind: Some(crate::ErrorKind::Unsupported),
         reason: "CLOUD (qcow2) images are not supported here: making a bootable disk image \
                  needs root and loop devices (vmdb2), which this builder does not use; \
                  use ROOTFS images"
@@ -294,6 +299,7 @@ impl RootfsImageBuilder {
             .await?;
         if !outcome.succeeded() {
             return Err(Failure {
+                kind: None,
                 reason: format!(
                     "mmdebstrap could not make the {} {arch} base image ({}): {}",
                     request.series,
@@ -509,6 +515,7 @@ impl RootfsImageBuilder {
             .await?;
         if !outcome.succeeded() {
             return Err(Failure {
+                kind: None,
                 reason: install_failure(&outcome, &wanted),
                 log: Some(log_url),
             });
@@ -529,6 +536,7 @@ impl RootfsImageBuilder {
         for name in &wanted {
             let Some(version) = installed.get(name) else {
                 return Err(Failure {
+                    kind: None,
                     reason: format!("{name} is not installed in the image"),
                     log: Some(log_url),
                 });
@@ -536,6 +544,7 @@ impl RootfsImageBuilder {
             if let Some((expected, ppa)) = pinned.get(name) {
                 if version != expected {
                     return Err(Failure {
+                        kind: None,
                         reason: format!(
                             "{name} {version} is installed, but {ppa} carries {expected}"
                         ),

@@ -1357,9 +1357,19 @@ impl Run<'_> {
     /// fetches them.
     async fn uploads(&self) -> Result<Vec<Upload>> {
         let store = &*self.services().store;
-        let urls = &self.request.source_packages;
-        let name = |url: &str| url.rsplit('/').next().unwrap_or(url).to_owned();
-        let changes: Vec<&String> = urls.iter().filter(|u| u.ends_with(".changes")).collect();
+        // Each URL with the object name it stands for, as the store decodes it: the names
+        // a .changes lists are compared with these, never with a URL's encoded segment.
+        let named: Vec<(&String, String)> = self
+            .request
+            .source_packages
+            .iter()
+            .map(|url| Ok((url, source_object(store, url)?.1.as_str().to_owned())))
+            .collect::<Result<_>>()?;
+        let changes: Vec<(&String, &String)> = named
+            .iter()
+            .filter(|(_, name)| name.ends_with(".changes"))
+            .map(|(url, name)| (*url, name))
+            .collect();
         if changes.is_empty() {
             return Err(Error::invalid(
                 "source_packages: no .changes among the URLs; give each upload's \
@@ -1368,12 +1378,11 @@ impl Run<'_> {
         }
         let mut uploads = Vec::new();
         let mut claimed = BTreeSet::new();
-        for changes_url in changes {
-            let changes_name = name(changes_url);
+        for (changes_url, changes_name) in changes {
             let bytes = read_control_file(store, changes_url).await?;
             let changes = crate::upload::Changes::parse(&bytes)
                 .map_err(|e| e.with_resource(changes_name.clone()))?;
-            let mut own = vec![changes_url.clone()];
+            let mut own: Vec<String> = vec![changes_url.to_string()];
             let mut dsc = None;
             if changes.files.len() >= crate::builder::fetch::MAX_SOURCE_FILES {
                 return Err(Error::invalid(format!(
@@ -1389,19 +1398,23 @@ impl Run<'_> {
                         entry.name
                     )));
                 }
-                let Some(url) = urls.iter().find(|u| name(u) == entry.name) else {
+                let Some(url) = named
+                    .iter()
+                    .find(|(_, name)| *name == entry.name)
+                    .map(|(url, _)| *url)
+                else {
                     return Err(Error::invalid(format!(
                         "source_packages: {changes_name} lists {}, which is not among the URLs",
                         entry.name
                     )));
                 };
-                if !claimed.insert(url.clone()) {
+                if !claimed.insert(url.to_string()) {
                     return Err(Error::invalid(format!(
                         "source_packages: {} is listed twice (by one .changes or by two)",
                         entry.name
                     )));
                 }
-                own.push(url.clone());
+                own.push(url.to_string());
                 if changes.dsc().is_some_and(|d| d.name == entry.name) {
                     let bytes = read_control_file(store, url).await?;
                     dsc = Some(crate::upload::check_dsc_bytes(&changes, entry, &bytes)?);
@@ -1432,10 +1445,10 @@ impl Run<'_> {
                 },
             ));
         }
-        let unclaimed: Vec<String> = urls
+        let unclaimed: Vec<&str> = named
             .iter()
-            .filter(|u| !u.ends_with(".changes") && !claimed.contains(*u))
-            .map(|u| name(u))
+            .filter(|(url, name)| !name.ends_with(".changes") && !claimed.contains(*url))
+            .map(|(_, name)| name.as_str())
             .collect();
         if !unclaimed.is_empty() {
             return Err(Error::invalid(format!(

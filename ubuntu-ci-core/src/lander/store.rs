@@ -86,10 +86,26 @@ pub struct RequestStatus {
     /// What it waits for, when it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
+    /// The step it is in now and what it does there, from its ticket: `progress` is saved
+    /// at the end of each step, this as each step starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<CurrentStep>,
     /// When it was submitted (RFC 3339).
     pub created_at: String,
     /// When it last changed (RFC 3339).
     pub updated_at: String,
+}
+
+/// The step a request is in and what it does there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentStep {
+    /// The step (`SOURCE_BUILD`), as its ticket shows it.
+    pub step: crate::model::WorkflowStep,
+    /// Its status (`IN_PROGRESS`).
+    pub status: crate::model::StepStatus,
+    /// What it does: waiting for a slot and its place in line, or the step's last message
+    /// (`building hello-ci 1.0-1`).
+    pub activity: String,
 }
 
 /// What a waiting request waits for, and its place in that queue.
@@ -325,8 +341,11 @@ impl RequestStore for SqlRequestStore {
              r.waiting_since, r.created_at, r.updated_at, \
              (SELECT COUNT(*) FROM lander_request o WHERE o.finished = 0 \
               AND o.waiting_for = r.waiting_for AND (o.waiting_since < r.waiting_since \
-              OR (o.waiting_since = r.waiting_since AND o.ticket_id < r.ticket_id))) AS ahead \
-             FROM lander_request r WHERE r.ticket_id = $1",
+              OR (o.waiting_since = r.waiting_since AND o.ticket_id < r.ticket_id))) AS ahead, \
+             t.step AS ticket_step, t.status AS ticket_status, \
+             (SELECT p.message FROM transition p WHERE p.ticket_id = r.ticket_id \
+              ORDER BY p.id DESC LIMIT 1) AS last_message \
+             FROM lander_request r JOIN ticket t ON t.id = r.ticket_id WHERE r.ticket_id = $1",
         )
         .bind(ticket)
         .fetch_optional(self.db.pool())
@@ -353,12 +372,28 @@ impl RequestStore for SqlRequestStore {
             }),
             None => None,
         };
+        let activity = match &waiting {
+            Some(w) => format!(
+                "waiting for {}, number {} in line",
+                w.waiting_for, w.position
+            ),
+            None => row
+                .try_get::<Option<String>, _>("last_message")
+                .map_err(db_error)?
+                .unwrap_or_default(),
+        };
+        let current = CurrentStep {
+            step: text("ticket_step")?.parse()?,
+            status: text("ticket_status")?.parse()?,
+            activity,
+        };
         Ok(Some(RequestStatus {
             request: from_json(&text("request")?)?,
             progress: from_json(&text("progress")?)?,
             finished: flag("finished")?,
             cancel_requested: flag("cancel_requested")?,
             waiting,
+            current: Some(current),
             created_at: text("created_at")?,
             updated_at: text("updated_at")?,
         }))
@@ -434,6 +469,34 @@ mod tests {
 
         let mut ended = further.clone();
         ended.reason = Some("the tests failed".into());
+        // Under way, the status says the step the ticket is in, and what it does there,
+        // though the saved progress is still at the step before.
+        db.record_transition(crate::model::NewTransition {
+            ticket: crate::model::Uri::new(a),
+            step: WorkflowStep::SourceBuild,
+            status: crate::model::StepStatus::InProgress,
+            message: "building hello 2.10-3+ci1".into(),
+        })
+        .await
+        .unwrap();
+        let status = store.status(a).await.unwrap().unwrap();
+        assert_eq!(status.progress.step, WorkflowStep::Queued);
+        assert_eq!(
+            status.current,
+            Some(CurrentStep {
+                step: WorkflowStep::SourceBuild,
+                status: crate::model::StepStatus::InProgress,
+                activity: "building hello 2.10-3+ci1".into(),
+            })
+        );
+        store.set_waiting(a, Some("a build slot")).await.unwrap();
+        let waiting = store.status(a).await.unwrap().unwrap().current.unwrap();
+        assert_eq!(
+            waiting.activity,
+            "waiting for a build slot, number 1 in line"
+        );
+        store.set_waiting(a, None).await.unwrap();
+
         store.finish(a, &ended).await.unwrap();
         let status = store.status(a).await.unwrap().unwrap();
         assert!(status.finished);

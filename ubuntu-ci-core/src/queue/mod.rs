@@ -218,6 +218,28 @@ pub struct Done {
     pub results: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Done {
+    /// Notes the kind of the error that ended the work (`"error_kind": "invalid_input"`),
+    /// when it was refused or broke rather than ran and failed: a frontend then reports
+    /// it as that kind (a bad request is not a failed build).
+    #[must_use]
+    pub fn with_error_kind(mut self, kind: Option<crate::ErrorKind>) -> Done {
+        if let Some(kind) = kind {
+            self.results
+                .insert("error_kind".into(), kind.as_str().into());
+        }
+        self
+    }
+
+    /// The kind noted by [`Done::with_error_kind`], if any.
+    pub fn error_kind(&self) -> Option<crate::ErrorKind> {
+        self.results
+            .get("error_kind")
+            .and_then(serde_json::Value::as_str)
+            .map(crate::ErrorKind::from_wire)
+    }
+}
+
 /// How work ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -110,6 +110,9 @@ impl AutopkgtestRunner {
 /// Why a run could not give a verdict.
 struct Failure {
     reason: String,
+    /// The error's kind when the work was refused or broke (bad input, a missing
+    /// object), rather than ran and failed.
+    kind: Option<crate::ErrorKind>,
     retryable: bool,
     artifacts: Vec<String>,
 }
@@ -117,6 +120,7 @@ struct Failure {
 impl From<Error> for Failure {
     fn from(err: Error) -> Failure {
         Failure {
+            kind: Some(err.kind()),
             retryable: matches!(
                 err.kind(),
                 crate::ErrorKind::Unavailable | crate::ErrorKind::Internal
@@ -141,7 +145,7 @@ impl TestRunner for AutopkgtestRunner {
         let mut done = match result {
             Ok(results) => Done::completed(results),
             Err(failure) => {
-                let mut done = Done::failed(failure.reason);
+                let mut done = Done::failed(failure.reason).with_error_kind(failure.kind);
                 done.results
                     .insert("retryable".into(), failure.retryable.into());
                 done.results
@@ -372,6 +376,7 @@ impl AutopkgtestRunner {
             Ending::Exited(Some(code)) => code,
             Ending::Exited(None) => {
                 return Err(Failure {
+                    kind: None,
                     reason: "autopkgtest was killed by a signal".to_owned(),
                     retryable: true,
                     artifacts,
@@ -379,6 +384,7 @@ impl AutopkgtestRunner {
             }
             Ending::TimedOut => {
                 return Err(Failure {
+                    kind: None,
                     reason: "the tests ran past their time limit and were ended".to_owned(),
                     retryable: false,
                     artifacts,
@@ -386,6 +392,7 @@ impl AutopkgtestRunner {
             }
             Ending::Cancelled => {
                 return Err(Failure {
+                    kind: None,
                     reason: "the test run was cancelled".to_owned(),
                     retryable: false,
                     artifacts,
@@ -442,6 +449,7 @@ impl AutopkgtestRunner {
             8 => ("SUCCESS", "SUPERFICIAL"),
             12 | 14 | 16 => {
                 return Err(Failure {
+                    kind: None,
                     reason: format!(
                         "autopkgtest could not run the tests ({}, exit status {code}): {}",
                         if code == 16 {
@@ -458,6 +466,7 @@ impl AutopkgtestRunner {
             }
             _ => {
                 return Err(Failure {
+                    kind: None,
                     reason: format!(
                         "autopkgtest failed unexpectedly (exit status {code}): {}",
                         outcome.last_lines(10)

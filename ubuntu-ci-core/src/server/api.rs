@@ -133,13 +133,7 @@ impl ListQuery {
                     let limit: u32 = value
                         .parse()
                         .map_err(|_| Error::invalid(format!("limit: not a number: {value:?}")))?;
-                    if limit == 0 || limit > PageRequest::MAX_LIMIT {
-                        return Err(Error::invalid(format!(
-                            "limit: must be 1 to {}",
-                            PageRequest::MAX_LIMIT
-                        )));
-                    }
-                    page.limit = limit;
+                    page = PageRequest::checked(limit, page.offset)?;
                 }
                 "offset" => {
                     page.offset = value
@@ -147,6 +141,11 @@ impl ListQuery {
                         .map_err(|_| Error::invalid(format!("offset: not a number: {value:?}")))?;
                 }
                 "format" if value == "json" => {}
+                "format" => {
+                    return Err(Error::invalid(format!(
+                        "format: {value:?} is not served; the API answers JSON only (format=json)"
+                    )))
+                }
                 name if allowed.contains(&name) => {
                     pairs.push((name.to_owned(), value.into_owned()));
                 }

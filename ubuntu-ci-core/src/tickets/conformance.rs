@@ -405,9 +405,21 @@ pub async fn lists_filter_and_paginate(system: &dyn TicketSystem) {
     assert_eq!(page.meta.offset, 1);
     assert_eq!(
         page.objects.iter().map(|t| t.id).collect::<Vec<_>>(),
-        ids[1..3].to_vec(),
-        "ordered by id, offset then limit"
+        [ids[3], ids[2]],
+        "newest first, offset then limit"
     );
+    // The owner filter takes the owner as it is given at creation too.
+    let named = system
+        .list_tickets(
+            TicketFilter {
+                owner: Some(format!("Lister <{owner}>")),
+                ..Default::default()
+            },
+            PageRequest::default(),
+        )
+        .await
+        .expect("by name and address");
+    assert_eq!(named.meta.total_count, 5);
     let past_end = system
         .list_tickets(by_owner.clone(), PageRequest::new(10, 10))
         .await

@@ -1218,8 +1218,11 @@ impl SqlTicketSystem {
         let page = PageRequest::new(page.limit, page.offset);
         let total = self.count(table, &filter).await?;
         let n = filter.args.len();
+        // Tickets newest first, as people look at them (gh, osc); the rest in the order
+        // they were made.
+        let order = if table == "ticket" { "id DESC" } else { "id" };
         let sql = format!(
-            "SELECT * FROM {table}{} ORDER BY id LIMIT ${} OFFSET ${}",
+            "SELECT * FROM {table}{} ORDER BY {order} LIMIT ${} OFFSET ${}",
             filter.sql(),
             n + 1,
             n + 2
@@ -1502,7 +1505,10 @@ impl TicketSystem for SqlTicketSystem {
     async fn list_tickets(&self, filter: TicketFilter, page: PageRequest) -> Result<Page<Ticket>> {
         let mut f = Filter::default();
         if let Some(owner) = filter.owner {
-            f.eq("owner", Arg::Text(owner));
+            f.eq(
+                "owner",
+                Arg::Text(crate::model::person_address("owner", &owner)?),
+            );
         }
         if let Some(step) = filter.step {
             f.eq("step", Arg::Text(step.as_str().into()));

@@ -128,6 +128,28 @@ pub struct ValidatedUpload {
 }
 
 impl Changes {
+    /// The bugs the upload says it fixes, as URLs: `Launchpad-Bugs-Fixed` first (Launchpad
+    /// bug URLs), then `Closes` (Debian's bug tracker), each in field order. Words that are
+    /// not bug numbers are skipped.
+    pub fn bugs_fixed(&self) -> Vec<String> {
+        let numbers = |name: &str| -> Vec<u64> {
+            self.fields
+                .iter()
+                .filter(|(field, _)| field.eq_ignore_ascii_case(name))
+                .flat_map(|(_, value)| value.split(|c: char| c.is_whitespace() || c == ','))
+                .filter_map(|word| word.trim_start_matches('#').parse::<u64>().ok())
+                .filter(|n| *n > 0)
+                .collect()
+        };
+        let launchpad = numbers("Launchpad-Bugs-Fixed")
+            .into_iter()
+            .map(crate::model::launchpad_bug_url);
+        let debian = numbers("Closes")
+            .into_iter()
+            .map(|n| format!("https://bugs.debian.org/{n}"));
+        launchpad.chain(debian).collect()
+    }
+
     /// Parses a `.changes` file (clear-signed or not); the signature is not verified.
     ///
     /// # Errors

@@ -87,6 +87,27 @@ fn parses_a_changes_file() {
 }
 
 #[test]
+fn bugs_fixed_come_from_launchpad_bugs_fixed_then_closes() {
+    assert!(Changes::parse(HELLO_CHANGES.as_bytes())
+        .unwrap()
+        .bugs_fixed()
+        .is_empty());
+    let text = HELLO_CHANGES.replace(
+        "Changes:\n",
+        "Closes: 1034001 #1034002\nlaunchpad-bugs-fixed: 2000001 not-a-bug 0\nChanges:\n",
+    );
+    let changes = Changes::parse(text.as_bytes()).unwrap();
+    assert_eq!(
+        changes.bugs_fixed(),
+        [
+            "https://bugs.launchpad.net/bugs/2000001",
+            "https://bugs.debian.org/1034001",
+            "https://bugs.debian.org/1034002",
+        ]
+    );
+}
+
+#[test]
 fn changes_errors_name_the_field() {
     let cases: &[(&str, &str, &str)] = &[
         ("SOURCE: hello (2.10-3)", "SOURCE: hello [2.10-3]", "Source: expected \"name\" or \"name (version)\""),
