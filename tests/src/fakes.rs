@@ -143,41 +143,51 @@ impl SourceBuilder for InstantBuilder {
             let done = Done::failed(format!("{source}: deliberate build failure"));
             return finish(&*self.queues, &request.progress_queue, "build", done).await;
         }
-        let (deb, url) = {
-            let key = format!("{source}_{}", upload.dsc.version);
+        // One .deb per binary the .dsc names (made once per version, then reused).
+        let mut debs = Vec::new();
+        let mut urls = Vec::new();
+        {
             let mut made = self.made.lock().await;
-            if let Some(made) = made.get(&key) {
-                made.clone()
-            } else {
-                let control = format!(
-                    "Package: {source}\nVersion: {}\nArchitecture: all\n\
-                     Maintainer: Tests <tests@example.com>\n\
-                     Description: built by a fake in process {}\n",
-                    upload.dsc.version,
-                    std::process::id()
-                );
-                let deb = build_deb(&self.debs, &control, "xz");
-                let container = ContainerName::new("instant.builds")?;
-                self.store.ensure_container(&container, true).await?;
-                let name = ObjectName::new(format!("{key}_all.deb"))?;
-                self.store
-                    .put(&container, &name, Body::File(std::fs::File::open(&deb)?))
-                    .await?;
-                let url = self.store.object_url(&container, &name).to_string();
-                made.insert(key, (deb.clone(), url.clone()));
-                (deb, url)
+            for binary in &upload.dsc.binaries {
+                let key = format!("{binary}_{}", upload.dsc.version);
+                let (deb, url) = if let Some(made) = made.get(&key) {
+                    made.clone()
+                } else {
+                    let control = format!(
+                        "Package: {binary}\nSource: {source}\nVersion: {}\nArchitecture: all\n\
+                         Maintainer: Tests <tests@example.com>\n\
+                         Description: built by a fake in process {}\n",
+                        upload.dsc.version,
+                        std::process::id()
+                    );
+                    let deb = build_deb(&self.debs, &control, "xz");
+                    let container = ContainerName::new("instant.builds")?;
+                    self.store.ensure_container(&container, true).await?;
+                    let without_epoch = upload
+                        .dsc
+                        .version
+                        .split_once(':')
+                        .map_or(upload.dsc.version.as_str(), |(_, v)| v);
+                    let name = ObjectName::new(format!("{binary}_{without_epoch}_all.deb"))?;
+                    self.store
+                        .put(&container, &name, Body::File(std::fs::File::open(&deb)?))
+                        .await?;
+                    let url = self.store.object_url(&container, &name).to_string();
+                    made.insert(key, (deb.clone(), url.clone()));
+                    (deb, url)
+                };
+                debs.push(deb);
+                urls.push(url);
             }
-        };
+        }
         let ppa: PpaName = request.ppa.parse()?;
+        let mut items = vec![Publishable::Source(Box::new(upload))];
+        items.extend(debs.into_iter().map(Publishable::Deb));
         self.archives
-            .publish(
-                &ppa,
-                request.series.as_deref(),
-                vec![Publishable::Source(Box::new(upload)), Publishable::Deb(deb)],
-            )
+            .publish(&ppa, request.series.as_deref(), items)
             .await?;
         let mut results = serde_json::Map::new();
-        results.insert("binaries".into(), vec![url].into());
+        results.insert("binaries".into(), urls.into());
         let done = Done::completed(results);
         self.hang.point("build-published").await;
         self.hang.record(&format!("built {source}"));

@@ -2,6 +2,7 @@
 //! `ubuntu-ci` binary, the example package built into a temporary folder.
 
 pub mod apt;
+pub mod corpus;
 pub mod fakes;
 pub mod gpg;
 pub mod workers;

@@ -63,22 +63,94 @@ pub async fn stage_upload(store: &dyn ObjectStore, changes: &Path) -> Vec<String
     urls
 }
 
-/// Running processes of the workers: those of the user namespaces' root (host uid 100000)
-/// and those whose command line holds one of `markers`. Zombies (ended, waiting for their
-/// parent to collect them) are not running and not counted.
-pub fn worker_processes(markers: &[&str]) -> Vec<String> {
-    let output = Command::new("ps")
-        .args(["-eo", "pid,uid,stat,args", "--no-headers"])
-        .output()
-        .expect("ps");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|l| {
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            let zombie = fields.get(2).is_some_and(|s| s.starts_with('Z'));
-            !zombie && (fields.get(1) == Some(&"100000") || markers.iter().any(|m| l.contains(m)))
+/// Running processes of the workers of one test: those whose command line, working
+/// folder or environment names `scope` (the test's own folder, where its builds, images and
+/// test beds work and their tools' TMPDIR points), with their descendants, and of those
+/// the ones of the user namespaces' root (host uid 100000) or whose command line holds one
+/// of `markers`. Other builds on the machine are not counted. Zombies (ended, waiting for
+/// their parent to collect them) are not running and not counted.
+pub fn worker_processes(scope: &Path, markers: &[&str]) -> Vec<String> {
+    struct Process {
+        pid: u32,
+        ppid: u32,
+        uid: u32,
+        zombie: bool,
+        cmdline: String,
+        tied: bool,
+    }
+    let scope = scope.to_string_lossy().into_owned();
+    let mut processes = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dir = entry.path();
+        let Ok(status) = std::fs::read_to_string(dir.join("status")) else {
+            continue; // gone meanwhile
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let ppid = field("PPid:").parse().unwrap_or(0);
+        let uid = field("Uid:")
+            .split_whitespace()
+            .next()
+            .and_then(|u| u.parse().ok())
+            .unwrap_or(0);
+        let zombie = field("State:").starts_with('Z');
+        let cmdline = std::fs::read(dir.join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        let cwd = std::fs::read_link(dir.join("cwd"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let environ = std::fs::read(dir.join("environ"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let tied = cmdline.contains(&scope) || cwd.starts_with(&scope) || environ.contains(&scope);
+        processes.push(Process {
+            pid,
+            ppid,
+            uid,
+            zombie,
+            cmdline: cmdline.trim().to_owned(),
+            tied,
+        });
+    }
+    // Descendants of a tied process are tied too.
+    loop {
+        let tied: std::collections::BTreeSet<u32> =
+            processes.iter().filter(|p| p.tied).map(|p| p.pid).collect();
+        let mut changed = false;
+        for process in processes.iter_mut().filter(|p| !p.tied) {
+            if tied.contains(&process.ppid) {
+                process.tied = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let me = std::process::id();
+    processes
+        .into_iter()
+        .filter(|p| {
+            p.tied
+                && !p.zombie
+                && p.pid != me
+                && (p.uid == 100_000 || markers.iter().any(|m| p.cmdline.contains(m)))
         })
-        .map(str::to_owned)
+        .map(|p| format!("{} {} {}", p.pid, p.uid, p.cmdline))
         .collect()
 }
 

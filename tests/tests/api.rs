@@ -550,3 +550,72 @@ async fn event_streams_are_capped_and_freed() {
         "ticket_created"
     );
 }
+
+/// Every error is the documented JSON: a method a route does not take (405, with Allow), a
+/// format the API does not serve, a limit out of range; the seed's paths without their
+/// trailing slash name the same resources.
+#[tokio::test]
+async fn every_error_is_the_documented_json_and_slashless_paths_work() {
+    let server = TestServer::start().await;
+    let refused = client()
+        .delete(server.at("/api/v1/ticket/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = refused.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    assert_eq!(error_kind(refused).await, "invalid_input");
+
+    for (query, says) in [
+        ("format=xml", "format: \"xml\" is not served"),
+        ("limit=0", "limit: must be 1 to 1000"),
+        ("limit=5000", "limit: must be 1 to 1000"),
+    ] {
+        let response = client()
+            .get(server.at(&format!("/api/v1/ticket/?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["kind"], "invalid_input", "{query}");
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{query}: {body}"
+        );
+    }
+    let json_format = client()
+        .get(server.at("/api/v1/ticket/?format=json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_format.status(), StatusCode::OK);
+
+    post(
+        &server,
+        "/api/v1/ticket",
+        json!({"owner": "Jane Dev <jane@example.com>", "title": "t"}),
+        Some(TOKEN),
+    )
+    .await;
+    for path in ["/api/v1/ticket", "/api/v1/ticket/1", "/api/v1/ticket/1/"] {
+        let response = client().get(server.at(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    let ticket: Value = client()
+        .get(server.at("/api/v1/ticket/1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ticket["owner"], "jane@example.com");
+    let schema = client()
+        .get(server.at("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(schema.status(), StatusCode::OK);
+}

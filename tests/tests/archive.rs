@@ -298,24 +298,25 @@ fn ppa_publish_refuses_bad_input_and_changes_nothing() {
     );
     let text = debs.join("notes.txt");
     std::fs::write(&text, "x").unwrap();
-    let changes = build_example_package(&work.path().join("source"));
+    // An upload for trixie, published with no series given: the default, bookworm, is not
+    // what it names.
+    let trixie = ubuntu_ci_tests::workers::example_variant(work.path(), "for-trixie", |tree| {
+        let path = tree.join("debian/changelog");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen(") bookworm;", ") trixie;", 1)).unwrap();
+    });
     for (file, series, code, expected) in [
-        (&not_a_deb, "bookworm", 3, "not an ar archive"),
-        (&changed, "bookworm", 5, "already holds other content"),
-        (&text, "bookworm", 3, "only .changes"),
-        (&changes, "trixie", 3, "targets bookworm"),
+        (&not_a_deb, Some("bookworm"), 3, "not an ar archive"),
+        (&changed, Some("bookworm"), 5, "already holds other content"),
+        (&text, Some("bookworm"), 3, "only .changes"),
+        (&trixie, None, 3, "targets trixie, and no series was given"),
     ] {
-        let output = ubuntu_ci(&data)
-            .args([
-                "ppa",
-                "publish",
-                "ppa:ci-team/ppa_build_1",
-                "--series",
-                series,
-            ])
-            .arg(file)
-            .output()
-            .unwrap();
+        let mut command = ubuntu_ci(&data);
+        command.args(["ppa", "publish", "ppa:ci-team/ppa_build_1"]);
+        if let Some(series) = series {
+            command.args(["--series", series]);
+        }
+        let output = command.arg(file).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(code), "{file:?}: {stderr}");
         assert!(stderr.contains(expected), "{file:?}: {stderr}");

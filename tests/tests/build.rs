@@ -379,7 +379,10 @@ async fn a_cancelled_build_leaves_nothing_behind() {
         until_compiling(&mut messages).await.is_some(),
         "the build reached its compile step"
     );
-    assert!(!build_processes().is_empty(), "the build is running");
+    assert!(
+        !build_processes(rig.dir.path()).is_empty(),
+        "the build is running"
+    );
     cancel.cancel();
     let done = tokio::time::timeout(std::time::Duration::from_secs(120), build)
         .await
@@ -389,9 +392,9 @@ async fn a_cancelled_build_leaves_nothing_behind() {
     assert_eq!(done.state, DoneState::Failed);
     assert!(done.reason.unwrap().contains("cancelled"));
     assert!(
-        build_processes().is_empty(),
+        build_processes(rig.dir.path()).is_empty(),
         "left running: {:?}",
-        build_processes()
+        build_processes(rig.dir.path())
     );
     assert_empty_dir(&rig.dir.path().join("builds"));
 }
@@ -434,14 +437,15 @@ async fn a_build_past_its_time_limit_is_ended() {
     let log = done.results["build_log"].as_str().unwrap();
     assert!(log.contains(".builds/"), "{log}");
     assert!(
-        build_processes().is_empty(),
+        build_processes(rig.dir.path()).is_empty(),
         "left running: {:?}",
-        build_processes()
+        build_processes(rig.dir.path())
     );
     assert_empty_dir(&rig.dir.path().join("builds"));
 }
 
-/// Processes of the builds: sbuild, or anything in their user namespaces.
-fn build_processes() -> Vec<String> {
-    worker_processes(&["/usr/bin/sbuild"])
+/// Processes of this test's builds (in `scope`): sbuild, or anything in their user
+/// namespaces.
+fn build_processes(scope: &std::path::Path) -> Vec<String> {
+    worker_processes(scope, &["/usr/bin/sbuild"])
 }

@@ -451,7 +451,10 @@ print "hostile script done\n";
             break;
         }
     }
-    assert!(!worker_processes(&markers).is_empty(), "the build runs");
+    assert!(
+        !worker_processes(rig.dir.path(), &markers).is_empty(),
+        "the build runs"
+    );
     cancel.cancel();
     let done = tokio::time::timeout(std::time::Duration::from_secs(60), task)
         .await
@@ -461,9 +464,9 @@ print "hostile script done\n";
     assert_eq!(done.state, DoneState::Failed);
     assert!(done.reason.unwrap().contains("cancelled"));
     assert!(
-        worker_processes(&markers).is_empty(),
+        worker_processes(rig.dir.path(), &markers).is_empty(),
         "left: {:?}",
-        worker_processes(&markers)
+        worker_processes(rig.dir.path(), &markers)
     );
     assert_empty_dir(&rig.dir.path().join("builds"));
 
@@ -491,9 +494,9 @@ print "hostile script done\n";
     assert!(reason.contains("time limit"), "{reason}");
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
     assert!(
-        worker_processes(&markers).is_empty(),
+        worker_processes(rig.dir.path(), &markers).is_empty(),
         "left: {:?}",
-        worker_processes(&markers)
+        worker_processes(rig.dir.path(), &markers)
     );
     assert_empty_dir(&rig.dir.path().join("builds"));
 }

@@ -18,6 +18,11 @@ use ubuntu_ci_tests::{build_example_package, repo_root, ubuntu_ci};
 fn command(dir: &Path) -> Command {
     let mut command = ubuntu_ci(&dir.join("data"));
     command.arg("--config").arg(dir.join("config.toml"));
+    // The workers' folders (and their tools' TMPDIR) in the test's own: the processes
+    // looked for at the end are this test's, not those of other builds on the machine.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    command.env("TMPDIR", tmp);
     command
 }
 
@@ -219,9 +224,9 @@ fn create_ticket_wait_runs_the_whole_pipeline() {
     seen.extend(lines.try_iter());
     assert_eq!(status.code(), Some(11), "{}", seen.join("\n"));
     assert!(
-        worker_processes(&["sbuild"]).is_empty(),
+        worker_processes(dir.path(), &["sbuild"]).is_empty(),
         "{:?}",
-        worker_processes(&["sbuild"])
+        worker_processes(dir.path(), &["sbuild"])
     );
     let show = run(dir.path(), &["--json", "ticket", "show", "3"]);
     let detail: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();

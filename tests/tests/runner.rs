@@ -471,9 +471,9 @@ async fn real_dep8_runs() {
     assert_eq!(done.state, DoneState::Failed);
     assert!(done.reason.unwrap().contains("cancelled"));
     assert!(
-        worker_processes(&["autopkgtest", "mmdebstrap"]).is_empty(),
+        worker_processes(rig.dir.path(), &["autopkgtest", "mmdebstrap"]).is_empty(),
         "left: {:?}",
-        worker_processes(&["autopkgtest", "mmdebstrap"])
+        worker_processes(rig.dir.path(), &["autopkgtest", "mmdebstrap"])
     );
     assert_empty_dir(&rig.dir.path().join("work"));
 }

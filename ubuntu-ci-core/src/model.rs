@@ -574,9 +574,11 @@ resource!(Transition, "progress");
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
-    /// Who asks.
+    /// Who asks: an address, a Launchpad id, or `Name <address>` (stored as the address).
+    #[schema(min_length = 1, max_length = 255)]
     pub owner: String,
-    /// A short title.
+    /// A short title (one line, at most 255 bytes).
+    #[schema(min_length = 1, max_length = 255)]
     pub title: String,
     /// A longer description.
     #[serde(default)]
@@ -697,7 +699,8 @@ pub struct NewSubticket {
     /// The ticket.
     #[schema(value_type = String)]
     pub ticket: Uri<Ticket>,
-    /// Who looks after it.
+    /// Who looks after it (as a ticket's owner).
+    #[schema(min_length = 1, max_length = 255)]
     pub assignee: String,
 }
 

@@ -19,8 +19,17 @@ pub struct WireError {
     /// What went wrong, for people.
     pub error: String,
     /// The error kind (`invalid_input`, `not_found`, `conflict`, `unauthorized`,
-    /// `too_large`, `unavailable`, `unsupported`, `internal`).
-    pub kind: String,
+    /// `too_large`, `unavailable`, `unsupported`, `internal`); an unknown one (from a newer
+    /// server) reads as `internal`.
+    #[serde(deserialize_with = "kind_from_wire")]
+    pub kind: ErrorKind,
+}
+
+fn kind_from_wire<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<ErrorKind, D::Error> {
+    let name = String::deserialize(d)?;
+    Ok(ErrorKind::from_wire(&name))
 }
 
 /// The kind an error status means when the answer has no JSON error body (a proxy's page,
@@ -44,7 +53,7 @@ pub async fn error_from_response(response: reqwest::Response) -> Error {
     let url = response.url().to_string();
     let body = response.bytes().await.unwrap_or_default();
     match serde_json::from_slice::<WireError>(&body) {
-        Ok(wire) => Error::new(ErrorKind::from_wire(&wire.kind), wire.error),
+        Ok(wire) => Error::new(wire.kind, wire.error),
         Err(_) => {
             let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
             let text = text.trim();

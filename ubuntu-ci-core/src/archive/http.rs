@@ -98,7 +98,7 @@ pub struct PublishRequest {
     pub files: Vec<String>,
 }
 
-/// The body of `POST …/remove/` and `POST …/copy/`.
+/// The body of `POST …/remove/`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackageRequest {
@@ -106,13 +106,29 @@ pub struct PackageRequest {
     #[serde(default)]
     pub series: Option<String>,
     /// The source (or binary) package name.
+    #[schema(min_length = 1)]
     pub name: String,
     /// Only this version.
     #[serde(default)]
     pub version: Option<String>,
-    /// For a copy: the PPA to copy into (`ppa:ci-team/ppa_archive`).
+}
+
+/// The body of `POST …/copy/`: a package request with the PPA to copy into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyRequest {
+    /// The series (default: the server's).
     #[serde(default)]
-    pub to: Option<String>,
+    pub series: Option<String>,
+    /// The source package name.
+    #[schema(min_length = 1)]
+    pub name: String,
+    /// Only this version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The PPA to copy into (`ppa:ci-team/ppa_archive`).
+    #[schema(value_type = String, pattern = "^ppa:[^/]+/[^/]+$")]
+    pub to: PpaName,
 }
 
 /// The answer of `GET …/packages/`.
@@ -255,7 +271,6 @@ impl ArchiveService for HttpArchives {
             series: series.map(str::to_owned),
             name: name.to_owned(),
             version: version.map(str::to_owned),
-            to: None,
         };
         self.api.post(&Self::ppa_path(ppa, "remove"), &body).await
     }
@@ -268,11 +283,11 @@ impl ArchiveService for HttpArchives {
         name: &str,
         version: Option<&str>,
     ) -> Result<PublishReport> {
-        let body = PackageRequest {
+        let body = CopyRequest {
             series: series.map(str::to_owned),
             name: name.to_owned(),
             version: version.map(str::to_owned),
-            to: Some(to.to_string()),
+            to: to.clone(),
         };
         self.api.post(&Self::ppa_path(from, "copy"), &body).await
     }

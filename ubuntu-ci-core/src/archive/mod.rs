@@ -254,19 +254,29 @@ impl Archives {
         Ok(series.to_owned())
     }
 
-    /// Publishes `items` into `series` (the default when `None`) of `ppa` in one change:
-    /// either all of them appear or none does.
+    /// Publishes `items` into `series` of `ppa` in one change: either all of them appear or
+    /// none does. A series given is the caller's choice, whatever the uploads'
+    /// `Distribution` says (a Debian upload for `unstable` tested on bookworm); with `None`,
+    /// the default series, and a `.changes` must then target it (or one of its pockets,
+    /// `bookworm-security`) so that nothing lands in a series by accident.
     ///
     /// # Errors
-    /// `InvalidInput` for a broken `.deb`, or a `.changes` whose `Distribution` is not
-    /// `series`; `Conflict` when a pool file of the same name already holds other content.
+    /// `InvalidInput` for a broken `.deb`, or (no series given) a `.changes` whose
+    /// `Distribution` is not the default series; `Conflict` when a pool file of the same
+    /// name already holds other content.
     pub async fn publish(
         &self,
         ppa: &PpaName,
         series: Option<&str>,
         items: Vec<Publishable>,
     ) -> Result<PublishReport> {
+        let chosen = series.is_some();
         let series = self.series(series)?;
+        if !chosen {
+            for item in &items {
+                check_distribution(item, &series)?;
+            }
+        }
         let this = self.clone();
         let ppa = ppa.clone();
         blocking(move || this.publish_blocking(&ppa, &series, &items)).await
@@ -465,7 +475,7 @@ impl Archives {
         // Everything is read and checked before the archive changes.
         let mut prepared = Vec::with_capacity(items.len());
         for item in items {
-            prepared.push(prepare(item, series)?);
+            prepared.push(prepare(item)?);
         }
         let _lock = self.lock(ppa)?;
         let archive = self.path(ppa);
@@ -983,7 +993,38 @@ struct Prepared {
     files: Vec<PoolFile>,
 }
 
-fn prepare(item: &Publishable, series: &str) -> Result<Prepared> {
+/// Refuses a source upload whose `.changes` targets another distribution than the default
+/// `series` (or a pocket of it) it would be published to.
+fn check_distribution(item: &Publishable, series: &str) -> Result<()> {
+    let Publishable::Source(upload) = item else {
+        return Ok(());
+    };
+    let target = upload.changes.distribution.as_deref().unwrap_or_default();
+    let pocket_of = |d: &str| {
+        d.strip_prefix(series)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+    };
+    if target.split_whitespace().any(pocket_of) {
+        return Ok(());
+    }
+    let changes_name = upload
+        .changes_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Err(Error::invalid(format!(
+        "the .changes targets {}, and no series was given: name one to publish it there \
+         (--series {series} for the default series, or the series it names)",
+        if target.is_empty() {
+            "no distribution"
+        } else {
+            target
+        }
+    ))
+    .with_resource(changes_name))
+}
+
+fn prepare(item: &Publishable) -> Result<Prepared> {
     match item {
         Publishable::Deb(path) => {
             let resource = || path.display().to_string();
@@ -1010,23 +1051,6 @@ fn prepare(item: &Publishable, series: &str) -> Result<Prepared> {
             })
         }
         Publishable::Source(upload) => {
-            let changes_name = upload
-                .changes_path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match upload.changes.distribution.as_deref() {
-                Some(d) if d == series => {}
-                other => {
-                    return Err(Error::invalid(format!(
-                        "the .changes targets {}, but this publishes to {series}: set the \
-                         distribution in debian/changelog to {series}, or publish to the \
-                         series it names",
-                        other.unwrap_or("no distribution")
-                    ))
-                    .with_resource(changes_name))
-                }
-            }
             let dsc_name = upload
                 .changes
                 .dsc()

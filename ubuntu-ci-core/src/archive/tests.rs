@@ -220,22 +220,37 @@ fn good_upload() -> (tempfile::TempDir, PathBuf) {
 }
 
 #[tokio::test]
-async fn sources_are_published_for_the_series_their_changes_names() {
+async fn sources_are_published_for_the_series_given_else_their_changes_must_name_the_default() {
     let (_dir, archives) = archives();
     let ppa = ppa("ppa_build_2");
     let (_upload_dir, changes) = good_upload();
     let upload = crate::upload::validate_changes(&changes).await.unwrap();
+    // No series given: the default (bookworm), which this upload (for unstable) does not
+    // name.
     let err = archives
         .publish(
             &ppa,
-            Some("bookworm"),
+            None,
             vec![Publishable::Source(Box::new(upload.clone()))],
         )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.message().contains("targets unstable"), "{err}");
+    assert!(err.message().contains("--series bookworm"), "{err}");
     assert!(!archives.path(&ppa).exists());
+    // A series given is the caller's choice: a Debian upload for unstable tested on
+    // bookworm.
+    let other = PpaName::new("ci-team", "ppa_build_3").unwrap();
+    archives
+        .publish(
+            &other,
+            Some("bookworm"),
+            vec![Publishable::Source(Box::new(upload.clone()))],
+        )
+        .await
+        .unwrap();
+    verified_release(&archives, &other, "bookworm");
 
     let report = archives
         .publish(

@@ -235,8 +235,23 @@ impl SbuildBuilder {
         };
         let store = DataStore::open(self.store.clone(), &container, "builds", true).await?;
         let subticket = self.subticket_of(request.ticket_id, &upload).await;
+        // Named as Debian names build logs, so that the logs of a ticket's uploads do not
+        // take one another's place in its container.
+        let log_name = format!(
+            "{}_{}_{arch}.build",
+            upload.dsc.source,
+            crate::upload::version::DebianVersion::parse(&upload.dsc.version)
+                .map(|v| v.without_epoch())
+                .unwrap_or_else(|_| upload.dsc.version.clone())
+        );
         let log_url = self
-            .keep(&store, subticket, &sbuild_log, ArtifactType::BuildLog)
+            .keep_as(
+                &store,
+                subticket,
+                &sbuild_log,
+                &log_name,
+                ArtifactType::BuildLog,
+            )
             .await?;
         if !outcome.succeeded() {
             return Err(Failure {
@@ -285,22 +300,19 @@ impl SbuildBuilder {
             });
         }
 
-        // The source goes in too when it targets this series, so the PPA serves it
-        // (`apt-get source`) and the test runner finds the tests of what it built.
-        let with_source = upload.changes.distribution.as_deref() == Some(series.as_str());
+        // The source goes in too, so the PPA serves it (`apt-get source`) and the test
+        // runner finds the tests of what it built: into the series built for, whatever
+        // the .changes targets (a Debian upload for unstable, tested on bookworm).
         reporter
             .phase(
                 "publish",
                 format!(
-                    "publishing {} binaries{} into {ppa}",
-                    debs.len(),
-                    if with_source { " and their source" } else { "" }
+                    "publishing {} binaries and their source into {ppa}",
+                    debs.len()
                 ),
             )
             .await?;
-        if with_source {
-            debs.insert(0, Publishable::Source(Box::new(upload.clone())));
-        }
+        debs.insert(0, Publishable::Source(Box::new(upload.clone())));
         self.archives.publish(&ppa, Some(&series), debs).await?;
         Ok(built)
     }
@@ -316,6 +328,17 @@ impl SbuildBuilder {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| Error::internal("a build output without a name"))?;
+        self.keep_as(store, subticket, path, name, kind).await
+    }
+
+    async fn keep_as(
+        &self,
+        store: &DataStore,
+        subticket: Option<i64>,
+        path: &Path,
+        name: &str,
+        kind: ArtifactType,
+    ) -> Result<String> {
         keep_file(
             store,
             self.tickets.as_ref(),
@@ -432,6 +455,9 @@ impl SbuildBuilder {
         let mut command = Command::new("sbuild");
         command
             .env("SBUILD_CONFIG", &config)
+            // sbuild's own temporary folders (the unpacked chroot) inside the build's: gone
+            // with it, and told apart from other builds on the machine.
+            .env("TMPDIR", work)
             .arg("--chroot-mode=unshare")
             .arg(format!("--chroot={}", chroot.display()))
             .arg(format!("--dist={series}"))

@@ -80,7 +80,7 @@ const PPA_WAIT_NOTICE: Duration = Duration::from_millis(500);
 pub const ARCHIVE_PPA: &str = "ppa:ci-team/ppa_archive";
 
 /// The seed's `execute_request`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
     /// The ticket (the seed writes it as a string, `"1"`; a number is taken too).
@@ -125,11 +125,12 @@ impl ExecuteRequest {
 
 /// What a submission may set beside the ticket (its uploads): the rest comes from the
 /// lander's configuration (the series, its base image).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitOptions {
     /// The series to build and test for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[a-z0-9][a-z0-9.+-]*$", min_length = 1, max_length = 64)]
     pub series: Option<String>,
     /// The base image, a URL of the data store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,7 +186,7 @@ fn id_from_text_or_number<'de, D: Deserializer<'de>>(d: D) -> std::result::Resul
 }
 
 /// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum RequestState {
     /// Every step succeeded; the binaries are in the archive PPA.
@@ -197,20 +198,21 @@ pub enum RequestState {
 }
 
 /// One upload's build.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BuildOutcome {
     /// The source package.
     pub source: String,
     /// Its version.
     pub version: String,
     /// `COMPLETED` or `FAILED`.
+    #[schema(value_type = String)]
     pub state: DoneState,
     /// The builder's final message's results (artifacts, log).
     pub results: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One upload's test run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TestOutcome {
     /// The test request's id (`<ticket>.<n>`).
     pub test_request_id: String,
@@ -228,7 +230,7 @@ pub struct TestOutcome {
 }
 
 /// The result of `execute_request` (left open by the seed): the final message's results.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestOutcome {
     /// The ticket.
     pub ticket_id: i64,

@@ -73,7 +73,7 @@ pub trait RequestStore: Send + Sync + fmt::Debug {
 }
 
 /// A ticket's request as it stands: what `ticket show`, `status` and the API report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestStatus {
     /// The request.
     pub request: ExecuteRequest,
@@ -97,7 +97,7 @@ pub struct RequestStatus {
 }
 
 /// The step a request is in and what it does there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CurrentStep {
     /// The step (`SOURCE_BUILD`), as its ticket shows it.
     pub step: crate::model::WorkflowStep,
@@ -109,7 +109,7 @@ pub struct CurrentStep {
 }
 
 /// What a waiting request waits for, and its place in that queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Waiting {
     /// `a build slot`, `an image slot`, `a test slot`, `a PPA`.
     pub waiting_for: String,

@@ -14,8 +14,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -28,51 +27,34 @@ use crate::model::{
     SourcePackageUpload, SpuFilter, Subticket, SubticketFilter, Ticket, TicketDetail, TicketFilter,
     Transition, TransitionFilter, Uri,
 };
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
-/// The routes of the REST API.
-pub fn routes() -> Router<ServerState> {
-    let mut router = Router::new()
-        .route("/api/v1/", get(index))
-        .route("/api/v1/openapi.json", get(openapi_json))
-        .route("/api/v1/ticket/{id}/events/", get(ticket_events));
-    // The seed writes URIs with and without the trailing slash; both name the resource.
-    macro_rules! resource {
-        ($name:literal, $list:expr, $detail:expr) => {
-            router = router
-                .route(concat!("/api/v1/", $name, "/"), $list)
-                .route(concat!("/api/v1/", $name), $list)
-                .route(concat!("/api/v1/", $name, "/{id}/"), get($detail))
-                .route(concat!("/api/v1/", $name, "/{id}"), get($detail));
-        };
-    }
-    resource!("ticket", get(list_tickets).post(create_ticket), get_ticket);
-    resource!(
-        "sourcepackage",
-        get(list_source_packages).post(create_source_package),
-        get_source_package
-    );
-    resource!("spu", get(list_spus).post(create_spu), get_spu);
-    resource!(
-        "subticket",
-        get(list_subtickets).post(create_subticket),
-        get_subticket
-    );
-    resource!(
-        "artifact",
-        get(list_artifacts).post(create_artifact),
-        get_artifact
-    );
-    resource!(
-        "progress",
-        get(list_transitions).post(create_transition),
-        get_transition
-    );
-    router
+/// The routes of the REST API, each with its OpenAPI operation.
+pub fn routes() -> OpenApiRouter<ServerState> {
+    OpenApiRouter::new()
+        .routes(routes!(index))
+        .routes(routes!(openapi_json))
+        .routes(routes!(list_tickets, create_ticket))
+        .routes(routes!(get_ticket))
+        .routes(routes!(ticket_events))
+        .routes(routes!(list_source_packages, create_source_package))
+        .routes(routes!(get_source_package))
+        .routes(routes!(list_spus, create_spu))
+        .routes(routes!(get_spu))
+        .routes(routes!(list_subtickets, create_subticket))
+        .routes(routes!(get_subticket))
+        .routes(routes!(list_artifacts, create_artifact))
+        .routes(routes!(get_artifact))
+        .routes(routes!(list_transitions, create_transition))
+        .routes(routes!(get_transition))
 }
 
 /// The resources and where they are.
+#[utoipa::path(get, path = "/api/v1/", tag = "ticket",
+    responses((status = 200, description = "each resource's list endpoint and the schema's URL")))]
 async fn index(State(state): State<ServerState>) -> Json<serde_json::Value> {
     let mut resources = serde_json::Map::new();
     for name in [
@@ -95,6 +77,9 @@ async fn index(State(state): State<ServerState>) -> Json<serde_json::Value> {
     Json(serde_json::Value::Object(resources))
 }
 
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "ticket",
+    responses((status = 200, description = "the OpenAPI document of the API")))]
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(super::openapi::document())
 }
@@ -220,7 +205,7 @@ pub async fn create_ticket(
 #[utoipa::path(get, path = "/api/v1/ticket/", tag = "ticket",
     params(("owner" = Option<String>, Query), ("state" = Option<String>, Query, description = "open or closed"),
            ("step" = Option<String>, Query), ("status" = Option<String>, Query),
-           ("limit" = Option<u32>, Query), ("offset" = Option<u64>, Query)),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "at most this many (default 20)"), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = Page<Ticket>), (status = 400, body = ErrorBody)))]
 pub async fn list_tickets(
     State(state): State<ServerState>,
@@ -325,7 +310,7 @@ pub async fn create_source_package(
 
 /// Lists source packages; filter `name`.
 #[utoipa::path(get, path = "/api/v1/sourcepackage/", tag = "sourcepackage",
-    params(("name" = Option<String>, Query), ("limit" = Option<u32>, Query), ("offset" = Option<u64>, Query)),
+    params(("name" = Option<String>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "at most this many (default 20)"), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = Page<SourcePackage>)))]
 pub async fn list_source_packages(
     State(state): State<ServerState>,
@@ -374,7 +359,7 @@ pub async fn create_spu(
 /// Lists source package uploads; filters `sourcepackage`, `version`.
 #[utoipa::path(get, path = "/api/v1/spu/", tag = "spu",
     params(("sourcepackage" = Option<String>, Query), ("version" = Option<String>, Query),
-           ("limit" = Option<u32>, Query), ("offset" = Option<u64>, Query)),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "at most this many (default 20)"), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = Page<SourcePackageUpload>)))]
 pub async fn list_spus(
     State(state): State<ServerState>,
@@ -423,7 +408,7 @@ pub async fn create_subticket(
 /// Lists subtickets; filters `ticket`, `source_package_upload`.
 #[utoipa::path(get, path = "/api/v1/subticket/", tag = "subticket",
     params(("ticket" = Option<String>, Query), ("source_package_upload" = Option<String>, Query),
-           ("limit" = Option<u32>, Query), ("offset" = Option<u64>, Query)),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "at most this many (default 20)"), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = Page<Subticket>)))]
 pub async fn list_subtickets(
     State(state): State<ServerState>,
@@ -471,7 +456,7 @@ pub async fn create_artifact(
 /// Lists artifacts; filters `ticket`, `subticket`, `type`.
 #[utoipa::path(get, path = "/api/v1/artifact/", tag = "artifact",
     params(("ticket" = Option<String>, Query), ("subticket" = Option<String>, Query),
-           ("type" = Option<String>, Query), ("limit" = Option<u32>, Query), ("offset" = Option<u64>, Query)),
+           ("type" = Option<String>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "at most this many (default 20)"), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = Page<Artifact>)))]
 pub async fn list_artifacts(
     State(state): State<ServerState>,
@@ -524,7 +509,7 @@ pub async fn create_transition(
 
 /// Lists progress transitions; filter `ticket`.
 #[utoipa::path(get, path = "/api/v1/progress/", tag = "progress",
-    params(("ticket" = Option<String>, Query), ("limit" = Option<u32>, Query), ("offset" = Option<u64>, Query)),
+    params(("ticket" = Option<String>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "at most this many (default 20)"), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = Page<Transition>)))]
 pub async fn list_transitions(
     State(state): State<ServerState>,

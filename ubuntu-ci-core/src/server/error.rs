@@ -50,7 +50,7 @@ impl IntoResponse for ApiError {
             status,
             Json(ErrorBody {
                 error: self.0.to_string(),
-                kind: self.0.kind().as_str().to_owned(),
+                kind: self.0.kind(),
             }),
         )
             .into_response();
@@ -62,6 +62,19 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The answer to a method a route does not take: 405 with the JSON error body (axum adds
+/// the `Allow` header naming the methods it takes).
+pub fn method_not_allowed(method: &axum::http::Method) -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(ErrorBody {
+            error: format!("{method} is not allowed here; the Allow header names what is"),
+            kind: ErrorKind::InvalidInput,
+        }),
+    )
+        .into_response()
 }
 
 /// A JSON request body whose rejections are [`ApiError`]s.

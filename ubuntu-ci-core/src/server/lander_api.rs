@@ -17,11 +17,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::ServerState;
 use crate::error::{Error, Result};
 use crate::lander::store::RequestStatus;
@@ -31,19 +32,16 @@ use crate::queue::QueueName;
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
-/// The routes.
-pub fn routes() -> Router<ServerState> {
-    Router::new()
-        .route(
-            "/api/v1/ticket/{id}/request/",
-            get(request_status).post(submit),
-        )
-        .route("/api/v1/ticket/{id}/cancel/", post(cancel))
-        .route("/api/v1/ticket/{id}/retry/", post(retry))
+/// The routes, each with its OpenAPI operation.
+pub fn routes() -> OpenApiRouter<ServerState> {
+    OpenApiRouter::new()
+        .routes(routes!(request_status, submit))
+        .routes(routes!(cancel))
+        .routes(routes!(retry))
 }
 
 /// The answer to a stop.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CancelAnswer {
     /// The ticket.
     pub ticket: i64,
@@ -90,6 +88,15 @@ async fn status_of(state: &ServerState, ticket: i64) -> Result<RequestStatus> {
     })
 }
 
+/// Hands the ticket to the server's lander: its uploads go through every step. The body is
+/// `{}` or the request's options.
+#[utoipa::path(post, path = "/api/v1/ticket/{id}/request/", tag = "request", params(("id" = i64, Path, description = "the ticket")),
+    request_body(content = SubmitOptions, description = "may be empty"),
+    security(("bearer" = [])),
+    responses((status = 202, body = RequestStatus, description = "accepted; the request's status"),
+              (status = 404, body = ErrorBody, description = "no such ticket"),
+              (status = 409, body = ErrorBody, description = "a request is under way"),
+              (status = 501, body = ErrorBody, description = "this server runs no lander")))]
 async fn submit(
     State(state): State<ServerState>,
     headers: HeaderMap,
@@ -112,6 +119,11 @@ async fn submit(
     accepted(&state, handle).await
 }
 
+/// Where the ticket's request stands: its step and what it does there, what it waits for
+/// and its place in line, its builds, image, tests and outcome.
+#[utoipa::path(get, path = "/api/v1/ticket/{id}/request/", tag = "request", params(("id" = i64, Path, description = "the ticket")),
+    responses((status = 200, body = RequestStatus),
+              (status = 404, body = ErrorBody, description = "no such ticket, or no request")))]
 async fn request_status(
     State(state): State<ServerState>,
     Path(id): Path<String>,
@@ -121,6 +133,13 @@ async fn request_status(
     Ok(Json(status_of(&state, id).await?))
 }
 
+/// Stops the ticket's request under way.
+#[utoipa::path(post, path = "/api/v1/ticket/{id}/cancel/", tag = "request", params(("id" = i64, Path, description = "the ticket")),
+    security(("bearer" = [])),
+    responses((status = 202, body = CancelAnswer),
+              (status = 404, body = ErrorBody, description = "no such ticket"),
+              (status = 409, body = ErrorBody, description = "nothing under way"),
+              (status = 501, body = ErrorBody, description = "this server runs no lander")))]
 async fn cancel(
     State(state): State<ServerState>,
     headers: HeaderMap,
@@ -143,6 +162,13 @@ async fn cancel(
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
 
+/// Takes a failed or cancelled request up again at the step it stopped at.
+#[utoipa::path(post, path = "/api/v1/ticket/{id}/retry/", tag = "request", params(("id" = i64, Path, description = "the ticket")),
+    security(("bearer" = [])),
+    responses((status = 202, body = RequestStatus),
+              (status = 404, body = ErrorBody, description = "no such ticket, or no request"),
+              (status = 409, body = ErrorBody, description = "under way, or completed"),
+              (status = 501, body = ErrorBody, description = "this server runs no lander")))]
 async fn retry(
     State(state): State<ServerState>,
     headers: HeaderMap,

@@ -128,21 +128,58 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The whole application: the REST API under `/api/v1/` and the data store under `/store/`.
-pub fn router(state: ServerState) -> Router {
+/// Every route of the application with its OpenAPI operation: the REST API under
+/// `/api/v1/`, the archives under `/ppa/` and the data store under `/store/`. Routes are
+/// only ever added here through `utoipa_axum::routes!`, from the handlers' own
+/// `#[utoipa::path]` annotations, so none can be served undocumented (a test checks the
+/// modules add no other way, and that every documented operation is served).
+pub(crate) fn api_router() -> utoipa_axum::router::OpenApiRouter<ServerState> {
     let api = api::routes()
         .merge(ppa_api::routes())
         .merge(lander_api::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
-    Router::new()
+    utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
         .merge(api)
+        .merge(ppa_api::archive_routes())
         .merge(store_api::routes())
+}
+
+/// The whole application (see [`api_router`]); unknown paths are a JSON 404, a method a
+/// route does not take a JSON 405, as every other error.
+pub fn router(state: ServerState) -> Router {
+    let (router, _) = api_router().split_for_parts();
+    router
         .fallback(|| async {
             error::ApiError(Error::not_found(
                 "no such resource; the API is under /api/v1/",
             ))
         })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            error::method_not_allowed(&method)
+        })
         .with_state(state)
+}
+
+/// The seed writes resource paths with and without their trailing slash
+/// (`/api/v1/ticket/1`): the API's paths are served with it, so one without is taken as
+/// the same (before routing, so that no route is served undocumented).
+fn with_trailing_slash(mut request: axum::extract::Request) -> axum::extract::Request {
+    let path = request.uri().path();
+    let last = path.rsplit('/').next().unwrap_or_default();
+    if path.starts_with("/api/v1/") && !path.ends_with('/') && !last.contains('.') {
+        let mut parts = request.uri().clone().into_parts();
+        let slashed = match request.uri().query() {
+            Some(query) => format!("{path}/?{query}"),
+            None => format!("{path}/"),
+        };
+        if let Ok(path_and_query) = slashed.parse() {
+            parts.path_and_query = Some(path_and_query);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    request
 }
 
 /// The API token: `explicit` when given, else the one stored in `data_dir/api-token`, else a
@@ -198,13 +235,19 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let stopping = state.stopping.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.send_replace(true);
-        })
-        .await
-        .map_err(|e| Error::internal("the server stopped").with_source(e))
+    let app = tower::ServiceBuilder::new()
+        .map_request(with_trailing_slash)
+        .service(router(state));
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    })
+    .await
+    .map_err(|e| Error::internal("the server stopped").with_source(e))
 }
 
 #[cfg(test)]

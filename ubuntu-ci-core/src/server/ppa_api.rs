@@ -14,13 +14,16 @@ use axum::body::Body as HttpBody;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody, JsonBody};
 use super::ServerState;
-use crate::archive::http::{publish_upload, PackageList, PackageRequest, PublishRequest};
+use crate::archive::http::{
+    publish_upload, CopyRequest, PackageList, PackageRequest, PublishRequest,
+};
 use crate::archive::{Archives, PublishReport};
 use crate::error::{Error, Result};
 use crate::model::{Page, PageMeta};
@@ -28,19 +31,22 @@ use crate::ppa::{Ppa, PpaName};
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
-/// The routes.
-pub fn routes() -> Router<ServerState> {
-    Router::new()
-        .route("/api/v1/ppa/", get(list_ppas))
-        .route("/api/v1/ppa", get(list_ppas))
-        .route("/api/v1/ppa/assign/", post(assign))
-        .route("/api/v1/ppa/renew/", post(renew))
-        .route("/api/v1/ppa/release/", post(release))
-        .route("/api/v1/ppa/{owner}/{name}/packages/", get(packages))
-        .route("/api/v1/ppa/{owner}/{name}/publish/", post(publish))
-        .route("/api/v1/ppa/{owner}/{name}/remove/", post(remove))
-        .route("/api/v1/ppa/{owner}/{name}/copy/", post(copy))
-        .route("/ppa/{owner}/{name}/{*path}", get(archive_file))
+/// The routes of the PPA pool and the archives' API, each with its OpenAPI operation.
+pub fn routes() -> OpenApiRouter<ServerState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_ppas))
+        .routes(routes!(assign))
+        .routes(routes!(renew))
+        .routes(routes!(release))
+        .routes(routes!(packages))
+        .routes(routes!(publish))
+        .routes(routes!(remove))
+        .routes(routes!(copy))
+}
+
+/// The archives' files, for apt (no body limit: it answers GETs only).
+pub fn archive_routes() -> OpenApiRouter<ServerState> {
+    OpenApiRouter::new().routes(routes!(archive_file))
 }
 
 /// A PPA as the API shows it.
@@ -250,9 +256,6 @@ pub async fn remove(
 ) -> ApiResult<Json<PublishReport>> {
     state.authorise(&headers)?;
     let ppa = ppa_name(&owner, &name)?;
-    if body.to.is_some() {
-        return Err(Error::invalid("to: only a copy names a target PPA").into());
-    }
     let report = state
         .services
         .archives
@@ -269,22 +272,18 @@ pub async fn remove(
 /// Copies a source with its binaries into the PPA named by `to`.
 #[utoipa::path(post, path = "/api/v1/ppa/{owner}/{name}/copy/", tag = "ppa",
     params(("owner" = String, Path), ("name" = String, Path)),
-    request_body = PackageRequest, security(("bearer" = [])),
+    request_body = CopyRequest, security(("bearer" = [])),
     responses((status = 200, body = PublishReport), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
 pub async fn copy(
     State(state): State<ServerState>,
     headers: HeaderMap,
     Path((owner, name)): Path<(String, String)>,
-    JsonBody(body): JsonBody<PackageRequest>,
+    JsonBody(body): JsonBody<CopyRequest>,
 ) -> ApiResult<Json<PublishReport>> {
     state.authorise(&headers)?;
     let from = ppa_name(&owner, &name)?;
-    let to: PpaName = body
-        .to
-        .as_deref()
-        .ok_or_else(|| Error::invalid("to: the PPA to copy into is missing"))?
-        .parse()?;
+    let to = body.to;
     let report = state
         .services
         .archives
@@ -302,6 +301,12 @@ pub async fn copy(
 /// Serves a file of a local archive. Hidden names (the generations behind `dists/<series>`,
 /// lock and key folders) and `..` are refused; symbolic links are followed only within the
 /// archive.
+/// A file of a PPA's apt archive (`dists/…`, `pool/…`, `key.asc`), for apt.
+#[utoipa::path(get, path = "/ppa/{owner}/{name}/{*path}", tag = "ppa",
+    params(("owner" = String, Path), ("name" = String, Path),
+           ("path" = String, Path, description = "the file's path in the archive")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 404, body = ErrorBody)))]
 async fn archive_file(
     State(state): State<ServerState>,
     Path((owner, name, path)): Path<(String, String, String)>,

@@ -8,37 +8,31 @@ use axum::body::Body as HttpBody;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use futures::TryStreamExt;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::{ApiError, JsonBody};
+use super::error::{ApiError, ErrorBody, JsonBody};
 use super::ServerState;
 use crate::error::ErrorKind;
 use crate::error::{Error, Result};
-use crate::store::http::{Visibility, SHA256_HEADER, URL_HEADER};
+use crate::store::http::{ContainerListing, Visibility, SHA256_HEADER, URL_HEADER};
 use crate::store::{Body, ContainerName, ObjectInfo, ObjectName};
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
-/// The routes of the data store.
-pub fn routes() -> Router<ServerState> {
-    Router::new()
-        .route("/store/", get(list_containers))
-        .route(
-            "/store/{container}/",
-            get(list_objects)
-                .put(ensure_container)
-                .post(set_visibility)
-                .delete(delete_container),
-        )
-        .route(
-            "/store/{container}/{name}",
-            get(get_object)
-                .head(head_object)
-                .put(put_object)
-                .delete(delete_object),
-        )
+/// The routes of the data store, each with its OpenAPI operation.
+pub fn routes() -> OpenApiRouter<ServerState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_containers))
+        .routes(routes!(
+            list_objects,
+            ensure_container,
+            set_visibility,
+            delete_container
+        ))
+        .routes(routes!(get_object, head_object, put_object, delete_object))
 }
 
 fn container(name: &str) -> Result<ContainerName> {
@@ -62,6 +56,10 @@ async fn authorise_read(state: &ServerState, headers: &HeaderMap, c: &ContainerN
     }
 }
 
+/// The containers: every one with the token, the public ones without.
+#[utoipa::path(get, path = "/store/", tag = "store",
+    params(("prefix" = Option<String>, Query, description = "only names starting with this")),
+    responses((status = 200, body = Vec<crate::store::ContainerInfo>)))]
 async fn list_containers(
     State(state): State<ServerState>,
     headers: HeaderMap,
@@ -86,6 +84,11 @@ async fn list_containers(
     Ok(Json(containers).into_response())
 }
 
+/// Makes a container (201), or sets an existing one's visibility (200).
+#[utoipa::path(put, path = "/store/{container}/", tag = "store", params(("container" = String, Path, description = "the container (`ticket.1.sources`)")),
+    request_body = Visibility, security(("bearer" = [])),
+    responses((status = 201, body = crate::store::ContainerInfo, description = "made"),
+              (status = 200, body = crate::store::ContainerInfo, description = "it existed")))]
 async fn ensure_container(
     State(state): State<ServerState>,
     Path(name): Path<String>,
@@ -112,6 +115,11 @@ async fn ensure_container(
     Ok((status, Json(info)).into_response())
 }
 
+/// A container with its objects (a private one needs the token).
+#[utoipa::path(get, path = "/store/{container}/", tag = "store", params(("container" = String, Path, description = "the container (`ticket.1.sources`)")),
+    responses((status = 200, body = ContainerListing),
+              (status = 401, body = ErrorBody, description = "a private container, no token"),
+              (status = 404, body = ErrorBody)))]
 async fn list_objects(
     State(state): State<ServerState>,
     Path(name): Path<String>,
@@ -124,6 +132,10 @@ async fn list_objects(
     Ok(Json(serde_json::json!({ "container": info, "objects": objects })).into_response())
 }
 
+/// Sets a container's visibility.
+#[utoipa::path(post, path = "/store/{container}/", tag = "store", params(("container" = String, Path, description = "the container (`ticket.1.sources`)")),
+    request_body = Visibility, security(("bearer" = [])),
+    responses((status = 200, body = crate::store::ContainerInfo), (status = 404, body = ErrorBody)))]
 async fn set_visibility(
     State(state): State<ServerState>,
     Path(name): Path<String>,
@@ -137,6 +149,11 @@ async fn set_visibility(
     Ok(Json(info).into_response())
 }
 
+/// Deletes a container: an empty one, or with `recursive=true` everything in it.
+#[utoipa::path(delete, path = "/store/{container}/", tag = "store",
+    params(("container" = String, Path, description = "the container (`ticket.1.sources`)"), ("recursive" = Option<bool>, Query)), security(("bearer" = [])),
+    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "not empty")))]
 async fn delete_container(
     State(state): State<ServerState>,
     Path(name): Path<String>,
@@ -159,6 +176,12 @@ async fn delete_container(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Stores an object (the body, streamed), replacing one of the same name whole.
+#[utoipa::path(put, path = "/store/{container}/{name}", tag = "store", params(("container" = String, Path, description = "the container (`ticket.1.sources`)"), ("name" = String, Path, description = "the object's name")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    security(("bearer" = [])),
+    responses((status = 201, body = crate::store::ObjectInfo, description = "stored; Location names it"),
+              (status = 404, body = ErrorBody, description = "no such container")))]
 async fn put_object(
     State(state): State<ServerState>,
     Path((c, name)): Path<(String, String)>,
@@ -224,6 +247,11 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
+/// An object's content (a private container's needs the token).
+#[utoipa::path(get, path = "/store/{container}/{name}", tag = "store", params(("container" = String, Path, description = "the container (`ticket.1.sources`)"), ("name" = String, Path, description = "the object's name")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 401, body = ErrorBody, description = "a private container, no token"),
+              (status = 404, body = ErrorBody)))]
 async fn get_object(
     State(state): State<ServerState>,
     Path((c, name)): Path<(String, String)>,
@@ -240,6 +268,11 @@ async fn get_object(
 }
 
 /// HEAD computes the digest (GET only reports a known one, to start streaming at once).
+/// An object's size, checksum and time, in headers.
+#[utoipa::path(head, path = "/store/{container}/{name}", tag = "store", params(("container" = String, Path, description = "the container (`ticket.1.sources`)"), ("name" = String, Path, description = "the object's name")),
+    responses((status = 200, description = "the object's headers"),
+              (status = 401, description = "a private container, no token"),
+              (status = 404, description = "no such object")))]
 async fn head_object(
     State(state): State<ServerState>,
     Path((c, name)): Path<(String, String)>,
@@ -254,6 +287,10 @@ async fn head_object(
     Ok(response)
 }
 
+/// Deletes an object.
+#[utoipa::path(delete, path = "/store/{container}/{name}", tag = "store", params(("container" = String, Path, description = "the container (`ticket.1.sources`)"), ("name" = String, Path, description = "the object's name")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 async fn delete_object(
     State(state): State<ServerState>,
     Path((c, name)): Path<(String, String)>,

@@ -94,7 +94,7 @@ fn is_sha256(text: &str) -> bool {
 }
 
 /// The JSON body of `PUT` and `POST {base}store/{container}/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Visibility {
     /// Whether the container's objects are readable without credentials.
@@ -102,7 +102,7 @@ pub struct Visibility {
 }
 
 /// The JSON answer of `GET {base}store/{container}/`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContainerListing {
     /// The container itself.
     pub container: ContainerInfo,

@@ -261,7 +261,7 @@ impl fmt::Debug for ObjectName {
 }
 
 /// What a store knows about one object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ObjectInfo {
     /// The container holding the object.
     pub container: String,
@@ -280,7 +280,7 @@ pub struct ObjectInfo {
 }
 
 /// What a store knows about one container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContainerInfo {
     /// The container's name.
     pub name: String,
@@ -967,6 +967,41 @@ mod tests {
         // The message escapes what it quotes.
         let err = validate_object_name("a\0b").unwrap_err();
         assert!(err.to_string().contains("\"a\\0b\""), "{err}");
+    }
+
+    /// Every character Debian policy allows in a source or binary package's file names
+    /// (package names: a-z 0-9 + - .; versions: A-Z a-z 0-9 . + ~ - and the epoch's colon,
+    /// which file names leave out; `_` between the parts) goes through the one pair that
+    /// makes URLs of names and names of URLs, and comes back as it was.
+    #[test]
+    fn every_character_of_debian_file_names_round_trips_through_urls() {
+        let prefix = url_prefix(&Url::parse("http://127.0.0.1:8000/store/").unwrap()).unwrap();
+        let c = ContainerName::new("ticket.1.sources").unwrap();
+        let allowed: String = ('a'..='z')
+            .chain('A'..='Z')
+            .chain('0'..='9')
+            .chain(['.', '+', '~', '-', '_', ':'])
+            .collect();
+        for name in [
+            format!("pkg_{allowed}.dsc"),
+            "hello_2.10-3+ci1.dsc".to_owned(),
+            "node-fetch_3.3.0+~cs11.4.11.orig-data-uri-to-buffer.tar.gz".to_owned(),
+            "llvm-defaults_0.55.7~deb12u1.tar.xz".to_owned(),
+            "libdisorder_0.0.2+git20130809.8062ee1-4_source.changes".to_owned(),
+            "fenics_0.5.0.1_all.deb".to_owned(),
+        ] {
+            let object = ObjectName::new(name.clone()).unwrap();
+            let url = url_under(&prefix, &c, &object);
+            // The URL parses back to itself, and to the name.
+            let reparsed = Url::parse(url.as_str()).unwrap();
+            assert_eq!(reparsed, url, "{name}");
+            let (c2, n2) = resolve_under(&prefix, &reparsed).unwrap().unwrap();
+            assert_eq!((c2.as_str(), n2.as_str()), (c.as_str(), name.as_str()));
+            // `+` is encoded (a form decoder would read it as a space), `~` is not.
+            let segment = url.path().rsplit('/').next().unwrap().to_owned();
+            assert!(!segment.contains('+'), "{segment}");
+            assert_eq!(segment.contains('~'), name.contains('~'), "{segment}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::Serialize;
 use url::Url;
 
 use super::{EventStream, TicketSystem};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::model::{
     Artifact, ArtifactFilter, NewArtifact, NewSourcePackageUpload, NewSubticket, NewTicket,
     NewTransition, Page, PageRequest, SourcePackage, SourcePackageFilter, SourcePackageUpload,
@@ -303,7 +303,7 @@ impl TicketSystem for HttpTicketSystem {
 fn sse_item(name: &str, data: &str) -> Result<TicketEvent> {
     if name == "error" {
         return Err(match serde_json::from_str::<WireError>(data) {
-            Ok(wire) => Error::new(ErrorKind::from_wire(&wire.kind), wire.error),
+            Ok(wire) => Error::new(wire.kind, wire.error),
             Err(_) => Error::internal(format!("the server's event stream failed: {data}")),
         });
     }
@@ -353,6 +353,7 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     #[test]
     fn sse_events_split_across_chunks() {
