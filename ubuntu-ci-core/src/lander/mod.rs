@@ -1540,8 +1540,8 @@ impl Run<'_> {
             .collect())
     }
 
-    /// Publishes the stored `.deb`s of `upload` (and its source, when it was for `series`)
-    /// into `ppa`.
+    /// Publishes the stored `.deb`s of `upload` and its source into `ppa`, as the builder
+    /// did: into `series`, whatever the upload's `Distribution` says.
     async fn republish(
         &self,
         ppa: &PpaName,
@@ -1554,10 +1554,7 @@ impl Run<'_> {
         let sources = dir.path().join("source");
         std::fs::create_dir_all(&sources)?;
         let validated = fetch_sources(store, &upload.urls, &sources).await?;
-        let mut files = Vec::new();
-        if validated.changes.distribution.as_deref() == Some(series) {
-            files.push(validated.changes_path.clone());
-        }
+        let mut files = vec![validated.changes_path.clone()];
         for url in debs {
             let (container, object) = source_object(store, url)?;
             let path = dir.path().join(object.as_str());
