@@ -45,7 +45,9 @@ pub fn debian_sources() -> &'static [DebianSource] {
                 let (entry, covers) = line.split_once('#').unwrap_or((line, ""));
                 let mut words = entry.split_whitespace();
                 let (name, version) = (words.next()?, words.next()?);
-                let without_epoch = version.split_once(':').map_or(version, |(_, v)| v);
+                let without_epoch = ubuntu_ci_core::upload::version::DebianVersion::parse(version)
+                    .expect("a Debian version in the manifest")
+                    .without_epoch();
                 let changes = root
                     .join("target/debian-sources")
                     .join(name)

@@ -163,11 +163,9 @@ impl SourceBuilder for InstantBuilder {
                     let deb = build_deb(&self.debs, &control, "xz");
                     let container = ContainerName::new("instant.builds")?;
                     self.store.ensure_container(&container, true).await?;
-                    let without_epoch = upload
-                        .dsc
-                        .version
-                        .split_once(':')
-                        .map_or(upload.dsc.version.as_str(), |(_, v)| v);
+                    let without_epoch =
+                        ubuntu_ci_core::upload::version::DebianVersion::parse(&upload.dsc.version)?
+                            .without_epoch();
                     let name = ObjectName::new(format!("{binary}_{without_epoch}_all.deb"))?;
                     self.store
                         .put(&container, &name, Body::File(std::fs::File::open(&deb)?))

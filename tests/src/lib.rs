@@ -195,11 +195,21 @@ impl Drop for ServedProcess {
 /// Starts `ubuntu-ci serve --no-lander` on `data_dir` with `token` (the tickets made
 /// through it are not built); its stderr goes to `<data_dir>/serve.log`.
 pub fn serve_process(data_dir: &Path, token: &str) -> ServedProcess {
+    serve_with(data_dir, token, &["--no-lander"])
+}
+
+/// As [`serve_process`], with the server's lander running the tickets handed to it.
+pub fn serve_process_with_lander(data_dir: &Path, token: &str) -> ServedProcess {
+    serve_with(data_dir, token, &[])
+}
+
+fn serve_with(data_dir: &Path, token: &str, extra: &[&str]) -> ServedProcess {
     use std::io::BufRead;
     std::fs::create_dir_all(data_dir).expect("data dir");
     let log = data_dir.join("serve.log");
     let mut child = ubuntu_ci(data_dir)
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-lander"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .env("UBUNTU_CI_TOKEN", token)
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(&log).expect("serve.log"))

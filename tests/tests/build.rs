@@ -449,3 +449,75 @@ async fn a_build_past_its_time_limit_is_ended() {
 fn build_processes(scope: &std::path::Path) -> Vec<String> {
     worker_processes(scope, &["/usr/bin/sbuild"])
 }
+
+/// A builder whose archives require signatures refuses an unsigned upload, or one signed by
+/// a key outside the keyring, before anything is built or published, whatever path the
+/// upload came by (here: straight from the store, as the lander hands it over).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_signature_policy_is_applied_where_the_build_happens() {
+    use ubuntu_ci_core::upload::signature::{Keyring, SignaturePolicy, UploadPolicy};
+    let rig = rig().await;
+    let allowed = ubuntu_ci_tests::gpg::TestGpg::new("Allowed Uploader <allowed@example.com>");
+    let stranger = ubuntu_ci_tests::gpg::TestGpg::new("Stranger <stranger@example.com>");
+    let keyring = rig.dir.path().join("uploaders.gpg");
+    allowed.export(&keyring);
+    let policy = UploadPolicy {
+        policy: SignaturePolicy::Require,
+        keyring: Some(Keyring::load_all(&[keyring]).unwrap()),
+    };
+    let mut options = SbuildOptions::new(&rig.dir.path().join("data"));
+    options.chroot_dir = rig.dir.path().join("no-chroots-needed");
+    options.work_dir = rig.dir.path().join("builds");
+    let strict = SbuildBuilder::new(
+        rig.services.store.clone(),
+        Some(rig.services.tickets.clone()),
+        rig.archives.clone().with_upload_policy(policy),
+        rig.queues.clone(),
+        options,
+    );
+    let unsigned = build_example_package(&rig.work.join("unsigned"));
+    let foreign = build_example_package(&rig.work.join("foreign"));
+    stranger.sign_upload(&foreign);
+    let ppa: PpaName = "ppa:ci-team/ppa_build_7".parse().unwrap();
+    for (changes, says) in [
+        (&unsigned, "not signed"),
+        (&foreign, "not in the keyring of allowed uploaders"),
+    ] {
+        let urls = stage_upload(&*rig.store, changes).await;
+        let queue = QueueName::fresh("bsbuilder").unwrap();
+        let done = strict
+            .build_source(
+                BuildSource {
+                    source_packages: urls,
+                    ppa: ppa.to_string(),
+                    progress_queue: queue.to_string(),
+                    ticket_id: None,
+                    series: None,
+                    architecture: None,
+                },
+                CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.state, DoneState::Failed);
+        let reason = done.reason.clone().unwrap();
+        assert!(
+            reason.contains("refused by the signature policy"),
+            "{reason}"
+        );
+        assert!(reason.contains(says), "{reason}");
+        assert_eq!(
+            done.error_kind(),
+            Some(ubuntu_ci_core::ErrorKind::Unauthorized)
+        );
+    }
+    // Nothing built, nothing published, no chroot made.
+    assert!(!rig.dir.path().join("no-chroots-needed").exists());
+    assert!(rig
+        .archives
+        .list(&ppa, None)
+        .await
+        .unwrap_or_default()
+        .is_empty());
+    assert_empty_dir(&rig.dir.path().join("builds"));
+}

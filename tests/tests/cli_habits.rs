@@ -225,14 +225,13 @@ fn owners_take_the_name_and_address_form_and_bugs_come_from_the_changes() {
 #[test]
 fn errors_under_json_are_one_object_with_their_cause() {
     let work = tempfile::tempdir().unwrap();
-    // Port 9 on loopback: nothing listens, the connection is refused.
-    let output = run(ubuntu_ci(work.path()).args([
-        "--json",
-        "--server",
-        "http://127.0.0.1:9/",
-        "ticket",
-        "list",
-    ]));
+    // A port that was just free, and is no more listened on: the connection is refused.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/", listener.local_addr().unwrap())
+    };
+    let output =
+        run(ubuntu_ci(work.path()).args(["--json", "--server", closed.as_str(), "ticket", "list"]));
     assert_eq!(output.status.code(), Some(7));
     let error: Value = serde_json::from_slice(&output.stderr).expect("one JSON object");
     assert_eq!(error["kind"], "unavailable");
@@ -348,6 +347,11 @@ fn completions_and_man_pages_come_from_the_command_line() {
     }
     let remove = std::fs::read_to_string(pages.join("ubuntu-ci-ppa-remove.1")).unwrap();
     assert!(remove.contains("VERSION"), "{remove}");
+    // The synopsis names the command as it is typed.
+    assert!(
+        remove.contains("\\fBubuntu\\-ci ppa remove\\fR"),
+        "{remove}"
+    );
 }
 
 #[test]

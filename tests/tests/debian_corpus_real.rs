@@ -78,6 +78,25 @@ fn three_real_uploads_are_built_imaged_tested_and_published() {
     let detail: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(detail["current_workflow_step"], "COMPLETE");
     assert_eq!(detail["owner"], "jane@example.com");
+    // Who signed what was built is on the ticket, at the build step (here: the embedded
+    // default policy, which takes uploads unsigned and says so).
+    let said: Vec<&str> = detail["progress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["step"] == "SOURCE_BUILD")
+        .filter_map(|p| p["message"].as_str())
+        .collect();
+    for upload in &uploads {
+        let line = format!(
+            "{} {}: signatures not verified",
+            upload.name, upload.version
+        );
+        assert!(
+            said.iter().any(|m| m.starts_with(&line)),
+            "{line:?} in {said:?}"
+        );
+    }
     let artifacts = detail["artifacts"].as_array().unwrap();
     let named = |kind: &str| -> Vec<String> {
         artifacts
@@ -112,14 +131,14 @@ fn three_real_uploads_are_built_imaged_tested_and_published() {
         assert_eq!(on("BUILD_LOG"), 1, "{subticket}: {artifacts:?}");
     }
     let logs: std::collections::BTreeSet<String> = named("BUILD_LOG").into_iter().collect();
+    let arch = ubuntu_ci_core::archive::host_architecture();
     assert_eq!(
         logs,
         [
-            "hello_2.10-3_amd64.build",
-            "libdisorder_0.0.2+git20130809.8062ee1-4_amd64.build",
-            "libminini_1.4+ds-1_amd64.build",
+            format!("hello_2.10-3_{arch}.build"),
+            format!("libdisorder_0.0.2+git20130809.8062ee1-4_{arch}.build"),
+            format!("libminini_1.4+ds-1_{arch}.build"),
         ]
-        .map(String::from)
         .into(),
         "one log per upload, none in another's place"
     );

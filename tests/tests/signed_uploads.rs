@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ubuntu_ci_tests::gpg::TestGpg;
-use ubuntu_ci_tests::{build_example_package, serve_process, ubuntu_ci, ServedProcess};
+use ubuntu_ci_tests::{
+    build_example_package, serve_process, serve_process_with_lander, ubuntu_ci, ServedProcess,
+};
 
 fn write_config(data_dir: &Path, text: &str) {
     let dir = data_dir.join("config/ubuntu-ci");
@@ -184,4 +186,53 @@ fn a_server_requires_signed_sources_by_default() {
     let output = publish(&served.url, &unsigned);
     assert_eq!(output.status.code(), Some(6), "{}", text(&output));
     assert!(text(&output).contains("not signed"), "{}", text(&output));
+}
+
+/// A server that requires signed uploads does not build an unsigned one, however it came:
+/// here a client whose own policy lets it through makes the ticket and hands it to the
+/// server's lander, which refuses it at its build step (before sbuild runs) and publishes
+/// nothing.
+#[test]
+fn a_server_builds_only_what_its_own_policy_accepts() {
+    let work = tempfile::tempdir().unwrap();
+    let server_data = work.path().join("server");
+    let allowed = TestGpg::new("Allowed Uploader <allowed@example.com>");
+    let keyring = work.path().join("uploaders.gpg");
+    allowed.export(&keyring);
+    write_config(&server_data, &require_config(&keyring));
+    let served = serve_process_with_lander(&server_data, "s3cret");
+    let client = work.path().join("client");
+    let unsigned = upload(&work.path().join("unsigned"));
+    let output = run(ubuntu_ci(&client)
+        .args(["--server", &served.url, "--token", "s3cret"])
+        .args([
+            "create-ticket",
+            "-t",
+            "unsigned",
+            "-o",
+            "dev@example.com",
+            "--wait",
+            "-s",
+        ])
+        .arg(&unsigned));
+    assert_eq!(output.status.code(), Some(11), "{}", text(&output));
+    let shown =
+        run(ubuntu_ci(&client).args(["--server", &served.url, "--json", "ticket", "show", "1"]));
+    let detail: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(detail["current_workflow_step"], "SOURCE_BUILD");
+    assert_eq!(detail["status"], "FAILED");
+    let last = detail["progress"].as_array().unwrap().last().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(last.contains("refused by the signature policy"), "{last}");
+    assert!(last.contains("not signed"), "{last}");
+    let archive = server_data.join("ppa/ci-team/ppa_archive/dists");
+    assert!(
+        !archive.join("bookworm/main/source/Sources").exists()
+            || !std::fs::read_to_string(archive.join("bookworm/main/source/Sources"))
+                .unwrap()
+                .contains("hello-ci"),
+        "nothing published"
+    );
 }

@@ -28,8 +28,9 @@ fn main() -> std::process::ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            let err = anyhow::Error::new(err).context("cannot start the async runtime");
-            return report(&err, json);
+            let err =
+                ubuntu_ci_core::Error::internal("cannot start the async runtime").with_source(err);
+            return report(&err.into(), json);
         }
     };
     match runtime.block_on(commands::run(cli)) {
@@ -59,9 +60,14 @@ fn report(err: &anyhow::Error, json: bool) -> std::process::ExitCode {
 /// A command line clap refused: its message (as JSON when `--json` or UBUNTU_CI_JSON asks
 /// for it), exit 2; `--help` and `--version` print as clap does.
 fn usage_error(err: &clap::Error) -> std::process::ExitCode {
-    let asked_json = std::env::args().any(|a| a == "--json")
-        || std::env::var("UBUNTU_CI_JSON")
-            .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+    // --json as clap reads it: the flag, or UBUNTU_CI_JSON by the same boolish rule.
+    let asked_json = std::env::args_os().any(|a| a == "--json")
+        || std::env::var_os("UBUNTU_CI_JSON").is_some_and(|v| {
+            use clap::builder::TypedValueParser;
+            clap::builder::BoolishValueParser::new()
+                .parse_ref(&clap::Command::new("ubuntu-ci"), None, &v)
+                .unwrap_or(false)
+        });
     if !err.use_stderr() || !asked_json {
         err.exit();
     }

@@ -12,7 +12,10 @@ use crate::cli::ColorChoice;
 #[derive(Debug, Clone, Copy)]
 struct Mode {
     quiet: bool,
+    /// Colour on stderr (notes, errors).
     color: bool,
+    /// Colour on stdout (a report such as doctor's).
+    color_out: bool,
 }
 
 static MODE: OnceLock<Mode> = OnceLock::new();
@@ -23,18 +26,20 @@ pub fn init(quiet: bool, color: ColorChoice) {
     let _ = MODE.set(Mode {
         quiet,
         color: use_color(color),
+        color_out: use_color_on(color, std::io::stdout().is_terminal()),
     });
 }
 
 /// Whether `choice` means colour on this process's stderr.
 pub fn use_color(choice: ColorChoice) -> bool {
+    use_color_on(choice, std::io::stderr().is_terminal())
+}
+
+fn use_color_on(choice: ColorChoice, terminal: bool) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                && std::io::stderr().is_terminal()
-        }
+        ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && terminal,
     }
 }
 
@@ -63,8 +68,32 @@ pub fn green(text: &str) -> String {
     paint("32", text)
 }
 
+/// Styles for what goes to stdout, whose colour is decided for stdout.
+pub mod stdout {
+    /// `text` in bold.
+    pub fn bold(text: &str) -> String {
+        super::paint_if(super::color_out(), "1", text)
+    }
+    /// `text` in red.
+    pub fn red(text: &str) -> String {
+        super::paint_if(super::color_out(), "1;31", text)
+    }
+    /// `text` in green.
+    pub fn green(text: &str) -> String {
+        super::paint_if(super::color_out(), "32", text)
+    }
+}
+
+fn color_out() -> bool {
+    MODE.get().is_some_and(|m| m.color_out)
+}
+
 fn paint(code: &str, text: &str) -> String {
-    if color() {
+    paint_if(color(), code, text)
+}
+
+fn paint_if(color: bool, code: &str, text: &str) -> String {
+    if color {
         format!("\x1b[{code}m{text}\x1b[0m")
     } else {
         text.to_owned()

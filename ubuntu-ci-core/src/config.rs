@@ -53,8 +53,11 @@ pub struct Config {
     /// The URL clients reach `serve` at, used in the URLs of stored objects
     /// (default: `http://<listen>/`).
     pub public_url: Option<String>,
-    /// The default ticket owner (else `DEBEMAIL`).
+    /// The default ticket owner (else `DEBEMAIL`, else the system file's `owner`).
     pub owner: Option<String>,
+    /// The system-wide file's `owner`: a site's default, below each user's `DEBEMAIL`.
+    #[serde(skip)]
+    pub site_owner: Option<String>,
     /// The PPA pool and its archives (`[ppa]`).
     #[serde(default)]
     pub ppa: PpaConfig,
@@ -384,22 +387,38 @@ impl Config {
     /// `InvalidInput` for malformed TOML or unknown keys (naming the file); `NotFound` for
     /// a named file that does not exist.
     pub fn load(path: Option<&Path>) -> Result<Config> {
-        let mut merged = read_table(&Config::system_path(), false)?.unwrap_or_default();
         let user = match path {
-            Some(path) => read_table(path, true)?,
-            None => match Config::default_path() {
-                Some(path) => read_table(&path, false)?,
-                None => None,
-            },
+            Some(path) => Some((path.to_path_buf(), true)),
+            None => Config::default_path().map(|path| (path, false)),
+        };
+        Config::load_files(&Config::system_path(), user)
+    }
+
+    /// [`Config::load`] of these files: `system`, then `user` (required or not) over it.
+    fn load_files(system: &Path, user: Option<(PathBuf, bool)>) -> Result<Config> {
+        let mut merged = read_table(system, false)?.unwrap_or_default();
+        // The site's owner is a default below each user's DEBEMAIL, not above it.
+        let site_owner = match merged.remove("owner") {
+            Some(toml::Value::String(owner)) => Some(owner),
+            _ => None,
+        };
+        let user = match user {
+            Some((path, required)) => read_table(&path, required)?,
+            None => None,
         };
         if let Some(user) = user {
             merge_tables(&mut merged, user);
         }
-        toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                Error::invalid(format!("bad configuration: {}", e.message()))
-            })
+        let config: Config =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    Error::invalid(format!("bad configuration: {}", e.message()))
+                })?;
+        Ok(Config {
+            site_owner,
+            ..config
+        })
     }
 
     /// Overrides settings with the `UBUNTU_CI_*` environment variables that are set:
@@ -466,11 +485,14 @@ impl Config {
 
     /// The default ticket owner: the configured one, else `DEBEMAIL`.
     pub fn default_owner(&self) -> Option<String> {
-        self.owner.clone().or_else(|| {
-            std::env::var("DEBEMAIL")
-                .ok()
-                .and_then(|v| crate::model::person_address("DEBEMAIL", &v).ok())
-        })
+        self.owner
+            .clone()
+            .or_else(|| {
+                std::env::var("DEBEMAIL")
+                    .ok()
+                    .and_then(|v| crate::model::person_address("DEBEMAIL", &v).ok())
+            })
+            .or_else(|| self.site_owner.clone())
     }
 
     /// `given`, else the default owner; `InvalidInput` saying where one is set when there
@@ -761,7 +783,6 @@ fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
     }
 }
 
-/// The address of a `DEBEMAIL` value, which may be `Name <addr>` or just `addr`.
 /// The system-wide config file.
 pub const SYSTEM_CONFIG: &str = "/etc/ubuntu-ci/config.toml";
 
@@ -811,13 +832,19 @@ mod tests {
         )
         .unwrap();
         std::fs::write(&user, "owner = \"jane@example.com\"\n[lander]\ntests = 1\n").unwrap();
-        let mut merged = read_table(&system, true).unwrap().unwrap();
-        merge_tables(&mut merged, read_table(&user, true).unwrap().unwrap());
-        let config: Config = toml::Value::Table(merged).try_into().unwrap();
+        let config = Config::load_files(&system, Some((user.clone(), true))).unwrap();
         assert_eq!(config.owner.as_deref(), Some("jane@example.com"));
+        assert_eq!(config.site_owner.as_deref(), Some("ci@example.com"));
         assert_eq!(config.server.as_deref(), Some("http://ci:8000/"));
         assert_eq!(config.lander.builds, Some(4), "kept from the system file");
         assert_eq!(config.lander.tests, Some(1), "the user's value wins");
+        // The site's owner is below each user's own (their DEBEMAIL, here none set in the
+        // user file): it is the default only when the user names none.
+        let absent = dir.path().join("absent.toml");
+        let site_only = Config::load_files(&system, Some((absent.clone(), false))).unwrap();
+        assert_eq!(site_only.owner, None);
+        assert_eq!(site_only.site_owner.as_deref(), Some("ci@example.com"));
+        assert!(Config::load_files(&system, Some((absent, true))).is_err());
         // A bad file is named in the error; a missing optional one is empty.
         std::fs::write(&system, "colour = 1\n").unwrap();
         let err = read_table(&system, false).unwrap_err();

@@ -195,16 +195,16 @@ impl fmt::Display for Error {
         }
         f.write_str(&self.message)?;
         // The whole chain of causes: a transport error says "error sending request", its
-        // cause "connection refused". A cause whose text its parent already printed is
-        // left out.
-        let mut said = String::new();
+        // cause "connection refused". A cause whose text ends what was printed just before
+        // it (its parent repeating it) is left out.
+        let mut said = self.message.clone();
         let mut next: Option<&(dyn std::error::Error + 'static)> = self
             .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static));
         while let Some(cause) = next {
             let text = cause.to_string();
-            if !text.is_empty() && !said.contains(&text) {
+            if !text.is_empty() && !said.ends_with(&text) {
                 write!(f, ": {text}")?;
                 said = text;
             }
@@ -335,5 +335,13 @@ mod tests {
             err.to_string(),
             "request failed: error sending request: connection refused"
         );
+        // A cause that repeats its parent's end is said once; one that only appears inside
+        // it is still said.
+        let repeated = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+        let err = Error::unavailable("the build timed out").with_source(repeated);
+        assert_eq!(err.to_string(), "the build timed out");
+        let inside = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+        let err = Error::unavailable("timed out waiting").with_source(inside);
+        assert_eq!(err.to_string(), "timed out waiting: timed out");
     }
 }

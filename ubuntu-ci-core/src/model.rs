@@ -574,8 +574,9 @@ resource!(Transition, "progress");
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
-    /// Who asks: an address, a Launchpad id, or `Name <address>` (stored as the address).
-    #[schema(min_length = 1, max_length = 255)]
+    /// Who asks: an address, a Launchpad id, or `Name <address>` (stored as the address,
+    /// at most 255 bytes).
+    #[schema(min_length = 1)]
     pub owner: String,
     /// A short title (one line, at most 255 bytes).
     #[schema(min_length = 1, max_length = 255)]
@@ -700,7 +701,7 @@ pub struct NewSubticket {
     #[schema(value_type = String)]
     pub ticket: Uri<Ticket>,
     /// Who looks after it (as a ticket's owner).
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1)]
     pub assignee: String,
 }
 

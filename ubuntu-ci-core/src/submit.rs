@@ -129,13 +129,13 @@ impl CreateTicket {
             uploads.push(upload);
         }
         check_no_clashes(&uploads)?;
-        // No bug given: the first the uploads say they fix (Launchpad-Bugs-Fixed, Closes).
+        // No bug given: the first the uploads say they fix, a Launchpad bug of any of them
+        // before a Debian one.
         let mut new_ticket = new_ticket;
         if new_ticket.bug_id.is_empty() {
-            if let Some(bug) = uploads
-                .iter()
-                .find_map(|u| u.changes.bugs_fixed().into_iter().next())
-            {
+            let changes: Vec<&crate::upload::Changes> =
+                uploads.iter().map(|u| &u.changes).collect();
+            if let Some(bug) = crate::upload::first_bug_fixed(&changes) {
                 new_ticket.bug_id = bug;
             }
         }

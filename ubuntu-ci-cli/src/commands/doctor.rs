@@ -30,12 +30,12 @@ pub async fn run(config: &Config, json: bool, args: DoctorArgs) -> anyhow::Resul
             if !checks.iter().any(|c| c.scope == scope) {
                 continue;
             }
-            println!("{}", output::bold(heading));
+            println!("{}", output::stdout::bold(heading));
             for check in checks.iter().filter(|c| c.scope == scope) {
                 let mark = if check.ok {
-                    output::green("ok     ")
+                    output::stdout::green("ok     ")
                 } else {
-                    output::red("MISSING")
+                    output::stdout::red("MISSING")
                 };
                 println!(
                     "{mark} {:<20} {}  ({})",

@@ -52,10 +52,9 @@ pub fn man(args: &ManArgs) -> anyhow::Result<()> {
 /// The pages of `command` (named `name`) and of its subcommands, recursively.
 fn write_pages(command: &clap::Command, name: &str, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let page = dir.join(format!("{name}.1"));
-    let named = command
-        .clone()
-        .name(name.to_owned())
-        .bin_name(name.replace('-', " "));
+    // The page's title is its file's name; its synopsis keeps the command as typed
+    // (`ubuntu-ci ppa publish`), which `build()` set.
+    let named = command.clone().name(name.to_owned());
     let mut text = Vec::new();
     clap_mangen::Man::new(named).render(&mut text)?;
     std::fs::write(&page, text)

@@ -298,9 +298,35 @@ pub struct SourceFile {
     pub digests: FileDigests,
 }
 
-/// The `Sources` stanza of a source package, as `dpkg-scansources` writes it: the `.dsc`'s
-/// fields with `Source` renamed `Package`, the pool `Directory`, and checksum lists naming
-/// the `.dsc` and its files.
+/// The `.dsc` fields a `Sources` stanza takes over (lower-case), besides `Vcs-*`.
+const SOURCES_FIELDS: &[&str] = &[
+    "binary",
+    "version",
+    "maintainer",
+    "uploaders",
+    "original-maintainer",
+    "build-depends",
+    "build-depends-indep",
+    "build-depends-arch",
+    "build-conflicts",
+    "build-conflicts-indep",
+    "build-conflicts-arch",
+    "architecture",
+    "standards-version",
+    "format",
+    "homepage",
+    "testsuite",
+    "testsuite-triggers",
+    "package-list",
+    "dgit",
+    "rules-requires-root",
+    "priority",
+    "section",
+];
+
+/// The `Sources` stanza of a source package, as `dpkg-scansources` writes it: `Package`
+/// from the `.dsc`'s `Source`, the fields a `Sources` stanza carries, the pool `Directory`,
+/// and checksum lists naming the `.dsc` and its files.
 pub fn source_stanza(
     dsc_fields: &[(String, String)],
     directory: &str,
@@ -313,19 +339,14 @@ pub fn source_stanza(
     {
         render_field(&mut out, "Package", name);
     }
+    // Only the fields a Sources stanza carries (as apt-ftparchive writes them): `Package`
+    // comes from `Source` alone, so that a `Package` field of the .dsc cannot rename what is
+    // published, nor anything else take the place of what the archive writes.
     for (name, value) in dsc_fields {
-        if matches!(
-            name.to_ascii_lowercase().as_str(),
-            "source"
-                | "files"
-                | "checksums-sha1"
-                | "checksums-sha256"
-                | "checksums-sha512"
-                | "directory"
-        ) {
-            continue;
+        let lower = name.to_ascii_lowercase();
+        if SOURCES_FIELDS.contains(&lower.as_str()) || lower.starts_with("vcs-") {
+            render_field(&mut out, name, value);
         }
-        render_field(&mut out, name, value);
     }
     let _ = writeln!(out, "Directory: {directory}");
     let list = |out: &mut String, field: &str, hash: fn(&FileDigests) -> &str| {
@@ -429,6 +450,35 @@ mod tests {
         );
         let rendered = index.render_sources().text();
         assert_eq!(String::from_utf8(rendered).unwrap(), format!("{text}\n"));
+    }
+
+    /// A `.dsc` with a `Package` field (or any field a `Sources` stanza does not carry)
+    /// cannot rename what is published: the stanza names it by its `Source` alone.
+    #[test]
+    fn a_package_field_of_the_dsc_does_not_rename_the_source() {
+        let dsc = pairs(&[
+            ("Format", "3.0 (native)"),
+            ("Source", "hello"),
+            ("Package", "evil"),
+            ("Version", "1.0"),
+            ("Directory", "pool/main/e/evil"),
+            ("Vcs-Git", "https://salsa.debian.org/x/hello.git"),
+            ("X-Injected", "yes"),
+        ]);
+        let files = [SourceFile {
+            name: "hello_1.0.dsc".into(),
+            digests: digest_bytes(b"dsc"),
+        }];
+        let text = source_stanza(&dsc, "pool/main/h/hello", &files);
+        assert_eq!(text.matches("Package:").count(), 1, "{text}");
+        assert!(text.starts_with("Package: hello\n"), "{text}");
+        assert!(
+            !text.contains("evil") && !text.contains("X-Injected"),
+            "{text}"
+        );
+        assert!(text.contains("Vcs-Git: https://salsa.debian.org/x/hello.git\n"));
+        let index = SeriesIndex::read(&text, &[]).unwrap();
+        assert!(index.sources.contains_key(&("hello".into(), "1.0".into())));
     }
 
     #[test]

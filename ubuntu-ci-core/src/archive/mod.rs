@@ -260,10 +260,14 @@ impl Archives {
     /// the default series, and a `.changes` must then target it (or one of its pockets,
     /// `bookworm-security`) so that nothing lands in a series by accident.
     ///
+    /// Every source is held to the archives' [`UploadPolicy`](crate::upload::signature::UploadPolicy)
+    /// first, whoever publishes it.
+    ///
     /// # Errors
     /// `InvalidInput` for a broken `.deb`, or (no series given) a `.changes` whose
-    /// `Distribution` is not the default series; `Conflict` when a pool file of the same
-    /// name already holds other content.
+    /// `Distribution` is not the default series; `Unauthorized` for a source the signature
+    /// policy refuses; `Conflict` when a pool file of the same name already holds other
+    /// content.
     pub async fn publish(
         &self,
         ppa: &PpaName,
@@ -272,9 +276,21 @@ impl Archives {
     ) -> Result<PublishReport> {
         let chosen = series.is_some();
         let series = self.series(series)?;
-        if !chosen {
-            for item in &items {
+        for item in &items {
+            if !chosen {
                 check_distribution(item, &series)?;
+            }
+            // The signature policy on every path into an archive: `ppa publish`, the
+            // API's publish, the builder's, a retry's.
+            if let Publishable::Source(upload) = item {
+                self.upload_policy().check(upload).await.map_err(|e| {
+                    let name = upload
+                        .changes_path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    e.with_resource(name)
+                })?;
             }
         }
         let this = self.clone();
@@ -795,19 +811,27 @@ impl PpaCleaner for Archives {
         blocking(move || {
             let _lock = this.lock(&ppa)?;
             let dir = this.path(&ppa);
-            // Renamed away first, so a reader never sees a half-deleted archive.
-            let doomed = dir.with_extension(format!("cleaning-{:08x}", rand::random::<u32>()));
+            // Renamed away first, so a reader never sees a half-deleted archive: to a hidden
+            // name, which no PPA can have (a PPA name starts with a letter or digit).
+            let owner_dir = dir
+                .parent()
+                .ok_or_else(|| Error::internal("a PPA folder without a parent"))?;
+            let doomed = owner_dir.join(format!(
+                "{CLEANING_PREFIX}{:08x}-{}",
+                rand::random::<u32>(),
+                ppa.name()
+            ));
             match fs::rename(&dir, &doomed) {
                 Ok(()) => fs::remove_dir_all(&doomed).map_err(Error::from),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(Error::from(e)),
             }
             .map_err(|e| e.with_resource(dir.display().to_string()))?;
-            // What an earlier cleaning left when its process died between rename and delete.
-            let prefix = format!("{}.cleaning-", ppa.name());
-            if let Some(Ok(entries)) = dir.parent().map(fs::read_dir) {
+            // What an earlier cleaning of this PPA left when its process died between
+            // rename and delete: `.cleaning-<8 hex>-<this name>` exactly.
+            if let Ok(entries) = fs::read_dir(owner_dir) {
                 for entry in entries.flatten() {
-                    if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    if cleaning_of(&entry.file_name().to_string_lossy()) == Some(ppa.name()) {
                         let _ = fs::remove_dir_all(entry.path());
                     }
                 }
@@ -816,6 +840,19 @@ impl PpaCleaner for Archives {
         })
         .await
     }
+}
+
+/// Where a PPA's archive goes while it is deleted: hidden, out of every PPA's name space.
+const CLEANING_PREFIX: &str = ".cleaning-";
+
+/// The PPA whose cleaning left the folder `name` behind, if it is one.
+fn cleaning_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(CLEANING_PREFIX)?;
+    let (random, ppa) = rest.split_at_checked(8)?;
+    if !random.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    ppa.strip_prefix('-')
 }
 
 async fn blocking<T: Send + 'static>(

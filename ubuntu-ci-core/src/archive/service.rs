@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use super::{Archives, PublishReport, Publishable, PublishedPackage};
 use crate::error::{Error, Result};
 use crate::ppa::PpaName;
-use crate::upload::signature::UploadPolicy;
 use crate::upload::validate_changes;
 
 /// Publishing into PPAs and reading them.
@@ -65,13 +64,12 @@ pub trait ArchiveService: Send + Sync + fmt::Debug {
     }
 }
 
-/// What `files` ask to publish: `.changes` validated and their signatures checked against
-/// `policy`, `.deb`s as they are.
+/// What `files` ask to publish: `.changes` validated, `.deb`s as they are. (Their
+/// signatures are checked by [`Archives::publish`], on every path into an archive.)
 ///
 /// # Errors
-/// `InvalidInput` for another kind of file or an invalid upload; `Unauthorized` for an
-/// upload whose signature `policy` refuses.
-pub async fn classify(files: &[PathBuf], policy: &UploadPolicy) -> Result<Vec<Publishable>> {
+/// `InvalidInput` for another kind of file or an invalid upload.
+pub async fn classify(files: &[PathBuf]) -> Result<Vec<Publishable>> {
     if files.is_empty() {
         return Err(Error::invalid(
             "nothing to publish: name a .changes or .deb files",
@@ -80,11 +78,7 @@ pub async fn classify(files: &[PathBuf], policy: &UploadPolicy) -> Result<Vec<Pu
     let mut items = Vec::with_capacity(files.len());
     for file in files {
         items.push(match kind_of(file)? {
-            FileKind::Changes => {
-                let upload = validate_changes(file).await?;
-                policy.check(&upload).await?;
-                Publishable::Source(Box::new(upload))
-            }
+            FileKind::Changes => Publishable::Source(Box::new(validate_changes(file).await?)),
             FileKind::Deb => Publishable::Deb(file.clone()),
         });
     }
@@ -129,7 +123,7 @@ impl ArchiveService for Archives {
         series: Option<&str>,
         files: &[PathBuf],
     ) -> Result<PublishReport> {
-        let items = classify(files, self.upload_policy()).await?;
+        let items = classify(files).await?;
         self.publish(ppa, series, items).await
     }
 

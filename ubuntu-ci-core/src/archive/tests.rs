@@ -478,8 +478,19 @@ async fn leftovers_of_a_crashed_change_or_cleaning_are_cleared() {
     std::fs::write(next.join("Release"), "half-written").unwrap();
     let dead_cleaning = archives
         .root()
-        .join("ci-team/ppa_build_1.cleaning-0badf00d");
+        .join("ci-team/.cleaning-0badf00d-ppa_build_1");
     std::fs::create_dir_all(dead_cleaning.join("pool")).unwrap();
+    // PPAs whose names start with this one's, or look like a cleaning folder: not touched.
+    let mut neighbours = Vec::new();
+    for name in ["ppa_build_1.cleaning-0", "ppa_build_10", "ppa_build_1-x"] {
+        let other = PpaName::new("ci-team", name).unwrap();
+        archives.ensure(&other, None).await.unwrap();
+        neighbours.push(other);
+    }
+    let neighbours_cleaning = archives
+        .root()
+        .join("ci-team/.cleaning-0badf00d-ppa_build_10");
+    std::fs::create_dir_all(&neighbours_cleaning).unwrap();
 
     let deb = write_deb(dir.path(), "alpha", "1", "amd64", "a");
     archives
@@ -494,4 +505,15 @@ async fn leftovers_of_a_crashed_change_or_cleaning_are_cleared() {
     verified_release(&archives, &ppa, "bookworm");
     archives.clean(&ppa).await.unwrap();
     assert!(!dead_cleaning.exists(), "the dead cleaning is finished");
+    for other in &neighbours {
+        assert!(archives.path(other).exists(), "{other} untouched");
+    }
+    assert!(
+        neighbours_cleaning.exists(),
+        "another PPA's cleaning is its own"
+    );
+    // Cleaning a PPA whose name holds a dot renames it out of the way whole.
+    archives.clean(&neighbours[0]).await.unwrap();
+    assert!(!archives.path(&neighbours[0]).exists());
+    assert!(archives.path(&neighbours[1]).exists());
 }

@@ -114,6 +114,8 @@ struct Built {
     binaries: Vec<String>,
     files: Vec<String>,
     log: Option<String>,
+    /// Who signed the upload, as the ticket records it.
+    signature: Option<String>,
 }
 
 #[async_trait]
@@ -133,6 +135,9 @@ impl SourceBuilder for SbuildBuilder {
                 results.insert("files".into(), built.files.into());
                 if let Some(log) = built.log {
                     results.insert("build_log".into(), log.into());
+                }
+                if let Some(signature) = built.signature {
+                    results.insert("signature".into(), signature.into());
                 }
                 Done::completed(results)
             }
@@ -202,6 +207,17 @@ impl SbuildBuilder {
             .await?;
         let upload = fetch_sources(&*self.store, &request.source_packages, &sources).await?;
         let what = format!("{} {}", upload.changes.source, upload.changes.version);
+        // This side's signature policy, before anything is built: the upload may have come
+        // through any path (an SPU recorded through the API, a client with a policy of its
+        // own), and what is built here is published.
+        let policy = self.archives.upload_policy();
+        let signature = policy.check(&upload).await.map_err(|e| Failure {
+            kind: Some(e.kind()),
+            reason: format!("{what} is refused by the signature policy: {e}"),
+            log: None,
+        })?;
+        let signed = signature.describe(&upload, policy.policy);
+        reporter.phase("signature", signed.clone()).await?;
 
         reporter
             .phase(
@@ -262,6 +278,7 @@ impl SbuildBuilder {
         }
         let mut built = Built {
             log: Some(log_url),
+            signature: Some(signed),
             ..Built::default()
         };
         let mut debs = Vec::new();

@@ -1103,6 +1103,11 @@ impl Run<'_> {
                 state: done.state,
                 results: done.results.clone(),
             });
+            // Who signed what was built, on the ticket.
+            if let Some(signature) = done.results.get("signature").and_then(|s| s.as_str()) {
+                self.report(step, StepStatus::InProgress, signature.to_owned())
+                    .await?;
+            }
             // A failed build is kept with the request's end; the last is saved with the
             // step's end.
             self.check_done(step, &done, &format!("{what} did not build"))?;

@@ -212,6 +212,23 @@ mod tests {
                 }
             }
         }
+        // What the handlers themselves declare, beside what every operation can answer.
+        for (path, method, status) in [
+            ("/api/v1/ticket/{id}/", "get", "404"),
+            ("/api/v1/ticket/{id}/request/", "post", "409"),
+            ("/api/v1/ticket/{id}/request/", "post", "501"),
+            ("/api/v1/ticket/{id}/cancel/", "post", "409"),
+            ("/api/v1/ppa/{owner}/{name}/publish/", "post", "409"),
+            ("/store/{container}/", "delete", "409"),
+            ("/store/{container}/{name}", "get", "404"),
+        ] {
+            assert!(
+                doc["paths"][path][method]["responses"]
+                    .get(status)
+                    .is_some(),
+                "{method} {path}: {status}"
+            );
+        }
     }
 
     /// The server modules add routes only through `routes!` (so only with their

@@ -127,27 +127,55 @@ pub struct ValidatedUpload {
     pub fingerprint: String,
 }
 
+/// The bug a ticket for `uploads` is about when none is given: the first Launchpad bug any
+/// of them fixes, else the first Debian bug any of them closes.
+pub fn first_bug_fixed(uploads: &[&Changes]) -> Option<String> {
+    uploads
+        .iter()
+        .find_map(|c| c.launchpad_bugs_fixed().into_iter().next())
+        .or_else(|| {
+            uploads
+                .iter()
+                .find_map(|c| c.debian_bugs_closed().into_iter().next())
+        })
+}
+
 impl Changes {
     /// The bugs the upload says it fixes, as URLs: `Launchpad-Bugs-Fixed` first (Launchpad
     /// bug URLs), then `Closes` (Debian's bug tracker), each in field order. Words that are
     /// not bug numbers are skipped.
     pub fn bugs_fixed(&self) -> Vec<String> {
-        let numbers = |name: &str| -> Vec<u64> {
-            self.fields
-                .iter()
-                .filter(|(field, _)| field.eq_ignore_ascii_case(name))
-                .flat_map(|(_, value)| value.split(|c: char| c.is_whitespace() || c == ','))
-                .filter_map(|word| word.trim_start_matches('#').parse::<u64>().ok())
-                .filter(|n| *n > 0)
-                .collect()
-        };
-        let launchpad = numbers("Launchpad-Bugs-Fixed")
+        let mut bugs = self.launchpad_bugs_fixed();
+        bugs.extend(self.debian_bugs_closed());
+        bugs
+    }
+
+    /// `Launchpad-Bugs-Fixed`, as Launchpad bug URLs.
+    pub fn launchpad_bugs_fixed(&self) -> Vec<String> {
+        self.bug_numbers("Launchpad-Bugs-Fixed")
             .into_iter()
-            .map(crate::model::launchpad_bug_url);
-        let debian = numbers("Closes")
+            .map(crate::model::launchpad_bug_url)
+            .collect()
+    }
+
+    /// `Closes`, as URLs of Debian's bug tracker.
+    pub fn debian_bugs_closed(&self) -> Vec<String> {
+        self.bug_numbers("Closes")
             .into_iter()
-            .map(|n| format!("https://bugs.debian.org/{n}"));
-        launchpad.chain(debian).collect()
+            .map(|n| format!("https://bugs.debian.org/{n}"))
+            .collect()
+    }
+
+    /// The bug numbers of the field `name` (`#` before a number allowed; other words
+    /// skipped).
+    fn bug_numbers(&self, name: &str) -> Vec<u64> {
+        self.fields
+            .iter()
+            .filter(|(field, _)| field.eq_ignore_ascii_case(name))
+            .flat_map(|(_, value)| value.split(|c: char| c.is_whitespace() || c == ','))
+            .filter_map(|word| word.trim_start_matches('#').parse::<u64>().ok())
+            .filter(|n| *n > 0)
+            .collect()
     }
 
     /// Parses a `.changes` file (clear-signed or not); the signature is not verified.
