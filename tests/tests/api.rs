@@ -411,6 +411,19 @@ async fn public_objects_need_no_token_and_private_ones_do() {
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let authorised = client().get(url).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(authorised.status(), StatusCode::OK);
+    // Without the token, a container that does not exist looks like a private one: a
+    // stranger learns nothing of what is stored. With it, it is not found.
+    for path in ["/store/no.such/x", "/store/no.such/"] {
+        let anonymous = client().get(server.at(path)).send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let authorised = client()
+            .get(server.at(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(authorised.status(), StatusCode::NOT_FOUND, "{path}");
+    }
 
     let anonymous_put = client()
         .put(server.at("/store/ticket.1.sources/x"))
@@ -584,6 +597,24 @@ async fn every_error_is_the_documented_json_and_slashless_paths_work() {
             body["error"].as_str().unwrap().contains(says),
             "{query}: {body}"
         );
+    }
+    // The token is checked before the body is read: without it, a bad body is a 401 too.
+    for path in [
+        "/api/v1/ticket/",
+        "/api/v1/ppa/assign/",
+        "/api/v1/ticket/1/request/",
+        "/api/v1/ppa/ci-team/ppa_build_1/copy/",
+    ] {
+        let bad = || {
+            client()
+                .post(server.at(path))
+                .header("content-type", "application/json")
+                .body("{not json")
+        };
+        let anonymous = bad().send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let authorised = bad().bearer_auth(TOKEN).send().await.unwrap();
+        assert_ne!(authorised.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
     let json_format = client()
         .get(server.at("/api/v1/ticket/?format=json"))

@@ -694,3 +694,19 @@ fn image_and_test_requests_outside_the_store_fail_clearly() {
         stderr(&output)
     );
 }
+
+/// `serve` ignores SIGPIPE (a log reader or a client that went away is a write error, not
+/// the server's death), while the other commands end quietly on a closed pipe.
+#[test]
+fn serve_ignores_sigpipe() {
+    let work = tempfile::tempdir().unwrap();
+    let served = serve(&work.path().join("data"), "s3cret");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", served.child.id())).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|mask| u64::from_str_radix(mask.trim(), 16).unwrap())
+        .unwrap();
+    const SIGPIPE: u32 = 13;
+    assert_ne!(ignored & (1 << (SIGPIPE - 1)), 0, "SigIgn {ignored:x}");
+}

@@ -19,6 +19,11 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err),
     };
+    if matches!(cli.command, cli::Command::Serve(_)) {
+        // A server writes to sockets and logs that others may close: a closed one is an
+        // error to handle, never a reason to die.
+        ignore_sigpipe();
+    }
     let json = cli.global.json;
     output::init(cli.global.quiet, cli.global.color);
     init_logging(cli.global.verbose, output::use_color(cli.global.color));
@@ -106,5 +111,16 @@ fn restore_sigpipe() {
     // disposition for SIGPIPE.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// `serve` ignores SIGPIPE again, as Rust programs do: a client or a log reader that went
+/// away gives a write error, and the server goes on.
+fn ignore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called in main before the runtime (and so any other thread) starts; SIG_IGN
+    // is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 }

@@ -625,6 +625,7 @@ impl Config {
             Some(url) => Some(url),
             None => self.store_public_url()?,
         };
+        private_data_dir(&self.data_dir()?)?;
         let tickets_url = self.local_tickets_url()?;
         if tickets_url.starts_with("http://") || tickets_url.starts_with("https://") {
             // Tickets on a server: the PPAs are that server's too.
@@ -783,6 +784,24 @@ fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
     }
 }
 
+/// Makes the data dir (mode 0700) or takes away what group and others may do in it: it
+/// holds the API token, the tickets and the private containers' objects, which other
+/// local users have no business reading.
+fn private_data_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let resource = || dir.display().to_string();
+    std::fs::create_dir_all(dir).map_err(|e| Error::from(e).with_resource(resource()))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| Error::from(e).with_resource(resource()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(|e| Error::from(e).with_resource(resource()))?;
+    }
+    Ok(())
+}
+
 /// The system-wide config file.
 pub const SYSTEM_CONFIG: &str = "/etc/ubuntu-ci/config.toml";
 
@@ -820,6 +839,28 @@ fn merge_tables(base: &mut toml::Table, over: toml::Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_data_dir_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        for (data, made) in [
+            (dir.path().join("new"), false),
+            (dir.path().join("old"), true),
+        ] {
+            if made {
+                std::fs::create_dir(&data).unwrap();
+                std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            let config = Config {
+                data_dir: Some(data.clone()),
+                ..Config::default()
+            };
+            config.connect(None).await.unwrap();
+            let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", data.display());
+        }
+    }
 
     #[test]
     fn the_system_file_is_read_under_the_users() {

@@ -54,8 +54,10 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = config.data_dir()?;
     let (token, created) = server::load_or_create_token(&data_dir, config.token.as_deref())?;
     if created {
+        // Where it is, not what it is: logs keep what is printed.
         eprintln!(
-            "ubuntu-ci serve: new API token (kept in {}): {token}",
+            "ubuntu-ci serve: a new API token is in {} (mode 0600; clients pass it with \
+             --token or UBUNTU_CI_TOKEN)",
             data_dir.join("api-token").display()
         );
     }

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::error::{ApiError, ErrorBody, JsonBody};
-use super::ServerState;
+use super::{Authorised, ServerState};
 use crate::error::{Error, Result};
 use crate::model::{
     Artifact, ArtifactFilter, NewArtifact, NewSourcePackage, NewSourcePackageUpload, NewSubticket,
@@ -193,10 +193,9 @@ impl ListQuery {
               (status = 413, body = ErrorBody)))]
 pub async fn create_ticket(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(new): JsonBody<NewTicket>,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let ticket = state.services.tickets.create_ticket(new).await?;
     Ok(created(&state, ticket.resource_uri.to_string(), ticket))
 }
@@ -292,10 +291,9 @@ pub async fn ticket_events(
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn create_source_package(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(new): JsonBody<NewSourcePackage>,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let (package, was_created) = state
         .services
         .tickets
@@ -348,10 +346,9 @@ pub async fn get_source_package(
               (status = 409, body = ErrorBody)))]
 pub async fn create_spu(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(new): JsonBody<NewSourcePackageUpload>,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let spu = state.services.tickets.create_spu(new).await?;
     Ok(created(&state, spu.resource_uri.to_string(), spu))
 }
@@ -393,10 +390,9 @@ pub async fn get_spu(
               (status = 409, body = ErrorBody)))]
 pub async fn create_subticket(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(new): JsonBody<NewSubticket>,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let subticket = state.services.tickets.create_subticket(new).await?;
     Ok(created(
         &state,
@@ -445,10 +441,9 @@ pub async fn get_subticket(
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_artifact(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(new): JsonBody<NewArtifact>,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let artifact = state.services.tickets.create_artifact(new).await?;
     Ok(created(&state, artifact.resource_uri.to_string(), artifact))
 }
@@ -495,10 +490,9 @@ pub async fn get_artifact(
               (status = 409, body = ErrorBody, description = "the ticket is closed, or the step goes backwards")))]
 pub async fn create_transition(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(new): JsonBody<NewTransition>,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let transition = state.services.tickets.record_transition(new).await?;
     Ok(created(
         &state,

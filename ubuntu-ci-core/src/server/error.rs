@@ -30,6 +30,52 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
     }
 }
 
+/// At most this many error lines a window; the rest are counted and said once.
+const ERROR_LOG_BURST: u32 = 20;
+/// The window of [`ERROR_LOG_BURST`], in seconds.
+const ERROR_LOG_WINDOW_SECS: u64 = 10;
+
+/// A bound on the server's error log lines: clients can cause 5xx answers at will, and a
+/// log is no place for a flood.
+struct LogLimit {
+    state: std::sync::Mutex<(u64, u32, u64)>,
+}
+
+static ERROR_LOG: LogLimit = LogLimit {
+    state: std::sync::Mutex::new((0, 0, 0)),
+};
+
+impl LogLimit {
+    /// Whether one more line may be written now; says how many were left out when a new
+    /// window opens.
+    fn admit(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            / ERROR_LOG_WINDOW_SECS;
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        let (window, _, dropped) = *state;
+        if window != now {
+            if dropped > 0 {
+                tracing::warn!(
+                    "{dropped} more request errors in {ERROR_LOG_WINDOW_SECS} s were not logged"
+                );
+            }
+            *state = (now, 0, 0);
+        }
+        let (_, written, dropped) = &mut *state;
+        if *written < ERROR_LOG_BURST {
+            *written += 1;
+            true
+        } else {
+            *dropped += 1;
+            false
+        }
+    }
+}
+
 /// An error on its way to becoming a response.
 #[derive(Debug)]
 pub struct ApiError(pub Error);
@@ -43,8 +89,14 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(self.0.kind());
-        if status.is_server_error() {
-            tracing::error!(error = ?self.0, "request failed");
+        if status.is_server_error() && ERROR_LOG.admit() {
+            if status == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::error!(error = ?self.0, "request failed");
+            } else {
+                // 501 and 503 are answers anyone can ask for (an unimplemented backend,
+                // a full event-stream pool): worth a warning, not an alarm.
+                tracing::warn!(error = %self.0, status = status.as_u16(), "request refused");
+            }
         }
         let mut response = (
             status,
@@ -105,5 +157,25 @@ fn rejection_error(rejection: JsonRejection) -> Error {
             Error::invalid("expected a JSON body with Content-Type: application/json")
         }
         other => Error::invalid(other.body_text()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_lines_are_bounded_per_window() {
+        let limit = LogLimit {
+            state: std::sync::Mutex::new((0, 0, 0)),
+        };
+        let admitted = (0..1000).filter(|_| limit.admit()).count();
+        // One window, or two when the test straddles a window's end.
+        assert!(
+            (ERROR_LOG_BURST as usize..=2 * ERROR_LOG_BURST as usize).contains(&admitted),
+            "{admitted}"
+        );
+        let (_, _, dropped) = *limit.state.lock().unwrap();
+        assert!(dropped > 0);
     }
 }

@@ -15,7 +15,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::ServerState;
+use super::{Authorised, ServerState};
 use crate::error::{Error, Result};
 use crate::lander::store::RequestStatus;
 pub use crate::lander::SubmitOptions;
@@ -99,11 +99,10 @@ async fn status_of(state: &ServerState, ticket: i64) -> Result<RequestStatus> {
               (status = 501, body = ErrorBody, description = "this server runs no lander")))]
 async fn submit(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let id = ticket_id(&id)?;
     let options: SubmitOptions = if body.iter().all(u8::is_ascii_whitespace) {
         SubmitOptions::default()
@@ -142,10 +141,9 @@ async fn request_status(
               (status = 501, body = ErrorBody, description = "this server runs no lander")))]
 async fn cancel(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let id = ticket_id(&id)?;
     let lander = lander(&state)?;
     state.services.tickets.get_ticket(id).await?;
@@ -171,10 +169,9 @@ async fn cancel(
               (status = 501, body = ErrorBody, description = "this server runs no lander")))]
 async fn retry(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let id = ticket_id(&id)?;
     let handle = lander(&state)?.retry(id, None).await?;
     accepted(&state, handle).await

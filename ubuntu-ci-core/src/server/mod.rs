@@ -121,6 +121,24 @@ impl ServerState {
     }
 }
 
+/// A request that carries the server's token. As an extractor it runs on the request's
+/// head, before any body is read: a request without the token is refused (401) whatever
+/// its body, which is never parsed.
+#[derive(Debug, Clone, Copy)]
+pub struct Authorised;
+
+impl axum::extract::FromRequestParts<ServerState> for Authorised {
+    type Rejection = error::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &ServerState,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        state.authorise(&parts.headers).map_err(error::ApiError)?;
+        Ok(Authorised)
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;

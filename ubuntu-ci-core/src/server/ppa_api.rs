@@ -12,7 +12,7 @@ use std::path::{Component, Path as FsPath};
 
 use axum::body::Body as HttpBody;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody, JsonBody};
-use super::ServerState;
+use super::{Authorised, ServerState};
 use crate::archive::http::{
     publish_upload, CopyRequest, PackageList, PackageRequest, PublishRequest,
 };
@@ -146,10 +146,9 @@ pub async fn list_ppas(
               (status = 503, body = ErrorBody, description = "no PPA came free in time; retry")))]
 pub async fn assign(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(body): JsonBody<TicketRef>,
 ) -> ApiResult<Json<PpaView>> {
-    state.authorise(&headers)?;
     let ppa = state.services.ready_ppa(body.ticket).await?;
     Ok(Json(PpaView::new(&state, ppa)))
 }
@@ -161,10 +160,9 @@ pub async fn assign(
               (status = 404, body = ErrorBody, description = "the ticket holds no PPA")))]
 pub async fn renew(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(body): JsonBody<TicketRef>,
 ) -> ApiResult<Json<PpaView>> {
-    state.authorise(&headers)?;
     let ppa = state.services.ppas.renew(body.ticket).await?;
     Ok(Json(PpaView::new(&state, ppa)))
 }
@@ -176,10 +174,9 @@ pub async fn renew(
               (status = 401, body = ErrorBody)))]
 pub async fn release(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     JsonBody(body): JsonBody<TicketRef>,
 ) -> ApiResult<StatusCode> {
-    state.authorise(&headers)?;
     state.services.ppas.release_ppa(body.ticket).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -227,11 +224,10 @@ pub async fn packages(
               (status = 409, body = ErrorBody, description = "other content under a published name")))]
 pub async fn publish(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     Path((owner, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<PublishRequest>,
 ) -> ApiResult<Json<PublishReport>> {
-    state.authorise(&headers)?;
     let ppa = ppa_name(&owner, &name)?;
     let report = publish_upload(
         &*state.services.store,
@@ -250,11 +246,10 @@ pub async fn publish(
     responses((status = 200, body = PublishReport), (status = 404, body = ErrorBody)))]
 pub async fn remove(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     Path((owner, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<PackageRequest>,
 ) -> ApiResult<Json<PublishReport>> {
-    state.authorise(&headers)?;
     let ppa = ppa_name(&owner, &name)?;
     let report = state
         .services
@@ -277,11 +272,10 @@ pub async fn remove(
               (status = 409, body = ErrorBody)))]
 pub async fn copy(
     State(state): State<ServerState>,
-    headers: HeaderMap,
+    _: Authorised,
     Path((owner, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<CopyRequest>,
 ) -> ApiResult<Json<PublishReport>> {
-    state.authorise(&headers)?;
     let from = ppa_name(&owner, &name)?;
     let to = body.to;
     let report = state

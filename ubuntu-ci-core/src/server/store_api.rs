@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody, JsonBody};
-use super::ServerState;
+use super::{Authorised, ServerState};
 use crate::error::ErrorKind;
 use crate::error::{Error, Result};
 use crate::store::http::{ContainerListing, Visibility, SHA256_HEADER, URL_HEADER};
@@ -48,11 +48,13 @@ async fn authorise_read(state: &ServerState, headers: &HeaderMap, c: &ContainerN
     if state.is_authorised(headers) {
         return Ok(());
     }
-    if state.services.store.is_public(c).await? {
-        Ok(())
-    } else {
-        // Saying "not found" would hide it better, but a clear 401 helps the owner more.
-        state.authorise(headers)
+    match state.services.store.is_public(c).await {
+        Ok(true) => Ok(()),
+        // A private container and one that does not exist get the same answer without a
+        // token: a stranger learns nothing of what is stored.
+        Ok(false) => state.authorise(headers),
+        Err(err) if err.kind() == ErrorKind::NotFound => state.authorise(headers),
+        Err(err) => Err(err),
     }
 }
 
@@ -91,11 +93,10 @@ async fn list_containers(
               (status = 200, body = crate::store::ContainerInfo, description = "it existed")))]
 async fn ensure_container(
     State(state): State<ServerState>,
+    _: Authorised,
     Path(name): Path<String>,
-    headers: HeaderMap,
     JsonBody(body): JsonBody<Visibility>,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let c = container(&name)?;
     let existed = match state.services.store.container_info(&c).await {
         Ok(_) => true,
@@ -138,11 +139,10 @@ async fn list_objects(
     responses((status = 200, body = crate::store::ContainerInfo), (status = 404, body = ErrorBody)))]
 async fn set_visibility(
     State(state): State<ServerState>,
+    _: Authorised,
     Path(name): Path<String>,
-    headers: HeaderMap,
     JsonBody(body): JsonBody<Visibility>,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let c = container(&name)?;
     state.services.store.set_public(&c, body.public).await?;
     let info = state.services.store.container_info(&c).await?;
@@ -156,11 +156,10 @@ async fn set_visibility(
               (status = 409, body = ErrorBody, description = "not empty")))]
 async fn delete_container(
     State(state): State<ServerState>,
+    _: Authorised,
     Path(name): Path<String>,
-    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let c = container(&name)?;
     let mut recursive = false;
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
@@ -184,11 +183,10 @@ async fn delete_container(
               (status = 404, body = ErrorBody, description = "no such container")))]
 async fn put_object(
     State(state): State<ServerState>,
+    _: Authorised,
     Path((c, name)): Path<(String, String)>,
-    headers: HeaderMap,
     body: HttpBody,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let c = container(&c)?;
     let name = object(&name)?;
     let stream = body
@@ -293,10 +291,9 @@ async fn head_object(
     responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 async fn delete_object(
     State(state): State<ServerState>,
+    _: Authorised,
     Path((c, name)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
     let c = container(&c)?;
     let name = object(&name)?;
     state.services.store.delete_object(&c, &name).await?;
