@@ -70,6 +70,10 @@ pub struct Config {
     /// The lander (`[lander]`).
     #[serde(default)]
     pub lander: LanderConfig,
+    /// What `serve` lets clients hold (`[serve]`: connections, time limits, event
+    /// streams).
+    #[serde(default)]
+    pub serve: crate::server::connections::ServeLimits,
 }
 
 /// The `[lander]` section: time limits, worker health and concurrency of the lander.

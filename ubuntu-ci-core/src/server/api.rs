@@ -14,10 +14,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::connections::ClientAddr;
 use super::error::{ApiError, ErrorBody, JsonBody};
 use super::{Authorised, ServerState};
 use crate::error::{Error, Result};
@@ -244,6 +246,7 @@ pub async fn ticket_events(
     State(state): State<ServerState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    client: Option<Extension<ClientAddr>>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let id = parse_id("ticket", &id)?;
@@ -258,6 +261,23 @@ pub async fn ticket_events(
         ),
         None => None,
     };
+    // Bounded per client first, so that one client cannot take every stream.
+    let per_client = match client {
+        Some(Extension(ClientAddr(address))) => Some(
+            state
+                .streams_per_client
+                .enter(address.ip(), state.limits.max_event_streams_per_client)
+                .ok_or_else(|| {
+                    Error::unavailable(format!(
+                        "{} holds {} event streams, the most one client may; close one, \
+                         or try again later",
+                        address.ip(),
+                        state.limits.max_event_streams_per_client
+                    ))
+                })?,
+        ),
+        None => None,
+    };
     let permit = state
         .event_streams
         .clone()
@@ -265,8 +285,8 @@ pub async fn ticket_events(
         .map_err(|_| Error::unavailable("too many open event streams; try again later"))?;
     let events = state.services.tickets.events(id, after).await?;
     let stream = events.take_until(state.stopping()).map(move |event| {
-        // The permit lives as long as the stream.
-        let _open = &permit;
+        // The permits live as long as the stream.
+        let _open = (&permit, &per_client);
         Ok::<Event, Infallible>(match event {
             Ok(event) => Event::default()
                 .id(event.id.to_string())

@@ -6,6 +6,7 @@
 //! `docs/rest-api.md` and, generated from this code, at `/api/v1/openapi.json`.
 
 pub mod api;
+pub mod connections;
 pub mod error;
 pub mod lander_api;
 pub mod openapi;
@@ -40,6 +41,10 @@ pub struct ServerState {
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// Open event streams; each holds a permit (they cost a task and polling).
     pub(crate) event_streams: Arc<tokio::sync::Semaphore>,
+    /// Open event streams per client address.
+    pub(crate) streams_per_client: Arc<connections::PerClient>,
+    /// What one client, or all, may hold.
+    pub limits: connections::ServeLimits,
     /// The lander that runs the tickets' requests (none: this server runs none).
     pub lander: Option<crate::lander::Lander>,
 }
@@ -56,8 +61,19 @@ impl ServerState {
             public_url,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+            streams_per_client: Arc::default(),
+            limits: connections::ServeLimits::default(),
             lander: None,
         }
+    }
+
+    /// Serves under `limits` (connections, time limits, event streams in all and per
+    /// client).
+    #[must_use]
+    pub fn with_limits(mut self, limits: connections::ServeLimits) -> ServerState {
+        self.event_streams = Arc::new(tokio::sync::Semaphore::new(limits.max_event_streams));
+        self.limits = limits;
+        self
     }
 
     /// Runs the tickets' requests with `lander`.
@@ -69,9 +85,12 @@ impl ServerState {
 
     /// Allows at most `limit` event streams open at once (default [`MAX_EVENT_STREAMS`]).
     #[must_use]
-    pub fn with_event_stream_limit(mut self, limit: usize) -> ServerState {
-        self.event_streams = Arc::new(tokio::sync::Semaphore::new(limit));
-        self
+    pub fn with_event_stream_limit(self, limit: usize) -> ServerState {
+        let limits = connections::ServeLimits {
+            max_event_streams: limit,
+            ..self.limits
+        };
+        self.with_limits(limits)
     }
 
     /// Resolves when the server starts shutting down.
@@ -253,19 +272,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let stopping = state.stopping.clone();
-    let app = tower::ServiceBuilder::new()
-        .map_request(with_trailing_slash)
-        .service(router(state));
-    axum::serve(
-        listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
-    )
-    .with_graceful_shutdown(async move {
+    let limits = state.limits;
+    limits.validate()?;
+    connections::serve_connections(listener, router(state), limits, async move {
         shutdown.await;
         stopping.send_replace(true);
     })
     .await
-    .map_err(|e| Error::internal("the server stopped").with_source(e))
 }
 
 #[cfg(test)]
