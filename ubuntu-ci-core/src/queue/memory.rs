@@ -32,15 +32,20 @@ pub struct MemoryOptions {
     pub max_messages: usize,
     /// Largest message, as JSON text.
     pub max_message_bytes: usize,
+    /// Bytes of messages (as JSON text) kept per queue: a build's log cannot take the
+    /// memory of the process; older messages go first, and a subscriber that missed some
+    /// is told how many.
+    pub max_queue_bytes: usize,
 }
 
 impl Default for MemoryOptions {
-    /// Ten minutes, 100,000 messages, 1 MiB.
+    /// Ten minutes, 100,000 messages, 1 MiB a message, 8 MiB a queue.
     fn default() -> MemoryOptions {
         MemoryOptions {
             retention: Duration::from_secs(600),
             max_messages: 100_000,
             max_message_bytes: 1024 * 1024,
+            max_queue_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -64,6 +69,10 @@ struct Inner {
 #[derive(Debug)]
 struct Queue {
     messages: VecDeque<QueueMessage>,
+    /// The size of each message of `messages`, as JSON text.
+    sizes: VecDeque<usize>,
+    /// The sum of `sizes`.
+    bytes: usize,
     last: u64,
     finished_at: Option<Instant>,
     touched_at: Instant,
@@ -75,6 +84,8 @@ impl Queue {
     fn new() -> Queue {
         Queue {
             messages: VecDeque::new(),
+            sizes: VecDeque::new(),
+            bytes: 0,
             last: 0,
             finished_at: None,
             touched_at: Instant::now(),
@@ -181,8 +192,15 @@ impl ProgressQueues for MemoryQueues {
         entry.last += 1;
         let seq = entry.last;
         entry.messages.push_back(QueueMessage { seq, body });
-        while entry.messages.len() > self.options.max_messages.max(1) {
+        entry.sizes.push_back(size);
+        entry.bytes += size;
+        // The newest message always stays (it may be the final one).
+        while entry.messages.len() > 1
+            && (entry.messages.len() > self.options.max_messages.max(1)
+                || entry.bytes > self.options.max_queue_bytes)
+        {
             entry.messages.pop_front();
+            entry.bytes -= entry.sizes.pop_front().unwrap_or(0);
         }
         if final_message {
             entry.finished_at = Some(Instant::now());
@@ -285,6 +303,23 @@ impl Subscription {
             return Step::Gone;
         };
         self.receiver.borrow_and_update();
+        // Messages this subscriber has not seen were dropped to bound the queue: say so,
+        // as a log line in their place.
+        if let Some(first) = queue.messages.front() {
+            if first.seq > self.cursor + 1 {
+                let missed = first.seq - self.cursor - 1;
+                self.pending.push_back(QueueMessage {
+                    seq: first.seq - 1,
+                    body: serde_json::json!({"log": [format!(
+                        "[ubuntu-ci: {missed} earlier progress message{} dropped: a queue \
+                         keeps its latest {} MiB and {} messages]",
+                        if missed == 1 { " was" } else { "s were" },
+                        self.queues.options.max_queue_bytes / (1024 * 1024),
+                        self.queues.options.max_messages
+                    )]}),
+                });
+            }
+        }
         self.pending.extend(
             queue
                 .messages
@@ -335,14 +370,30 @@ mod tests {
             .await
             .unwrap();
         use futures::StreamExt;
-        let seqs: Vec<u64> = queues
+        let messages: Vec<QueueMessage> = queues
             .subscribe(&q, None)
+            .await
+            .unwrap()
+            .map(|m| m.unwrap())
+            .collect()
+            .await;
+        let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+        // The three dropped are said, in their place, then the three kept.
+        assert_eq!(seqs, [3, 4, 5, 6]);
+        let said = messages[0].body["log"][0].as_str().unwrap();
+        assert!(
+            said.contains("3 earlier progress messages were dropped"),
+            "{said}"
+        );
+        // One that read them all before sees no marker.
+        let after: Vec<u64> = queues
+            .subscribe(&q, Some(4))
             .await
             .unwrap()
             .map(|m| m.unwrap().seq)
             .collect()
             .await;
-        assert_eq!(seqs, [4, 5, 6]);
+        assert_eq!(after, [5, 6]);
         let big = serde_json::json!({ "log": ["x".repeat(2 * 1024 * 1024)] });
         assert_eq!(
             queues
@@ -352,5 +403,46 @@ mod tests {
                 .kind(),
             crate::ErrorKind::InvalidInput
         );
+    }
+
+    /// A queue is bounded by bytes too: a build's log of 100 MiB keeps its latest 1 MiB
+    /// (here), and the final message always.
+    #[tokio::test]
+    async fn a_queue_keeps_its_latest_bytes_only() {
+        use futures::StreamExt;
+        let queues = MemoryQueues::new(MemoryOptions {
+            max_queue_bytes: 1024 * 1024,
+            ..MemoryOptions::default()
+        });
+        let q = QueueName::new("log").unwrap();
+        let line = "y".repeat(1000);
+        for _ in 0..100 {
+            let batch: Vec<&str> = (0..1000).map(|_| line.as_str()).collect();
+            queues
+                .publish(&q, serde_json::json!({ "log": batch }))
+                .await
+                .unwrap();
+        }
+        queues
+            .publish(&q, serde_json::json!({"state": "COMPLETED"}))
+            .await
+            .unwrap();
+        let messages: Vec<QueueMessage> = queues
+            .subscribe(&q, None)
+            .await
+            .unwrap()
+            .map(|m| m.unwrap())
+            .collect()
+            .await;
+        let kept: usize = messages
+            .iter()
+            .map(|m| serde_json::to_string(&m.body).unwrap().len())
+            .sum();
+        assert!(kept <= 1024 * 1024 + 4096, "{kept} bytes kept");
+        assert!(messages[0].body["log"][0]
+            .as_str()
+            .unwrap()
+            .contains("earlier progress messages were dropped"));
+        assert_eq!(messages.last().unwrap().body["state"], "COMPLETED");
     }
 }
