@@ -195,3 +195,50 @@ async fn a_body_that_stalls_frees_its_connection() {
     assert!(stored.is_empty(), "{stored:?}");
     answers_quickly(&server).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_past_the_size_cap_are_refused_and_not_stored() {
+    let limits = ServeLimits {
+        max_object_bytes: 1000,
+        ..ServeLimits::default()
+    };
+    let server = TestServer::start_with(|state| state.with_limits(limits)).await;
+    let container = ubuntu_ci_core::store::ContainerName::new("ticket.1.sources").unwrap();
+    let services = server.client(Some(TOKEN)).await;
+    services
+        .store
+        .ensure_container(&container, true)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let put = |name: &str| {
+        client
+            .put(server.at(&format!("/store/ticket.1.sources/{name}")))
+            .bearer_auth(TOKEN)
+    };
+    // Said by its length, and streamed without one.
+    let said = put("said").body(vec![b'x'; 2000]).send().await.unwrap();
+    assert_eq!(said.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let chunks = futures::stream::iter(
+        (0..4).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 500]))),
+    );
+    let streamed = put("streamed")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = streamed.json().await.unwrap();
+    assert_eq!(body["kind"], "too_large");
+    let small = put("small").body(vec![b'x'; 500]).send().await.unwrap();
+    assert_eq!(small.status(), StatusCode::CREATED);
+    let names: Vec<String> = services
+        .store
+        .list(&container)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert_eq!(names, ["small"]);
+}

@@ -37,6 +37,8 @@ pub struct ServeLimits {
     pub max_event_streams: usize,
     /// Event streams one client address may hold at once.
     pub max_event_streams_per_client: usize,
+    /// The largest object `PUT /store/…` takes, in bytes.
+    pub max_object_bytes: u64,
 }
 
 impl Default for ServeLimits {
@@ -47,6 +49,7 @@ impl Default for ServeLimits {
             body_timeout_secs: 60,
             max_event_streams: super::MAX_EVENT_STREAMS,
             max_event_streams_per_client: 32,
+            max_object_bytes: 32 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -66,6 +69,7 @@ impl ServeLimits {
                 "max_event_streams_per_client",
                 self.max_event_streams_per_client as u64,
             ),
+            ("max_object_bytes", self.max_object_bytes),
         ] {
             if value == 0 {
                 return Err(Error::invalid(format!("[serve] {name} must be at least 1")));

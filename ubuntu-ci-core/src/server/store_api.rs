@@ -9,7 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::TryStreamExt;
+use futures::StreamExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -180,24 +180,58 @@ async fn delete_container(
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     security(("bearer" = [])),
     responses((status = 201, body = crate::store::ObjectInfo, description = "stored; Location names it"),
-              (status = 404, body = ErrorBody, description = "no such container")))]
+              (status = 404, body = ErrorBody, description = "no such container"),
+              (status = 413, body = ErrorBody, description = "larger than [serve] max_object_bytes")))]
 async fn put_object(
     State(state): State<ServerState>,
     _: Authorised,
     Path((c, name)): Path<(String, String)>,
+    headers: HeaderMap,
     body: HttpBody,
 ) -> ApiResult<Response> {
     let c = container(&c)?;
     let name = object(&name)?;
-    let stream = body
-        .into_data_stream()
-        .map_err(|e| std::io::Error::other(e.to_string()));
+    let cap = state.limits.max_object_bytes;
+    let too_large = || {
+        Error::too_large(format!(
+            "an object is at most {cap} bytes on this server ([serve] max_object_bytes)"
+        ))
+        .with_resource(format!("{c}/{name}"))
+    };
+    if headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > cap)
+    {
+        return Err(too_large().into());
+    }
+    // Counted as it comes too (a body without a length, or a lying one): past the cap the
+    // put fails and nothing is stored.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = seen.clone();
+    let stream = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()))?;
+        let total = counter.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed)
+            + chunk.len() as u64;
+        if total > cap {
+            return Err(std::io::Error::other("the object is larger than allowed"));
+        }
+        Ok(chunk)
+    });
     let reader = tokio_util::io::StreamReader::new(stream);
-    let info = state
+    let info = match state
         .services
         .store
         .put(&c, &name, Body::from_reader(reader))
-        .await?;
+        .await
+    {
+        Ok(info) => info,
+        Err(_) if seen.load(std::sync::atomic::Ordering::Relaxed) > cap => {
+            return Err(too_large().into())
+        }
+        Err(err) => return Err(err.into()),
+    };
     let mut response = (StatusCode::CREATED, Json(&info)).into_response();
     if let Ok(value) = HeaderValue::from_str(&info.url) {
         response.headers_mut().insert(header::LOCATION, value);
