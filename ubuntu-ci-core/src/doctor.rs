@@ -164,7 +164,47 @@ pub async fn run(config: &Config, tests: bool) -> Vec<Check> {
     checks.push(overlay_in_user_namespaces().await);
     checks.push(data_dir(config));
     checks.push(services(config).await);
+    checks.push(quarantined_ppas(config).await);
     checks
+}
+
+/// PPAs that could not be emptied, set aside from the pool.
+async fn quarantined_ppas(config: &Config) -> Check {
+    let check = |ok: bool, detail: String, fix: Option<String>| Check {
+        name: "PPA pool".to_owned(),
+        needed_for: "lending PPAs to requests",
+        scope: Scope::Product,
+        ok,
+        detail,
+        fix,
+    };
+    let listed = async { config.connect(None).await?.ppas.list().await }.await;
+    let ppas = match listed {
+        Ok(ppas) => ppas,
+        Err(err) => return check(false, format!("cannot list the PPAs: {err}"), None),
+    };
+    let quarantined: Vec<String> = ppas
+        .iter()
+        .filter(|p| p.state == crate::ppa::PpaState::Quarantined)
+        .map(|p| p.name.to_string())
+        .collect();
+    if quarantined.is_empty() {
+        check(true, format!("{} PPAs, none quarantined", ppas.len()), None)
+    } else {
+        check(
+            false,
+            format!(
+                "{} could not be emptied and {} set aside (quarantined)",
+                quarantined.join(", "),
+                if quarantined.len() == 1 { "is" } else { "are" }
+            ),
+            Some(
+                "see the server's log for why (a folder that cannot be removed: its \
+                 permissions, chattr +i); a quarantined PPA is tried again every 10 minutes"
+                    .to_owned(),
+            ),
+        )
+    }
 }
 
 fn program_check(

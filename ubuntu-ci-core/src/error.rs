@@ -247,7 +247,9 @@ impl From<std::io::Error> for Error {
                 ErrorKind::InvalidInput
             }
             std::io::ErrorKind::AlreadyExists => ErrorKind::Conflict,
-            std::io::ErrorKind::PermissionDenied => ErrorKind::Unauthorized,
+            // A local permission error is this machine's set-up, not the caller's
+            // credentials: not `Unauthorized` (a wrong token, to a client).
+            std::io::ErrorKind::PermissionDenied => ErrorKind::Internal,
             std::io::ErrorKind::ConnectionRefused
             | std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::TimedOut
@@ -304,6 +306,12 @@ mod tests {
         }
         assert!(ErrorKind::Unavailable.is_retryable());
         assert!(!ErrorKind::Conflict.is_retryable());
+    }
+
+    #[test]
+    fn a_local_permission_error_is_no_wrong_token() {
+        let denied = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "EPERM");
+        assert_eq!(Error::from(denied).kind(), ErrorKind::Internal);
     }
 
     #[test]

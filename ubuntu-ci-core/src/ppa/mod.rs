@@ -117,6 +117,9 @@ pub enum PpaState {
     Dirty,
     /// Being emptied.
     Cleaning,
+    /// Emptying it failed (its folder cannot be removed, say): set aside, lent to no
+    /// ticket, tried again now and then, and reported by `ppa list` and `doctor`.
+    Quarantined,
 }
 
 impl PpaState {
@@ -127,6 +130,7 @@ impl PpaState {
             PpaState::Reserved => "reserved",
             PpaState::Dirty => "dirty",
             PpaState::Cleaning => "cleaning",
+            PpaState::Quarantined => "quarantined",
         }
     }
 }
@@ -139,6 +143,7 @@ impl FromStr for PpaState {
             "reserved" => Ok(PpaState::Reserved),
             "dirty" => Ok(PpaState::Dirty),
             "cleaning" => Ok(PpaState::Cleaning),
+            "quarantined" => Ok(PpaState::Quarantined),
             _ => Err(Error::invalid(format!("unknown PPA state {text:?}"))),
         }
     }

@@ -22,6 +22,9 @@ use crate::tickets::sql::{db_error, now, Arg, Columns, Dialect, SqlTicketSystem,
 /// How often a waiting `get_ppa` looks again for PPAs freed by other processes.
 const POLL: Duration = Duration::from_millis(200);
 
+/// A quarantined PPA is tried again after this long.
+const QUARANTINE_RETRY: Duration = Duration::from_secs(600);
+
 /// A cleaning older than this was interrupted (its process died) and is started again.
 pub const STALE_CLEANING: Duration = Duration::from_secs(600);
 
@@ -277,28 +280,53 @@ impl SqlPpaPool {
         Ok(Some(ppa))
     }
 
-    /// Empties one dirty PPA (or one whose cleaning was interrupted) and frees it; `false`
-    /// when there was none.
-    async fn clean_one(&self) -> Result<bool> {
+    /// Waits while PPA `id` is being emptied by another cleaner (at most as long as a
+    /// cleaning may take before it counts as interrupted).
+    async fn wait_cleaned(&self, id: i64) -> Result<()> {
+        let deadline = Instant::now() + STALE_CLEANING;
+        while Instant::now() < deadline {
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM ppa WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await
+                .map_err(db_error)?;
+            if state.as_deref() != Some("cleaning") {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Empties one dirty PPA (`only` that one, when given; else any, or one whose cleaning
+    /// was interrupted, or a quarantined one due another try) and frees it; `false` when
+    /// there was none. One that cannot be emptied is quarantined, and the error returned.
+    async fn clean_one(&self, only: Option<i64>) -> Result<bool> {
         let stale = Utc::now()
             - chrono::Duration::from_std(STALE_CLEANING).unwrap_or(chrono::Duration::MAX);
+        let retry = Utc::now()
+            - chrono::Duration::from_std(QUARANTINE_RETRY).unwrap_or(chrono::Duration::MAX);
         // Taken in one statement: a PPA another cleaner took meanwhile no longer matches.
         let sql = match self.db.dialect() {
             Dialect::Sqlite => {
                 "UPDATE ppa SET state = 'cleaning', updated_at = $1 \
-                 WHERE id = (SELECT id FROM ppa WHERE owner = $2 \
-                   AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3)) \
+                 WHERE id = (SELECT id FROM ppa WHERE owner = $2 AND ($5 = 0 OR id = $5) \
+                   AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3) \
+                        OR (state = 'quarantined' AND updated_at < $4)) \
                    ORDER BY id LIMIT 1) \
-                 AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3)) \
+                 AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3) \
+                      OR (state = 'quarantined' AND updated_at < $4)) \
                  RETURNING *"
             }
             // A PPA another cleaner is taking is skipped, not waited for and then missed.
             Dialect::Postgres => {
                 "UPDATE ppa SET state = 'cleaning', updated_at = $1 \
-                 WHERE id = (SELECT id FROM ppa WHERE owner = $2 \
-                   AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3)) \
+                 WHERE id = (SELECT id FROM ppa WHERE owner = $2 AND ($5 = 0 OR id = $5) \
+                   AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3) \
+                        OR (state = 'quarantined' AND updated_at < $4)) \
                    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                 AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3)) \
+                 AND (state = 'dirty' OR (state = 'cleaning' AND updated_at < $3) \
+                      OR (state = 'quarantined' AND updated_at < $4)) \
                  RETURNING *"
             }
         };
@@ -310,6 +338,8 @@ impl SqlPpaPool {
                     Arg::Text(now()),
                     Arg::Text(self.options.owner.clone()),
                     Arg::Text(timestamp(stale)),
+                    Arg::Text(timestamp(retry)),
+                    Arg::Int(only.unwrap_or(0)),
                 ],
             )
             .await?;
@@ -320,7 +350,11 @@ impl SqlPpaPool {
         let ppa = ppa_from(&row)?;
 
         let cleaned = self.cleaner.clean(&ppa.name).await;
-        let next = if cleaned.is_ok() { "free" } else { "dirty" };
+        let next = if cleaned.is_ok() {
+            "free"
+        } else {
+            "quarantined"
+        };
         self.db
             .write_one(
                 "UPDATE ppa SET state = $1, updated_at = $2 WHERE id = $3 AND state = 'cleaning'",
@@ -347,9 +381,9 @@ impl PpaAssigner for SqlPpaPool {
             if let Some(ppa) = self.try_assign(ticket).await? {
                 return Ok(ppa);
             }
-            // A PPA that cannot be emptied stays dirty and must not stop the lending of the
-            // others: the failure is logged, and the next call tries it again.
-            match self.clean_one().await {
+            // A PPA that cannot be emptied is quarantined and must not stop the lending of
+            // the others: the failure is logged, and it is tried again later.
+            match self.clean_one(None).await {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(err) => tracing::warn!(error = %err, "cannot empty a released PPA"),
@@ -371,10 +405,11 @@ impl PpaAssigner for SqlPpaPool {
 
     async fn release_ppa(&self, ticket: i64) -> Result<()> {
         self.seed().await?;
-        self.db
-            .write_one(
+        let released = self
+            .db
+            .write_returning(
                 "UPDATE ppa SET state = 'dirty', ticket_id = NULL, lease_expires_at = NULL, \
-                 updated_at = $1 WHERE owner = $2 AND ticket_id = $3",
+                 updated_at = $1 WHERE owner = $2 AND ticket_id = $3 RETURNING id",
                 vec![
                     Arg::Text(now()),
                     Arg::Text(self.options.owner.clone()),
@@ -382,7 +417,34 @@ impl PpaAssigner for SqlPpaPool {
                 ],
             )
             .await?;
-        while self.clean_one().await? {}
+        // The caller's own PPA first. It is released whatever happens to its cleaning: a
+        // PPA that cannot be emptied is quarantined (and said so in the log, `ppa list`
+        // and `doctor`), never the failure of a request that already did its work.
+        if let Some(row) = released {
+            let id = row.int("id")?;
+            match self.clean_one(Some(id)).await {
+                Ok(true) => {}
+                // Another cleaner took it first: it is emptied when this returns, all the
+                // same.
+                Ok(false) => self.wait_cleaned(id).await?,
+                Err(err) => {
+                    tracing::warn!(error = %err, "a released PPA cannot be emptied: quarantined");
+                }
+            }
+        }
+        // Then the others left dirty, in the background, each on its own.
+        let pool = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match pool.clean_one(None).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "a released PPA cannot be emptied: quarantined");
+                    }
+                }
+            }
+        });
         Ok(())
     }
 
@@ -466,6 +528,106 @@ mod tests {
             .unwrap();
         assert_eq!(pool.get_ppa(ticket.id).await.unwrap().name, held.name);
         assert_eq!(pool.list().await.unwrap().len(), 4, "no PPA made twice");
+    }
+
+    /// Archives whose cleaning fails for the PPAs named in `broken` (as a folder that
+    /// cannot be removed would), and works for the others.
+    #[derive(Debug)]
+    struct PartlyBroken {
+        archives: crate::archive::Archives,
+        broken: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl PpaCleaner for PartlyBroken {
+        async fn clean(&self, ppa: &PpaName) -> Result<()> {
+            if self.broken.lock().unwrap().contains(&ppa.to_string()) {
+                return Err(Error::internal(
+                    "cannot remove the archive: Operation not permitted",
+                ));
+            }
+            self.archives.clean(ppa).await
+        }
+    }
+
+    /// A PPA that cannot be emptied does not fail its release, nor stop the others: it is
+    /// quarantined, lent to nobody, and taken back once it can be emptied.
+    #[tokio::test]
+    async fn a_ppa_that_cannot_be_emptied_is_quarantined_and_the_rest_go_on() {
+        let (dir, tickets) = sqlite().await;
+        let cleaner = Arc::new(PartlyBroken {
+            archives: crate::archive::Archives::new(
+                dir.path().join("ppa"),
+                crate::archive::ArchiveOptions::default(),
+            ),
+            broken: std::sync::Mutex::new(vec!["ppa:ci-team/ppa_build_1".into()]),
+        });
+        let options = PoolOptions {
+            size: 2,
+            max: 2,
+            wait: Duration::from_millis(200),
+            ..PoolOptions::default()
+        };
+        let pool = SqlPpaPool::new(&tickets, options, cleaner.clone())
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for title in ["a", "b", "c"] {
+            let ticket = crate::tickets::TicketSystem::create_ticket(
+                &tickets,
+                crate::model::NewTicket {
+                    owner: "dev@example.com".into(),
+                    title: title.into(),
+                    description: String::new(),
+                    bug_id: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+            ids.push(ticket.id);
+        }
+        assert_eq!(
+            pool.get_ppa(ids[0]).await.unwrap().name.name(),
+            "ppa_build_1"
+        );
+        // Released without an error, though it cannot be emptied.
+        pool.release_ppa(ids[0]).await.unwrap();
+        let state = |name: &str| {
+            let pool = pool.clone();
+            let name = name.to_owned();
+            async move {
+                pool.list()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|p| p.name.name() == name)
+                    .unwrap()
+                    .state
+            }
+        };
+        assert_eq!(
+            state("ppa_build_1").await,
+            crate::ppa::PpaState::Quarantined
+        );
+        // The others are lent; the quarantined one to nobody.
+        assert_eq!(
+            pool.get_ppa(ids[1]).await.unwrap().name.name(),
+            "ppa_build_2"
+        );
+        let err = pool.get_ppa(ids[2]).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
+        // Once it can be emptied (and its quarantine is over), it is lent again.
+        cleaner.broken.lock().unwrap().clear();
+        sqlx::query(
+            "UPDATE ppa SET updated_at = '2000-01-01T00:00:00.000000Z' WHERE name = 'ppa_build_1'",
+        )
+        .execute(tickets.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            pool.get_ppa(ids[2]).await.unwrap().name.name(),
+            "ppa_build_1"
+        );
     }
 
     #[cfg(feature = "postgres")]
