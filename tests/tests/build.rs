@@ -199,7 +199,10 @@ async fn real_sbuild_builds() {
             _ => None,
         })
         .collect();
-    assert_eq!(phases, ["fetch", "chroot", "build", "store", "publish"]);
+    assert_eq!(
+        phases,
+        ["fetch", "signature", "chroot", "build", "store", "publish"]
+    );
     let log: Vec<&String> = messages
         .iter()
         .filter_map(|m| match m {

@@ -282,11 +282,14 @@ impl SbuildBuilder {
             ..Built::default()
         };
         let mut debs = Vec::new();
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&output)
-            .map_err(Error::from)?
-            .flatten()
-            .map(|e| e.path())
-            .collect();
+        // Only what the build's own .changes lists, each checked against it: anything else
+        // in the output folder (put there by anyone) is neither stored nor published.
+        let (changes, names) = built_files(&output, &upload.dsc.source).map_err(|e| Failure {
+            kind: None,
+            reason: format!("{what}: {e}"),
+            log: built.log.clone(),
+        })?;
+        let mut names: Vec<PathBuf> = names.into_iter().chain([changes]).collect();
         names.sort();
         for path in names {
             let name = path
@@ -559,6 +562,61 @@ fn error_context(tail: &[String]) -> Vec<&str> {
     lines[lines.len().saturating_sub(15)..].to_vec()
 }
 
+/// The build's own `.changes` in `output` (`<source>_<version>_<arch>.changes`, which
+/// sbuild writes) and the files it lists, each found beside it with the size and SHA-256
+/// it says.
+///
+/// # Errors
+/// `Internal` when there is no such `.changes`, it cannot be read, or a file it lists is
+/// missing or differs.
+fn built_files(output: &Path, source: &str) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let prefix = format!("{source}_");
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(output)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".changes"))
+                && p.is_file()
+        })
+        .collect();
+    candidates.sort();
+    let [changes] = candidates.as_slice() else {
+        return Err(Error::internal(format!(
+            "sbuild left {} .changes for {source} (one is expected)",
+            candidates.len()
+        )));
+    };
+    let text = std::fs::read(changes)?;
+    let paragraphs =
+        crate::upload::deb822::parse(&text, &crate::upload::deb822::Limits::default())?;
+    let listed = paragraphs
+        .first()
+        .and_then(|p| p.field("Checksums-Sha256"))
+        .ok_or_else(|| Error::internal("the build's .changes has no Checksums-Sha256"))?;
+    let mut files = Vec::new();
+    for (_, entry) in listed.entries() {
+        let words: Vec<&str> = entry.split_whitespace().collect();
+        let [sha256, size, name] = words.as_slice() else {
+            return Err(Error::internal(format!(
+                "the build's .changes lists {entry:?}"
+            )));
+        };
+        crate::upload::validate_file_name(name)?;
+        let path = output.join(name);
+        let digests = crate::upload::checksums::digest_file_blocking(&path)
+            .map_err(|e| e.with_resource((*name).to_owned()))?;
+        if digests.size.to_string() != *size || !digests.sha256.eq_ignore_ascii_case(sha256) {
+            return Err(Error::internal(format!(
+                "{name} is not what the build's .changes lists (changed after the build?)"
+            )));
+        }
+        files.push(path);
+    }
+    Ok((changes.clone(), files))
+}
+
 fn find_suffix(dir: &Path, suffix: &str) -> Option<PathBuf> {
     std::fs::read_dir(dir)
         .ok()?
@@ -632,5 +690,57 @@ mod tests {
     fn hostile_paths_stay_out_of_the_perl_config() {
         assert!(perl_quote(Path::new("/tmp/ok dir")).is_ok());
         assert!(perl_quote(Path::new("/tmp/x'; system('rm')")).is_err());
+    }
+
+    /// Only the files the build's own .changes lists are taken, each as it lists it: a
+    /// .deb dropped into the output folder by someone else is left out, and one changed
+    /// after the build fails it.
+    #[test]
+    fn only_what_the_builds_changes_lists_is_taken() {
+        use sha2::{Digest, Sha256};
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let write = |name: &str, content: &[u8]| {
+            std::fs::write(out.join(name), content).unwrap();
+            (hex::encode(Sha256::digest(content)), content.len())
+        };
+        let (deb_sum, deb_len) = write("hello_1.0-1_amd64.deb", b"the real package");
+        let (info_sum, info_len) = write("hello_1.0-1_amd64.buildinfo", b"buildinfo");
+        write("evil_6.6_amd64.deb", b"not built here");
+        let changes = format!(
+            "Format: 1.8\nSource: hello\nVersion: 1.0-1\nChecksums-Sha256:\n \
+             {deb_sum} {deb_len} hello_1.0-1_amd64.deb\n {info_sum} {info_len} hello_1.0-1_amd64.buildinfo\n"
+        );
+        std::fs::write(out.join("hello_1.0-1_amd64.changes"), &changes).unwrap();
+        let (found, files) = built_files(out, "hello").unwrap();
+        assert!(found.ends_with("hello_1.0-1_amd64.changes"));
+        let mut names: Vec<String> = files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["hello_1.0-1_amd64.buildinfo", "hello_1.0-1_amd64.deb"]
+        );
+
+        // Swapped after the build.
+        std::fs::write(out.join("hello_1.0-1_amd64.deb"), b"swapped content!").unwrap();
+        let err = built_files(out, "hello").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is not what the build's .changes lists"),
+            "{err}"
+        );
+        // A listed name that is a path.
+        std::fs::write(
+            out.join("hello_1.0-1_amd64.changes"),
+            format!("Source: hello\nChecksums-Sha256:\n {deb_sum} {deb_len} ../x.deb\n"),
+        )
+        .unwrap();
+        assert!(built_files(out, "hello").is_err());
+        // No .changes at all.
+        std::fs::remove_file(out.join("hello_1.0-1_amd64.changes")).unwrap();
+        assert!(built_files(out, "hello").is_err());
     }
 }
