@@ -37,8 +37,10 @@ async fn answers_quickly(server: &TestServer) {
     let started = Instant::now();
     let response = reqwest::get(server.at("/api/v1/ticket/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    // A bound on liveness (the server is not stuck behind the greedy clients), generous
+    // for a loaded CI host; latencies are the business of a load benchmark.
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
@@ -92,7 +94,7 @@ async fn past_the_connection_cap_a_client_gets_a_503_at_once() {
     let answer = String::from_utf8_lossy(&answer).into_owned();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("\"kind\":\"unavailable\""), "{answer}");
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
     drop(held);
     // Their slots come back once the server sees them closed.
     let mut answered = false;
