@@ -8,7 +8,7 @@
 //! `SIGKILL` to whatever is left, until nothing of the tree remains. The same happens when
 //! the supervising future is dropped.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -368,16 +368,23 @@ pub async fn end_tree(root: u32, grace: Duration) {
 
 fn end_tree_blocking(root: u32, grace: Duration) {
     // Every process ever seen in the tree stays a target: one that dies leaves its children
-    // to init, outside the tree, and they must not escape.
-    let mut seen: HashSet<u32> = HashSet::new();
-    let live = |seen: &mut HashSet<u32>| {
-        seen.extend(descendants(root));
-        seen.extend(group_members(root));
+    // to init, outside the tree, and they must not escape. Each is known by its id *and*
+    // its start time: an id the system gave to another process since is not a target.
+    let root_start = start_time(root);
+    let mut seen: HashMap<u32, u64> = HashMap::new();
+    let live = |seen: &mut HashMap<u32, u64>| {
+        for pid in descendants(root).into_iter().chain(group_members(root)) {
+            if let Some(start) = start_time(pid) {
+                seen.entry(pid).or_insert(start);
+            }
+        }
         seen.remove(&std::process::id());
-        seen.retain(|pid| is_alive(*pid));
+        seen.retain(|pid, start| is_alive(*pid) && start_time(*pid) == Some(*start));
         seen.clone()
     };
-    signal_all(root, &live(&mut seen), libc::SIGTERM);
+    // The group is signalled as a whole only while its leader is the tool itself.
+    let group = || root_start.is_some() && start_time(root) == root_start;
+    signal_all(group().then_some(root), &live(&mut seen), libc::SIGTERM);
     let until = Instant::now() + grace;
     while Instant::now() < until {
         if live(&mut seen).is_empty() {
@@ -390,7 +397,7 @@ fn end_tree_blocking(root: u32, grace: Duration) {
         if left.is_empty() {
             return;
         }
-        signal_all(root, &left, libc::SIGKILL);
+        signal_all(group().then_some(root), &left, libc::SIGKILL);
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -405,14 +412,31 @@ fn is_alive(pid: u32) -> bool {
         .is_some_and(|state| state != 'Z' && state != 'X')
 }
 
-fn signal_all(group: u32, pids: &HashSet<u32>, signal: i32) {
-    if let Ok(group) = i32::try_from(group) {
+/// When process `pid` started (clock ticks after boot: field 22 of `/proc/<pid>/stat`),
+/// which tells it apart from a later process given the same id.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is field 3.
+    stat.get(stat.rfind(')')? + 2..)?
+        .split(' ')
+        .nth(22 - 3)?
+        .parse()
+        .ok()
+}
+
+/// Signals `group` (when it is still the tool's) and each process of `pids` whose start
+/// time is still the one seen (so no process that took a dead one's id is signalled).
+fn signal_all(group: Option<u32>, pids: &HashMap<u32, u64>, signal: i32) {
+    if let Some(group) = group.and_then(|g| i32::try_from(g).ok()) {
         // SAFETY: killpg only sends a signal; a stale group id fails with ESRCH.
         unsafe {
             libc::killpg(group, signal);
         }
     }
-    for pid in pids {
+    for (pid, start) in pids {
+        if start_time(*pid) != Some(*start) {
+            continue;
+        }
         if let Ok(pid) = i32::try_from(*pid) {
             // SAFETY: as above, for one process.
             unsafe {
@@ -504,6 +528,30 @@ mod tests {
 
     fn alive(pid: u32) -> bool {
         is_alive(pid)
+    }
+
+    /// A process is known by its id and its start time: a record of an id whose start
+    /// time is another (a process that took a dead one's id) is never signalled.
+    #[test]
+    fn a_reused_process_id_is_not_signalled() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let start = start_time(pid).expect("a start time");
+        assert_eq!(start_time(pid), Some(start), "stable");
+        // As if `pid` had been seen as another process, which started earlier.
+        let stale: HashMap<u32, u64> = [(pid, start - 1)].into();
+        signal_all(None, &stale, libc::SIGKILL);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(alive(pid), "a process not the one seen was signalled");
+        // The one seen is.
+        let seen: HashMap<u32, u64> = [(pid, start)].into();
+        signal_all(None, &seen, libc::SIGKILL);
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        assert_eq!(start_time(pid), None, "reaped");
     }
 
     #[tokio::test]
