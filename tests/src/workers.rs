@@ -167,3 +167,27 @@ pub fn assert_empty_dir(dir: &Path) {
         dir.display()
     );
 }
+
+/// `ubuntu-ci` for a test of the real workers in `dir`: its data in `dir/data`, its
+/// configuration `dir/config.toml` (written when absent: the build chroots the tests cache
+/// in `target/test-chroots`), and the workers' folders (their tools' TMPDIR) in `dir/tmp`,
+/// so that the processes [`worker_processes`] looks for there are this test's alone.
+pub fn real_workers_command(dir: &Path) -> Command {
+    let config = dir.join("config.toml");
+    if !config.exists() {
+        let chroots = repo_root().join("target/test-chroots");
+        std::fs::write(
+            &config,
+            format!(
+                "[build]\nchroot_dir = {:?}\n",
+                chroots.display().to_string()
+            ),
+        )
+        .expect("config.toml");
+    }
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let mut command = crate::ubuntu_ci(&dir.join("data"));
+    command.arg("--config").arg(config).env("TMPDIR", tmp);
+    command
+}

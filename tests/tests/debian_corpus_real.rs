@@ -11,16 +11,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use ubuntu_ci_tests::corpus::debian_source;
-use ubuntu_ci_tests::workers::worker_processes;
-use ubuntu_ci_tests::{repo_root, ubuntu_ci};
+use ubuntu_ci_tests::workers::{real_workers_command, worker_processes};
 
+/// `ubuntu-ci` on the test's data dir, configuration and workers' folders.
 fn command(dir: &Path) -> Command {
-    let mut command = ubuntu_ci(&dir.join("data"));
-    command.arg("--config").arg(dir.join("config.toml"));
-    let tmp = dir.join("tmp");
-    std::fs::create_dir_all(&tmp).expect("tmp");
-    command.env("TMPDIR", tmp);
-    command
+    real_workers_command(dir)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -34,17 +29,6 @@ fn run(dir: &Path, args: &[&str]) -> Output {
 #[test]
 fn three_real_uploads_are_built_imaged_tested_and_published() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.toml"),
-        format!(
-            "[build]\nchroot_dir = {:?}\n",
-            repo_root()
-                .join("target/test-chroots")
-                .display()
-                .to_string()
-        ),
-    )
-    .unwrap();
     let uploads = ["hello", "libminini", "libdisorder"].map(debian_source);
     let mut wait = command(dir.path());
     wait.args([

@@ -11,19 +11,12 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ubuntu_ci_tests::workers::{example_variant, worker_processes};
-use ubuntu_ci_tests::{build_example_package, repo_root, ubuntu_ci};
+use ubuntu_ci_tests::build_example_package;
+use ubuntu_ci_tests::workers::{example_variant, real_workers_command, worker_processes};
 
-/// `ubuntu-ci` on the test's data dir and configuration.
+/// `ubuntu-ci` on the test's data dir, configuration and workers' folders.
 fn command(dir: &Path) -> Command {
-    let mut command = ubuntu_ci(&dir.join("data"));
-    command.arg("--config").arg(dir.join("config.toml"));
-    // The workers' folders (and their tools' TMPDIR) in the test's own: the processes
-    // looked for at the end are this test's, not those of other builds on the machine.
-    let tmp = dir.join("tmp");
-    std::fs::create_dir_all(&tmp).expect("tmp");
-    command.env("TMPDIR", tmp);
-    command
+    real_workers_command(dir)
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -56,17 +49,6 @@ fn archive_packages(dir: &Path) -> String {
 #[test]
 fn create_ticket_wait_runs_the_whole_pipeline() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.toml"),
-        format!(
-            "[build]\nchroot_dir = {:?}\n",
-            repo_root()
-                .join("target/test-chroots")
-                .display()
-                .to_string()
-        ),
-    )
-    .unwrap();
     let changes = build_example_package(&dir.path().join("src"));
 
     let output = wait(dir.path(), "hello-ci", &changes).output().unwrap();

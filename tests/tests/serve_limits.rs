@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use ubuntu_ci_core::server::connections::ServeLimits;
+use ubuntu_ci_core::config::ServeLimits;
 use ubuntu_ci_tests::{TestServer, TOKEN};
 
 fn address(server: &TestServer) -> String {

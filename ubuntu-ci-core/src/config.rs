@@ -73,7 +73,65 @@ pub struct Config {
     /// What `serve` lets clients hold (`[serve]`: connections, time limits, event
     /// streams).
     #[serde(default)]
-    pub serve: crate::server::connections::ServeLimits,
+    pub serve: ServeLimits,
+}
+
+/// How much of the server one client, or all of them, may hold.
+/// The `[serve]` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeLimits {
+    /// Connections open at once; past it a new one gets a 503 and is closed.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's head, and that a connection may wait
+    /// idle for its next request.
+    pub header_timeout_secs: u64,
+    /// Seconds a request's body may pause between two pieces.
+    pub body_timeout_secs: u64,
+    /// Event streams open at once, all clients together.
+    pub max_event_streams: usize,
+    /// Event streams one client address may hold at once.
+    pub max_event_streams_per_client: usize,
+    /// The largest object `PUT /store/…` takes, in bytes.
+    pub max_object_bytes: u64,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 1024,
+            header_timeout_secs: 30,
+            body_timeout_secs: 60,
+            max_event_streams: 256,
+            max_event_streams_per_client: 32,
+            max_object_bytes: 32 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl ServeLimits {
+    /// Checks that every limit lets something through.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming a limit of zero.
+    pub fn validate(&self) -> Result<()> {
+        for (name, value) in [
+            ("max_connections", self.max_connections as u64),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("max_event_streams", self.max_event_streams as u64),
+            (
+                "max_event_streams_per_client",
+                self.max_event_streams_per_client as u64,
+            ),
+            ("max_object_bytes", self.max_object_bytes),
+        ] {
+            if value == 0 {
+                return Err(Error::invalid(format!("[serve] {name} must be at least 1")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The `[lander]` section: time limits, worker health and concurrency of the lander.

@@ -66,7 +66,6 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     } else {
         println!("ubuntu-ci serve: listening on {address}, reachable at {public_url}");
     }
-    config.serve.validate()?;
     let mut state = ServerState::new(services.clone(), token, public_url).with_limits(config.serve);
     if let Some(archives) = services.archives.local().filter(|_| !args.no_lander) {
         let series = archives.series(None)?;

@@ -130,12 +130,11 @@ pub fn show_request(request: Option<&RequestStatus>) {
     } else {
         "under way".to_owned()
     };
-    // Under way, the step it is in is its ticket's: `progress` is saved as steps end.
-    let step = match (&request.current, request.finished) {
-        (Some(current), false) => current.step,
-        _ => p.step,
-    };
-    println!("request: {state} at {step} (series {})", p.series);
+    println!(
+        "request: {state} at {} (series {})",
+        request.step(),
+        p.series
+    );
     if let (Some(current), false) = (&request.current, request.finished) {
         if !current.activity.is_empty() && request.waiting.is_none() {
             println!("  doing: {}", current.activity);

@@ -96,6 +96,17 @@ pub struct RequestStatus {
     pub updated_at: String,
 }
 
+impl RequestStatus {
+    /// The step the request is in: under way, its ticket's (the saved progress is a step
+    /// behind until that step ends); finished, the step it ended at.
+    pub fn step(&self) -> crate::model::WorkflowStep {
+        match (&self.current, self.finished) {
+            (Some(current), false) => current.step,
+            _ => self.progress.step,
+        }
+    }
+}
+
 /// The step a request is in and what it does there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CurrentStep {

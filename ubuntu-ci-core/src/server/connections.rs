@@ -17,67 +17,11 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::error::{Error, Result};
-
-/// How much of the server one client, or all of them, may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServeLimits {
-    /// Connections open at once; past it a new one gets a 503 and is closed.
-    pub max_connections: usize,
-    /// Seconds a client has to send a request's head, and that a connection may wait
-    /// idle for its next request.
-    pub header_timeout_secs: u64,
-    /// Seconds a request's body may pause between two pieces.
-    pub body_timeout_secs: u64,
-    /// Event streams open at once, all clients together.
-    pub max_event_streams: usize,
-    /// Event streams one client address may hold at once.
-    pub max_event_streams_per_client: usize,
-    /// The largest object `PUT /store/…` takes, in bytes.
-    pub max_object_bytes: u64,
-}
-
-impl Default for ServeLimits {
-    fn default() -> Self {
-        ServeLimits {
-            max_connections: 1024,
-            header_timeout_secs: 30,
-            body_timeout_secs: 60,
-            max_event_streams: super::MAX_EVENT_STREAMS,
-            max_event_streams_per_client: 32,
-            max_object_bytes: 32 * 1024 * 1024 * 1024,
-        }
-    }
-}
-
-impl ServeLimits {
-    /// Checks that every limit lets something through.
-    ///
-    /// # Errors
-    /// `InvalidInput` naming a limit of zero.
-    pub fn validate(&self) -> Result<()> {
-        for (name, value) in [
-            ("max_connections", self.max_connections as u64),
-            ("header_timeout_secs", self.header_timeout_secs),
-            ("body_timeout_secs", self.body_timeout_secs),
-            ("max_event_streams", self.max_event_streams as u64),
-            (
-                "max_event_streams_per_client",
-                self.max_event_streams_per_client as u64,
-            ),
-            ("max_object_bytes", self.max_object_bytes),
-        ] {
-            if value == 0 {
-                return Err(Error::invalid(format!("[serve] {name} must be at least 1")));
-            }
-        }
-        Ok(())
-    }
-}
+use super::error::ErrorBody;
+use crate::config::ServeLimits;
+use crate::error::{ErrorKind, Result};
 
 /// The address of the client a request came from (absent for requests that did not come
 /// over a connection of [`serve_connections`], as in tests that call the router directly).
@@ -170,11 +114,11 @@ impl http_body::Body for PausesBounded {
 
 /// The answer to a connection past the cap, written before it is closed.
 fn refusal() -> Vec<u8> {
-    let body = serde_json::json!({
-        "error": "the server has too many open connections; try again later",
-        "kind": "unavailable",
+    let body = serde_json::to_string(&ErrorBody {
+        error: "the server has too many open connections; try again later".to_owned(),
+        kind: ErrorKind::Unavailable,
     })
-    .to_string();
+    .unwrap_or_default();
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
          retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",

@@ -21,7 +21,7 @@ use axum::http::HeaderMap;
 use axum::Router;
 use url::Url;
 
-use crate::config::Services;
+use crate::config::{ServeLimits, Services};
 use crate::error::{Error, Result};
 
 /// Largest JSON body the API accepts.
@@ -44,13 +44,10 @@ pub struct ServerState {
     /// Open event streams per client address.
     pub(crate) streams_per_client: Arc<connections::PerClient>,
     /// What one client, or all, may hold.
-    pub limits: connections::ServeLimits,
+    pub limits: ServeLimits,
     /// The lander that runs the tickets' requests (none: this server runs none).
     pub lander: Option<crate::lander::Lander>,
 }
-
-/// Most event streams open at once; more are refused with a retryable 503.
-pub const MAX_EVENT_STREAMS: usize = 256;
 
 impl ServerState {
     /// State for a server reachable at `public_url`, accepting `token` for writes.
@@ -60,9 +57,11 @@ impl ServerState {
             token: token.into(),
             public_url,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
-            event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+            event_streams: Arc::new(tokio::sync::Semaphore::new(
+                ServeLimits::default().max_event_streams,
+            )),
             streams_per_client: Arc::default(),
-            limits: connections::ServeLimits::default(),
+            limits: ServeLimits::default(),
             lander: None,
         }
     }
@@ -70,7 +69,7 @@ impl ServerState {
     /// Serves under `limits` (connections, time limits, event streams in all and per
     /// client).
     #[must_use]
-    pub fn with_limits(mut self, limits: connections::ServeLimits) -> ServerState {
+    pub fn with_limits(mut self, limits: ServeLimits) -> ServerState {
         self.event_streams = Arc::new(tokio::sync::Semaphore::new(limits.max_event_streams));
         self.limits = limits;
         self
@@ -83,10 +82,10 @@ impl ServerState {
         self
     }
 
-    /// Allows at most `limit` event streams open at once (default [`MAX_EVENT_STREAMS`]).
+    /// Allows at most `limit` event streams open at once (default: that of [`ServeLimits`]).
     #[must_use]
     pub fn with_event_stream_limit(self, limit: usize) -> ServerState {
-        let limits = connections::ServeLimits {
+        let limits = ServeLimits {
             max_event_streams: limit,
             ..self.limits
         };
